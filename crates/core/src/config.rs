@@ -1,0 +1,183 @@
+//! The hub's configuration: set by Terraform as Lambda environment variables, and by the local
+//! stack directly. Every value has a documented variable; see `docs/architecture.md`.
+
+use serde::Deserialize;
+
+use crate::plan::BedrockAgent;
+use crate::{Error, Result};
+
+/// Defaults applied to run inputs that omit a value, plus the hub's named waves.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunDefaults {
+    /// Regions used when a wave names none (`EC2PATCH_DEFAULT_REGIONS`, else the hub's region).
+    pub regions: Vec<String>,
+    /// The tag filter used when the input has neither `tagFilters` nor `ec2`
+    /// (`EC2PATCH_TAG_KEY`/`EC2PATCH_TAG_VALUE`, default `PatchGroup=default`).
+    pub tag_key: String,
+    pub tag_value: String,
+    pub sns_topic_arn: Option<String>,
+    pub bedrock: Option<BedrockAgent>,
+    pub wave_pause_seconds: u32,
+    pub abort_on_issues: bool,
+    /// Waves configured on the hub (`EC2PATCH_WAVES`, JSON `[{name, accounts, regions}]`), which
+    /// an API-shape input selects with `waveId`.
+    pub waves: Vec<NamedWave>,
+    /// Regions accepted beyond the built-in list (`EC2PATCH_EXTRA_REGIONS`).
+    pub extra_regions: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct NamedWave {
+    pub name: String,
+    pub accounts: Vec<String>,
+    pub regions: Vec<String>,
+}
+
+impl Default for RunDefaults {
+    fn default() -> Self {
+        Self {
+            regions: vec!["us-east-1".to_owned()],
+            tag_key: "PatchGroup".to_owned(),
+            tag_value: "default".to_owned(),
+            sns_topic_arn: None,
+            bedrock: None,
+            wave_pause_seconds: 0,
+            abort_on_issues: true,
+            waves: Vec::new(),
+            extra_regions: Vec::new(),
+        }
+    }
+}
+
+/// Everything a function needs to know about the hub deployment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HubConfig {
+    /// DynamoDB table for run state (`EC2PATCH_TABLE`).
+    pub table: String,
+    /// S3 bucket for plans, manifests and reports (`EC2PATCH_BUCKET`).
+    pub bucket: String,
+    /// Role assumed in each spoke (`EC2PATCH_SPOKE_ROLE_NAME`, default `PatchExecRole`).
+    pub spoke_role_name: String,
+    /// ExternalId required by the spoke role's trust policy (`EC2PATCH_EXTERNAL_ID`).
+    pub external_id: Option<String>,
+    /// Targets inventoried at once by one invocation (`EC2PATCH_INVENTORY_CONCURRENCY`, default 16).
+    pub inventory_concurrency: usize,
+    /// Days run records are kept before DynamoDB's TTL removes them (`EC2PATCH_RECORD_TTL_DAYS`, default 90).
+    pub record_ttl_days: u32,
+    pub defaults: RunDefaults,
+}
+
+impl HubConfig {
+    /// Reads the configuration from the process environment.
+    pub fn from_env() -> Result<Self> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Reads the configuration through `lookup` (the environment, or a map in tests).
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self> {
+        let get = |name: &str| lookup(name).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
+        let required = |name: &str| get(name).ok_or_else(|| Error::ConfigError(format!("{name} is not set")));
+        let number = |name: &str, default: u64| -> Result<u64> {
+            match get(name) {
+                None => Ok(default),
+                Some(v) => v.parse().map_err(|_| Error::ConfigError(format!("{name}={v:?} is not a non-negative integer"))),
+            }
+        };
+        let list = |name: &str| -> Vec<String> {
+            get(name).map(|v| v.split(',').map(|s| s.trim().to_owned()).filter(|s| !s.is_empty()).collect()).unwrap_or_default()
+        };
+
+        let mut regions = list("EC2PATCH_DEFAULT_REGIONS");
+        if regions.is_empty() {
+            regions.push(get("AWS_REGION").unwrap_or_else(|| "us-east-1".to_owned()));
+        }
+        let bedrock = match (get("EC2PATCH_BEDROCK_AGENT_ID"), get("EC2PATCH_BEDROCK_AGENT_ALIAS_ID")) {
+            (Some(agent_id), Some(agent_alias_id)) => Some(BedrockAgent { agent_id, agent_alias_id }),
+            (None, None) => None,
+            _ => {
+                return Err(Error::ConfigError(
+                    "EC2PATCH_BEDROCK_AGENT_ID and EC2PATCH_BEDROCK_AGENT_ALIAS_ID must be set together".to_owned(),
+                ));
+            }
+        };
+        let waves = match get("EC2PATCH_WAVES") {
+            None => Vec::new(),
+            Some(json) => serde_json::from_str(&json)
+                .map_err(|e| Error::ConfigError(format!("EC2PATCH_WAVES is not a JSON list of {{name, accounts, regions}}: {e}")))?,
+        };
+        let abort_on_issues = match get("EC2PATCH_ABORT_ON_ISSUES").as_deref() {
+            None | Some("true") => true,
+            Some("false") => false,
+            Some(other) => return Err(Error::ConfigError(format!("EC2PATCH_ABORT_ON_ISSUES={other:?} is not true or false"))),
+        };
+        let concurrency = number("EC2PATCH_INVENTORY_CONCURRENCY", 16)?;
+        if concurrency == 0 {
+            return Err(Error::ConfigError("EC2PATCH_INVENTORY_CONCURRENCY must be at least 1".to_owned()));
+        }
+        Ok(Self {
+            table: required("EC2PATCH_TABLE")?,
+            bucket: required("EC2PATCH_BUCKET")?,
+            spoke_role_name: get("EC2PATCH_SPOKE_ROLE_NAME").unwrap_or_else(|| "PatchExecRole".to_owned()),
+            external_id: get("EC2PATCH_EXTERNAL_ID"),
+            inventory_concurrency: usize::try_from(concurrency).unwrap_or(usize::MAX),
+            record_ttl_days: u32::try_from(number("EC2PATCH_RECORD_TTL_DAYS", 90)?).unwrap_or(u32::MAX),
+            defaults: RunDefaults {
+                regions,
+                tag_key: get("EC2PATCH_TAG_KEY").unwrap_or_else(|| "PatchGroup".to_owned()),
+                tag_value: get("EC2PATCH_TAG_VALUE").unwrap_or_else(|| "default".to_owned()),
+                sns_topic_arn: get("EC2PATCH_SNS_TOPIC_ARN"),
+                bedrock,
+                wave_pause_seconds: u32::try_from(number("EC2PATCH_WAVE_PAUSE_SECONDS", 0)?)
+                    .map_err(|_| Error::ConfigError("EC2PATCH_WAVE_PAUSE_SECONDS is too large".to_owned()))?,
+                abort_on_issues,
+                waves,
+                extra_regions: list("EC2PATCH_EXTRA_REGIONS"),
+            },
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    fn config(vars: &[(&str, &str)]) -> Result<HubConfig> {
+        let map: HashMap<String, String> = vars.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+        HubConfig::from_lookup(|name| map.get(name).cloned())
+    }
+
+    #[test]
+    fn minimal_environment_gets_documented_defaults() {
+        let config = config(&[("EC2PATCH_TABLE", "t"), ("EC2PATCH_BUCKET", "b"), ("AWS_REGION", "eu-west-1")]).unwrap();
+        assert_eq!(config.spoke_role_name, "PatchExecRole");
+        assert_eq!(config.inventory_concurrency, 16);
+        assert_eq!(config.defaults.regions, vec!["eu-west-1"]);
+        assert_eq!((config.defaults.tag_key.as_str(), config.defaults.tag_value.as_str()), ("PatchGroup", "default"));
+        assert!(config.defaults.abort_on_issues);
+    }
+
+    #[test]
+    fn missing_or_malformed_variables_are_named() {
+        let error = config(&[("EC2PATCH_BUCKET", "b")]).unwrap_err();
+        assert!(error.to_string().contains("EC2PATCH_TABLE"), "{error}");
+        let error = config(&[("EC2PATCH_TABLE", "t"), ("EC2PATCH_BUCKET", "b"), ("EC2PATCH_INVENTORY_CONCURRENCY", "lots")]).unwrap_err();
+        assert!(error.to_string().contains("EC2PATCH_INVENTORY_CONCURRENCY"), "{error}");
+        let error = config(&[("EC2PATCH_TABLE", "t"), ("EC2PATCH_BUCKET", "b"), ("EC2PATCH_WAVES", "{")]).unwrap_err();
+        assert!(error.to_string().contains("EC2PATCH_WAVES"), "{error}");
+        let error = config(&[("EC2PATCH_TABLE", "t"), ("EC2PATCH_BUCKET", "b"), ("EC2PATCH_BEDROCK_AGENT_ID", "A")]).unwrap_err();
+        assert!(error.to_string().contains("ALIAS"), "{error}");
+    }
+
+    #[test]
+    fn named_waves_parse() {
+        let config = config(&[
+            ("EC2PATCH_TABLE", "t"),
+            ("EC2PATCH_BUCKET", "b"),
+            ("EC2PATCH_WAVES", r#"[{"name":"wave1-critical","accounts":["222222222222"],"regions":["us-east-1"]}]"#),
+        ])
+        .unwrap();
+        assert_eq!(config.defaults.waves[0].name, "wave1-critical");
+    }
+}

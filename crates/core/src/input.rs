@@ -1,0 +1,332 @@
+//! The run input, in either shape the seed README documents, validated into one [`RunPlan`].
+//!
+//! - API shape: `{"waveId", "dryRun", "accounts", "regions", "tagFilters": {"PatchGroup": "default"}}`.
+//! - EventBridge shape: `{"accountWaves": [{"accounts", "regions"}], "ec2": {"tagKey", "tagValue"},
+//!   "snsTopicArn", "bedrock": {"agentId", "agentAliasId"}, "wavePauseSeconds", "abortOnIssues"}`.
+//!
+//! Both are one schema with every field optional; `accountWaves` excludes `accounts`/`regions`,
+//! and `ec2` excludes `tagFilters`. Unknown fields are rejected, because a misspelt `dryRun` must
+//! not patch production. Every error names the offending field by its JSON path.
+
+use std::collections::{BTreeMap, HashMap};
+
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::config::RunDefaults;
+use crate::plan::{AccountId, BedrockAgent, Region, RunPlan, TagFilter, Wave};
+use crate::regions;
+use crate::{Error, Result};
+
+/// Waves a run may have: each costs at least one approval and one pause.
+pub const MAX_WAVES: usize = 50;
+/// Longest pause between waves: one day (a longer one is a schedule, not a pause).
+pub const MAX_WAVE_PAUSE_SECONDS: i64 = 86_400;
+const MAX_TAG_FILTERS: usize = 10;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct RunInput {
+    wave_id: Option<String>,
+    dry_run: Option<bool>,
+    accounts: Option<Vec<String>>,
+    regions: Option<Vec<String>>,
+    tag_filters: Option<BTreeMap<String, TagValues>>,
+    account_waves: Option<Vec<AccountWaveInput>>,
+    ec2: Option<Ec2Input>,
+    sns_topic_arn: Option<String>,
+    bedrock: Option<BedrockInput>,
+    wave_pause_seconds: Option<i64>,
+    abort_on_issues: Option<bool>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum TagValues {
+    One(String),
+    Many(Vec<String>),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct AccountWaveInput {
+    name: Option<String>,
+    accounts: Vec<String>,
+    regions: Option<Vec<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct Ec2Input {
+    tag_key: String,
+    tag_value: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct BedrockInput {
+    agent_id: String,
+    agent_alias_id: String,
+}
+
+/// Validates `input` (either shape) and fills omitted values from the hub's `defaults`.
+pub fn plan_run(run_id: &str, input: &Value, defaults: &RunDefaults) -> Result<RunPlan> {
+    if !input.is_object() {
+        return Err(Error::invalid("$", "the run input must be a JSON object"));
+    }
+    let input: RunInput = serde_path_to_error::deserialize(input).map_err(|error| {
+        let path = error.path().to_string();
+        serde_error(&path, &error.into_inner().to_string())
+    })?;
+    validate_run_id(run_id)?;
+
+    let waves = waves(&input, defaults)?;
+    let tag_filters = tag_filters(&input, defaults)?;
+
+    let sns_topic_arn = match input.sns_topic_arn {
+        Some(arn) => Some(validate_topic_arn(arn)?),
+        None => defaults.sns_topic_arn.clone(),
+    };
+    let bedrock = match input.bedrock {
+        Some(agent) => Some(BedrockAgent {
+            agent_id: validate_identifier("bedrock.agentId", agent.agent_id)?,
+            agent_alias_id: validate_identifier("bedrock.agentAliasId", agent.agent_alias_id)?,
+        }),
+        None => defaults.bedrock.clone(),
+    };
+    let wave_pause_seconds = match input.wave_pause_seconds {
+        None => defaults.wave_pause_seconds,
+        Some(seconds) if seconds < 0 => {
+            return Err(Error::invalid("wavePauseSeconds", format!("must be zero or more, got {seconds}")));
+        }
+        Some(seconds) if seconds > MAX_WAVE_PAUSE_SECONDS => {
+            return Err(Error::invalid(
+                "wavePauseSeconds",
+                format!("must be at most {MAX_WAVE_PAUSE_SECONDS} (one day), got {seconds}"),
+            ));
+        }
+        Some(seconds) => u32::try_from(seconds).map_err(|_| Error::invalid("wavePauseSeconds", "is out of range"))?,
+    };
+
+    Ok(RunPlan {
+        run_id: run_id.to_owned(),
+        dry_run: input.dry_run.unwrap_or(false),
+        waves,
+        tag_filters,
+        sns_topic_arn,
+        bedrock,
+        wave_pause_seconds,
+        abort_on_issues: input.abort_on_issues.unwrap_or(defaults.abort_on_issues),
+    })
+}
+
+/// serde reports unknown and missing fields at the enclosing object; name the field itself.
+fn serde_error(path: &str, message: &str) -> Error {
+    // serde_path_to_error already ends the path with an unknown field's name, but stops at the
+    // enclosing object for a missing one.
+    let join = |name: &str| {
+        if path == "." || path.is_empty() {
+            name.to_owned()
+        } else if path == name || path.ends_with(&format!(".{name}")) {
+            path.to_owned()
+        } else {
+            format!("{path}.{name}")
+        }
+    };
+    let quoted = |prefix: &str| {
+        message.strip_prefix(prefix).and_then(|rest| rest.split('`').next()).map(str::to_owned)
+    };
+    if let Some(name) = quoted("unknown field `") {
+        return Error::invalid(join(&name), "is not a known field (check its spelling; see docs/api.md)");
+    }
+    if let Some(name) = quoted("missing field `") {
+        return Error::invalid(join(&name), "is required");
+    }
+    let field = if path == "." { "$".to_owned() } else { path.to_owned() };
+    let reason = if message.starts_with("data did not match any variant") {
+        "must be a string or a list of strings".to_owned()
+    } else {
+        // serde's own wording, e.g. "invalid type: string \"yes\", expected a boolean".
+        format!("is malformed: {}", message.split(" at line ").next().unwrap_or(message))
+    };
+    Error::invalid(field, reason)
+}
+
+fn validate_run_id(run_id: &str) -> Result<()> {
+    let ok = !run_id.is_empty()
+        && run_id.len() <= 80
+        && run_id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    if ok { Ok(()) } else { Err(Error::invalid("runId", format!("must be 1-80 letters, digits, '-' or '_', got {run_id:?}"))) }
+}
+
+fn waves(input: &RunInput, defaults: &RunDefaults) -> Result<Vec<Wave>> {
+    if input.account_waves.is_some() {
+        for (field, present) in [("accounts", input.accounts.is_some()), ("waveId", input.wave_id.is_some())] {
+            if present {
+                return Err(Error::invalid(field, "cannot be combined with `accountWaves` (put accounts inside each wave)"));
+            }
+        }
+    }
+    let default_regions = || -> Vec<(String, String)> {
+        match &input.regions {
+            Some(regions) => regions.iter().enumerate().map(|(i, r)| (format!("regions[{i}]"), r.clone())).collect(),
+            None => defaults.regions.iter().map(|r| ("regions".to_owned(), r.clone())).collect(),
+        }
+    };
+    let mut waves = Vec::new();
+    if let Some(account_waves) = &input.account_waves {
+        if account_waves.is_empty() {
+            return Err(Error::invalid("accountWaves", "must list at least one wave"));
+        }
+        if account_waves.len() > MAX_WAVES {
+            return Err(Error::invalid("accountWaves", format!("must list at most {MAX_WAVES} waves, got {}", account_waves.len())));
+        }
+        for (index, wave) in account_waves.iter().enumerate() {
+            let at = format!("accountWaves[{index}]");
+            let name = match &wave.name {
+                Some(name) => validate_name(&format!("{at}.name"), name)?,
+                None => format!("wave-{}", index + 1),
+            };
+            let regions = match &wave.regions {
+                Some(regions) => regions.iter().enumerate().map(|(i, r)| (format!("{at}.regions[{i}]"), r.clone())).collect(),
+                None => default_regions(),
+            };
+            waves.push(wave_from(&at, name, &wave.accounts, &regions, defaults)?);
+        }
+    } else if let Some(accounts) = &input.accounts {
+        let name = match &input.wave_id {
+            Some(id) => validate_name("waveId", id)?,
+            None => "manual".to_owned(),
+        };
+        waves.push(wave_from("", name, accounts, &default_regions(), defaults)?);
+    } else if let Some(id) = &input.wave_id {
+        let configured = defaults.waves.iter().find(|wave| &wave.name == id).ok_or_else(|| {
+            let known: Vec<&str> = defaults.waves.iter().map(|w| w.name.as_str()).collect();
+            Error::invalid("waveId", format!("names no wave configured on the hub (known: {known:?}) and no `accounts` were given"))
+        })?;
+        let regions = match &input.regions {
+            Some(_) => default_regions(),
+            None => configured.regions.iter().map(|r| ("regions".to_owned(), r.clone())).collect(),
+        };
+        waves.push(wave_from("", configured.name.clone(), &configured.accounts, &regions, defaults)?);
+    } else {
+        return Err(Error::invalid("accountWaves", "is required (or `accounts`, or a `waveId` configured on the hub)"));
+    }
+
+    // One account x region in two waves would be patched twice.
+    let mut seen: HashMap<(AccountId, Region), usize> = HashMap::new();
+    for (index, wave) in waves.iter().enumerate() {
+        for target in wave.targets() {
+            if let Some(first) = seen.insert((target.account.clone(), target.region.clone()), index) {
+                if first != index {
+                    return Err(Error::invalid(
+                        format!("accountWaves[{index}].accounts"),
+                        format!("{target} is already in wave {first}; a target may be patched by one wave only"),
+                    ));
+                }
+            }
+        }
+    }
+    Ok(waves)
+}
+
+fn wave_from(at: &str, name: String, accounts: &[String], regions: &[(String, String)], defaults: &RunDefaults) -> Result<Wave> {
+    let field = |name: &str| if at.is_empty() { name.to_owned() } else { format!("{at}.{name}") };
+    if accounts.is_empty() {
+        return Err(Error::invalid(field("accounts"), "must list at least one account"));
+    }
+    let mut parsed: Vec<AccountId> = Vec::with_capacity(accounts.len());
+    for (i, account) in accounts.iter().enumerate() {
+        let id = AccountId::parse(account)
+            .ok_or_else(|| Error::invalid(field(&format!("accounts[{i}]")), format!("must be a 12-digit AWS account id, got {account:?}")))?;
+        if let Some(first) = parsed.iter().position(|seen| seen == &id) {
+            return Err(Error::invalid(field(&format!("accounts[{i}]")), format!("repeats accounts[{first}] ({account})")));
+        }
+        parsed.push(id);
+    }
+    if regions.is_empty() {
+        return Err(Error::invalid(field("regions"), "must list at least one region"));
+    }
+    let mut parsed_regions: Vec<Region> = Vec::with_capacity(regions.len());
+    for (path, region) in regions {
+        if !regions::is_known(region, &defaults.extra_regions) {
+            return Err(Error::invalid(
+                path.clone(),
+                format!("{region:?} is not a known AWS region (new regions can be allowed with EC2PATCH_EXTRA_REGIONS)"),
+            ));
+        }
+        let region = Region::new_unchecked(region.clone());
+        if parsed_regions.contains(&region) {
+            return Err(Error::invalid(path.clone(), format!("repeats region {region}")));
+        }
+        parsed_regions.push(region);
+    }
+    Ok(Wave { name, accounts: parsed, regions: parsed_regions })
+}
+
+fn tag_filters(input: &RunInput, defaults: &RunDefaults) -> Result<Vec<TagFilter>> {
+    let filters: Vec<(String, String, Vec<String>)> = match (&input.tag_filters, &input.ec2) {
+        (Some(_), Some(_)) => return Err(Error::invalid("ec2", "cannot be combined with `tagFilters`; use one of them")),
+        (Some(map), None) => map
+            .iter()
+            .map(|(key, values)| {
+                let values = match values {
+                    TagValues::One(value) => vec![value.clone()],
+                    TagValues::Many(values) => values.clone(),
+                };
+                (format!("tagFilters.{key}"), key.clone(), values)
+            })
+            .collect(),
+        (None, Some(ec2)) => vec![("ec2.tagKey".to_owned(), ec2.tag_key.clone(), vec![ec2.tag_value.clone()])],
+        (None, None) => vec![("tagFilters".to_owned(), defaults.tag_key.clone(), vec![defaults.tag_value.clone()])],
+    };
+    // Without a filter a run would patch every running instance of every account: refuse.
+    if filters.is_empty() {
+        return Err(Error::invalid("tagFilters", "must contain at least one tag (an empty filter would match every instance)"));
+    }
+    if filters.len() > MAX_TAG_FILTERS {
+        return Err(Error::invalid("tagFilters", format!("may contain at most {MAX_TAG_FILTERS} tags")));
+    }
+    filters
+        .into_iter()
+        .map(|(path, key, values)| {
+            if key.is_empty() || key.chars().count() > 128 {
+                return Err(Error::invalid(path, "tag key must be 1-128 characters"));
+            }
+            if key.starts_with("aws:") {
+                return Err(Error::invalid(path, "tag keys starting with `aws:` are reserved by AWS"));
+            }
+            if values.is_empty() {
+                return Err(Error::invalid(path, "must list at least one tag value"));
+            }
+            if let Some(value) = values.iter().find(|v| v.is_empty() || v.chars().count() > 256) {
+                return Err(Error::invalid(path, format!("tag value {value:?} must be 1-256 characters")));
+            }
+            Ok(TagFilter { key, values })
+        })
+        .collect()
+}
+
+fn validate_name(field: &str, name: &str) -> Result<String> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.');
+    if ok { Ok(name.to_owned()) } else { Err(Error::invalid(field, format!("must be 1-64 letters, digits, '-', '_' or '.', got {name:?}"))) }
+}
+
+fn validate_identifier(field: &str, value: String) -> Result<String> {
+    let ok = !value.is_empty() && value.len() <= 100 && value.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    if ok { Ok(value) } else { Err(Error::invalid(field, format!("must be 1-100 letters, digits, '_' or '-', got {value:?}"))) }
+}
+
+fn validate_topic_arn(arn: String) -> Result<String> {
+    let parts: Vec<&str> = arn.split(':').collect();
+    let ok = parts.len() == 6
+        && parts[0] == "arn"
+        && parts[1].starts_with("aws")
+        && parts[2] == "sns"
+        && !parts[3].is_empty()
+        && AccountId::parse(parts[4]).is_some()
+        && !parts[5].is_empty();
+    if ok { Ok(arn) } else { Err(Error::invalid("snsTopicArn", format!("must be an SNS topic ARN (arn:aws:sns:<region>:<account>:<name>), got {arn:?}"))) }
+}

@@ -1,0 +1,24 @@
+//! Domain types and rules shared by every ec2patch function.
+//!
+//! - [`input`]: the run input (both seed shapes) and its validation into one [`plan::RunPlan`].
+//! - [`config`]: the hub's configuration, read from the Lambda environment Terraform sets.
+//! - [`error`]: the one error enum, with stable `error_type` names the state machine retries and catches on.
+//! - [`sessions`]: cross-account sessions into each spoke's `PatchExecRole`, cached per account.
+//! - [`store`]: where run state lives (DynamoDB items, S3 objects) and how it is keyed.
+//! - [`asl`]: rendering the state machine template the way Terraform's `templatefile` does.
+
+pub mod asl;
+pub mod aws;
+pub mod config;
+pub mod error;
+pub mod hub;
+pub mod input;
+pub mod plan;
+pub mod regions;
+pub mod sessions;
+pub mod store;
+pub mod telemetry;
+
+pub use error::{Error, Result};
+pub use hub::Hub;
+pub use plan::{AccountId, Region, RunPlan, TagFilter, Target, Wave};

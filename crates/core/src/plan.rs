@@ -1,0 +1,117 @@
+//! The normalised run: what every step works from, whichever input shape started the run.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+/// A 12-digit AWS account id (validated by [`crate::input`]).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct AccountId(String);
+
+impl AccountId {
+    pub fn parse(value: &str) -> Option<Self> {
+        (value.len() == 12 && value.bytes().all(|b| b.is_ascii_digit())).then(|| Self(value.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for AccountId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// An AWS region name, checked against [`crate::regions`].
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Region(String);
+
+impl Region {
+    /// Wraps a name the caller has already validated.
+    pub fn new_unchecked(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for Region {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// One EC2 tag filter: an instance matches when its tag `key` has one of `values`.
+/// A run matches instances that satisfy *all* its filters.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TagFilter {
+    pub key: String,
+    pub values: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BedrockAgent {
+    pub agent_id: String,
+    pub agent_alias_id: String,
+}
+
+/// A group of accounts x regions patched together; waves run one after another.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Wave {
+    pub name: String,
+    pub accounts: Vec<AccountId>,
+    pub regions: Vec<Region>,
+}
+
+impl Wave {
+    /// Every account x region pair of the wave, accounts outermost.
+    pub fn targets(&self) -> impl Iterator<Item = Target> + '_ {
+        self.accounts.iter().flat_map(move |account| {
+            self.regions.iter().map(move |region| Target { account: account.clone(), region: region.clone() })
+        })
+    }
+
+    pub fn target_count(&self) -> usize {
+        self.accounts.len() * self.regions.len()
+    }
+}
+
+/// The unit of fan-out: one account in one region.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Target {
+    pub account: AccountId,
+    pub region: Region,
+}
+
+impl fmt::Display for Target {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "account {} region {}", self.account, self.region)
+    }
+}
+
+/// A validated run. Built only by [`crate::input::plan_run`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RunPlan {
+    pub run_id: String,
+    pub dry_run: bool,
+    pub waves: Vec<Wave>,
+    pub tag_filters: Vec<TagFilter>,
+    pub sns_topic_arn: Option<String>,
+    pub bedrock: Option<BedrockAgent>,
+    pub wave_pause_seconds: u32,
+    pub abort_on_issues: bool,
+}
+
+impl RunPlan {
+    pub fn target_count(&self) -> usize {
+        self.waves.iter().map(Wave::target_count).sum()
+    }
+}

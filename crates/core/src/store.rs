@@ -1,0 +1,225 @@
+//! Where run state lives and how it is keyed.
+//!
+//! DynamoDB (one table, `pk`/`sk` strings, TTL attribute `expiresAt`):
+//!
+//! | pk             | sk                                         | what                                  |
+//! |----------------|--------------------------------------------|---------------------------------------|
+//! | `RUN#<runId>`  | `RUN`                                      | run record: status, wave count        |
+//! | `RUN#<runId>`  | `WAVE#<nnn>`                               | a wave's inventory summary            |
+//! | `RUN#<runId>`  | `TARGET#<nnn>#<account>#<region>`          | a target's inventory result or failure|
+//! | `RUN#<runId>`  | `INSTANCE#<account>#<region>#<instanceId>` | one instance and its outcome          |
+//!
+//! S3: `runs/<runId>/plan.json` (the validated plan) and
+//! `runs/<runId>/waves/<nnn>/manifest.json` (every target and instance of a wave).
+
+use std::collections::HashMap;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use aws_sdk_dynamodb::types::{AttributeValue, PutRequest, WriteRequest};
+use aws_sdk_s3::primitives::ByteStream;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::aws::AwsResultExt;
+use crate::plan::{AccountId, Region, RunPlan};
+use crate::{Error, Result};
+
+/// DynamoDB's limit for one BatchWriteItem call.
+const BATCH_WRITE_LIMIT: usize = 25;
+/// Rounds of re-sending unprocessed items before the write is declared failed.
+const UNPROCESSED_ROUNDS: u32 = 8;
+
+pub type Item = HashMap<String, AttributeValue>;
+
+pub fn run_pk(run_id: &str) -> String {
+    format!("RUN#{run_id}")
+}
+
+pub fn wave_sk(wave_index: usize) -> String {
+    format!("WAVE#{wave_index:03}")
+}
+
+pub fn target_sk(wave_index: usize, account: &AccountId, region: &Region) -> String {
+    format!("TARGET#{wave_index:03}#{account}#{region}")
+}
+
+pub fn instance_sk(account: &AccountId, region: &Region, instance_id: &str) -> String {
+    format!("INSTANCE#{account}#{region}#{instance_id}")
+}
+
+pub fn plan_key(run_id: &str) -> String {
+    format!("runs/{run_id}/plan.json")
+}
+
+pub fn manifest_key(run_id: &str, wave_index: usize) -> String {
+    format!("runs/{run_id}/waves/{wave_index:03}/manifest.json")
+}
+
+/// A pointer to an S3 object, small enough to pass between states.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct ObjectRef {
+    pub bucket: String,
+    pub key: String,
+}
+
+/// Reads and writes run state. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct RunStore {
+    dynamodb: aws_sdk_dynamodb::Client,
+    s3: aws_sdk_s3::Client,
+    table: String,
+    bucket: String,
+    ttl: Duration,
+}
+
+impl RunStore {
+    pub fn new(dynamodb: aws_sdk_dynamodb::Client, s3: aws_sdk_s3::Client, table: &str, bucket: &str, ttl_days: u32) -> Self {
+        Self {
+            dynamodb,
+            s3,
+            table: table.to_owned(),
+            bucket: bucket.to_owned(),
+            ttl: Duration::from_secs(u64::from(ttl_days) * 86_400),
+        }
+    }
+
+    pub fn table(&self) -> &str {
+        &self.table
+    }
+
+    pub fn bucket(&self) -> &str {
+        &self.bucket
+    }
+
+    /// The `expiresAt` value (epoch seconds) for records written now.
+    pub fn expires_at(&self) -> AttributeValue {
+        let at = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default() + self.ttl;
+        AttributeValue::N(at.as_secs().to_string())
+    }
+
+    pub async fn put_json<T: Serialize>(&self, key: &str, value: &T) -> Result<ObjectRef> {
+        let body = serde_json::to_vec(value).map_err(|e| Error::StateStoreFailed(format!("cannot serialise s3://{}/{key}: {e}", self.bucket)))?;
+        self.s3
+            .put_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .content_type("application/json")
+            .body(ByteStream::from(body))
+            .send()
+            .await
+            .map_err(|e| store_error("PutObject", &format!("s3://{}/{key}", self.bucket), e))?;
+        Ok(ObjectRef { bucket: self.bucket.clone(), key: key.to_owned() })
+    }
+
+    pub async fn get_json<T: DeserializeOwned>(&self, key: &str) -> Result<T> {
+        let object = self.s3.get_object().bucket(&self.bucket).key(key).send().await.map_err(|e| {
+            if e.as_service_error().is_some_and(|s| s.is_no_such_key()) {
+                Error::NotFound(format!("s3://{}/{key}", self.bucket))
+            } else {
+                store_error("GetObject", &format!("s3://{}/{key}", self.bucket), e)
+            }
+        })?;
+        let bytes = object
+            .body
+            .collect()
+            .await
+            .map_err(|e| Error::StateStoreFailed(format!("reading s3://{}/{key}: {e}", self.bucket)))?
+            .into_bytes();
+        serde_json::from_slice(&bytes).map_err(|e| Error::StateStoreFailed(format!("s3://{}/{key} is not what ec2patch wrote: {e}", self.bucket)))
+    }
+
+    pub async fn load_plan(&self, run_id: &str) -> Result<RunPlan> {
+        self.get_json(&plan_key(run_id)).await
+    }
+
+    pub async fn put_item(&self, item: Item) -> Result<()> {
+        self.dynamodb
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .send()
+            .await
+            .aws_context("PutItem", || format!("table {}", self.table))
+            .map_err(into_store_error)?;
+        Ok(())
+    }
+
+    /// Writes every item, in batches of 25, re-sending what DynamoDB leaves unprocessed. Fails
+    /// loudly, saying how many items were not written, rather than dropping any.
+    pub async fn put_items(&self, items: Vec<Item>) -> Result<()> {
+        let mut requests: Vec<WriteRequest> = items
+            .into_iter()
+            .map(|item| {
+                let put = PutRequest::builder().set_item(Some(item)).build().map_err(|e| Error::StateStoreFailed(e.to_string()))?;
+                Ok(WriteRequest::builder().put_request(put).build())
+            })
+            .collect::<Result<_>>()?;
+        while !requests.is_empty() {
+            let rest = requests.split_off(requests.len().min(BATCH_WRITE_LIMIT));
+            let mut batch = std::mem::replace(&mut requests, rest);
+            let mut round = 0;
+            while !batch.is_empty() {
+                if round == UNPROCESSED_ROUNDS {
+                    return Err(Error::StateStoreFailed(format!(
+                        "{} items still unprocessed by table {} after {UNPROCESSED_ROUNDS} rounds",
+                        batch.len() + requests.len(),
+                        self.table
+                    )));
+                }
+                if round > 0 {
+                    tokio::time::sleep(Duration::from_millis(50 << round.min(6))).await;
+                }
+                let output = self
+                    .dynamodb
+                    .batch_write_item()
+                    .request_items(&self.table, batch)
+                    .send()
+                    .await
+                    .aws_context("BatchWriteItem", || format!("table {}", self.table))
+                    .map_err(into_store_error)?;
+                batch = output.unprocessed_items.and_then(|mut m| m.remove(&self.table)).unwrap_or_default();
+                round += 1;
+            }
+        }
+        Ok(())
+    }
+
+    pub async fn query_prefix(&self, pk: &str, sk_prefix: &str) -> Result<Vec<Item>> {
+        let mut items = Vec::new();
+        let mut pages = self
+            .dynamodb
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("pk = :pk AND begins_with(sk, :prefix)")
+            .expression_attribute_values(":pk", AttributeValue::S(pk.to_owned()))
+            .expression_attribute_values(":prefix", AttributeValue::S(sk_prefix.to_owned()))
+            .into_paginator()
+            .send();
+        while let Some(page) = pages.next().await {
+            let page = page.aws_context("Query", || format!("table {} pk {pk}", self.table)).map_err(into_store_error)?;
+            items.extend(page.items.unwrap_or_default());
+        }
+        Ok(items)
+    }
+}
+
+fn store_error<E>(operation: &str, context: &str, error: aws_smithy_runtime_api::client::result::SdkError<E, aws_smithy_runtime_api::client::orchestrator::HttpResponse>) -> Error
+where
+    E: aws_smithy_types::error::metadata::ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    into_store_error(crate::aws::classify(operation, context, error))
+}
+
+/// Throttling stays retryable; anything else about run state is a store failure.
+fn into_store_error(error: Error) -> Error {
+    if error.is_transient() { error } else { Error::StateStoreFailed(error.to_string()) }
+}
+
+/// Small helpers for building items.
+pub fn s(value: impl Into<String>) -> AttributeValue {
+    AttributeValue::S(value.into())
+}
+
+pub fn n(value: impl ToString) -> AttributeValue {
+    AttributeValue::N(value.to_string())
+}

@@ -1,0 +1,159 @@
+//! The run input contract: both seed shapes parse, and every invalid input is refused with an
+//! error naming the field.
+
+use ec2patch_core::config::{NamedWave, RunDefaults};
+use ec2patch_core::input::plan_run;
+use ec2patch_core::{Error, TagFilter};
+use serde_json::{Value, json};
+
+const API_EXAMPLE: &str = include_str!("../../../examples/run-input-api.json");
+const EVENTBRIDGE_EXAMPLE: &str = include_str!("../../../examples/run-input-eventbridge.json");
+
+fn defaults() -> RunDefaults {
+    RunDefaults {
+        waves: vec![NamedWave {
+            name: "wave2-standard".into(),
+            accounts: vec!["444444444444".into(), "555555555555".into()],
+            regions: vec!["us-east-1".into()],
+        }],
+        wave_pause_seconds: 300,
+        ..RunDefaults::default()
+    }
+}
+
+fn field_of(input: Value) -> (String, String) {
+    match plan_run("run-1", &input, &defaults()) {
+        Err(Error::InvalidInput { field, reason }) => (field, reason),
+        other => panic!("expected InvalidInput for {input}, got {other:?}"),
+    }
+}
+
+#[test]
+fn api_shape_seed_example_parses_verbatim() {
+    let input: Value = serde_json::from_str(API_EXAMPLE).unwrap();
+    let plan = plan_run("manual-patch-1700000000", &input, &defaults()).unwrap();
+    assert!(!plan.dry_run);
+    assert_eq!(plan.waves.len(), 1);
+    assert_eq!(plan.waves[0].name, "wave1-critical");
+    assert_eq!(plan.waves[0].accounts[0].as_str(), "111111111111");
+    assert_eq!(plan.waves[0].regions[0].as_str(), "us-east-1");
+    assert_eq!(plan.tag_filters, vec![TagFilter { key: "PatchGroup".into(), values: vec!["default".into()] }]);
+    assert_eq!(plan.wave_pause_seconds, 300, "omitted values come from the hub");
+    assert!(plan.abort_on_issues);
+}
+
+#[test]
+fn eventbridge_shape_seed_example_parses_verbatim() {
+    let input: Value = serde_json::from_str(EVENTBRIDGE_EXAMPLE).unwrap();
+    let plan = plan_run("wave-run", &input, &defaults()).unwrap();
+    assert_eq!(plan.waves.len(), 1);
+    assert_eq!(plan.waves[0].name, "wave-1");
+    let accounts: Vec<&str> = plan.waves[0].accounts.iter().map(|a| a.as_str()).collect();
+    assert_eq!(accounts, ["222222222222", "333333333333"]);
+    assert_eq!(plan.target_count(), 2);
+    assert_eq!(plan.tag_filters, vec![TagFilter { key: "PatchGroup".into(), values: vec!["default".into()] }]);
+    assert_eq!(plan.sns_topic_arn.as_deref(), Some("arn:aws:sns:us-east-1:111111111111:ec2patch-PatchAlerts"));
+    assert_eq!(plan.bedrock.as_ref().map(|b| b.agent_id.as_str()), Some("AGENT_ID"));
+    assert_eq!(plan.wave_pause_seconds, 0, "an explicit 0 overrides the hub's 300");
+    assert!(plan.abort_on_issues);
+}
+
+#[test]
+fn wave_id_alone_selects_a_wave_configured_on_the_hub() {
+    let plan = plan_run("r", &json!({"waveId": "wave2-standard", "dryRun": true}), &defaults()).unwrap();
+    assert!(plan.dry_run);
+    assert_eq!(plan.waves[0].name, "wave2-standard");
+    assert_eq!(plan.waves[0].accounts.len(), 2);
+}
+
+#[test]
+fn several_waves_with_names_multi_value_tags_and_default_regions() {
+    let plan = plan_run(
+        "r",
+        &json!({
+            "accountWaves": [
+                {"name": "canary", "accounts": ["222222222222"]},
+                {"accounts": ["333333333333"], "regions": ["eu-west-1", "eu-central-1"]}
+            ],
+            "tagFilters": {"PatchGroup": ["default", "linux"], "Environment": "production"}
+        }),
+        &defaults(),
+    )
+    .unwrap();
+    assert_eq!(plan.waves[0].name, "canary");
+    assert_eq!(plan.waves[0].regions[0].as_str(), "us-east-1", "hub default region");
+    assert_eq!(plan.waves[1].name, "wave-2");
+    assert_eq!(plan.target_count(), 3);
+    assert_eq!(plan.tag_filters.len(), 2);
+    assert_eq!(plan.tag_filters[1].values, ["default", "linux"]);
+}
+
+#[test]
+fn no_tag_filter_falls_back_to_the_hub_default() {
+    let plan = plan_run("r", &json!({"accounts": ["222222222222"]}), &defaults()).unwrap();
+    assert_eq!(plan.tag_filters, vec![TagFilter { key: "PatchGroup".into(), values: vec!["default".into()] }]);
+    assert_eq!(plan.waves[0].name, "manual");
+}
+
+#[test]
+fn invalid_inputs_name_the_field() {
+    let cases: Vec<(Value, &str, &str)> = vec![
+        (json!([]), "$", "JSON object"),
+        (json!({"accountWaves": [{"accounts": ["12345"], "regions": ["us-east-1"]}]}), "accountWaves[0].accounts[0]", "12-digit"),
+        (json!({"accountWaves": [{"accounts": ["22222222222a"], "regions": ["us-east-1"]}]}), "accountWaves[0].accounts[0]", "12-digit"),
+        (json!({"accountWaves": [{"accounts": ["222222222222"], "regions": ["us-east-9"]}]}), "accountWaves[0].regions[0]", "known AWS region"),
+        (json!({"accounts": ["222222222222"], "regions": ["mars-1"]}), "regions[0]", "known AWS region"),
+        (json!({"accountWaves": []}), "accountWaves", "at least one wave"),
+        (json!({"accountWaves": [{"accounts": [], "regions": ["us-east-1"]}]}), "accountWaves[0].accounts", "at least one account"),
+        (json!({"accountWaves": [{"accounts": ["222222222222"], "regions": []}]}), "accountWaves[0].regions", "at least one region"),
+        (json!({"accounts": ["222222222222"], "wavePauseSeconds": -5}), "wavePauseSeconds", "zero or more"),
+        (json!({"accounts": ["222222222222"], "wavePauseSeconds": 100000}), "wavePauseSeconds", "at most"),
+        (json!({"accounts": ["222222222222"], "wavePauseSeconds": "soon"}), "wavePauseSeconds", "invalid type"),
+        (json!({"accounts": ["222222222222"], "dryrun": true}), "dryrun", "not a known field"),
+        (json!({"accountWaves": [{"accounts": ["222222222222"], "region": ["us-east-1"]}]}), "accountWaves[0].region", "not a known field"),
+        (json!({"accounts": ["222222222222"], "dryRun": "yes"}), "dryRun", "invalid type"),
+        (json!({"accounts": ["222222222222"], "ec2": {"tagKey": "PatchGroup"}}), "ec2.tagValue", "required"),
+        (json!({"accounts": ["222222222222"], "tagFilters": {}}), "tagFilters", "at least one tag"),
+        (json!({"accounts": ["222222222222"], "tagFilters": {"PatchGroup": 3}}), "tagFilters.PatchGroup", "string or a list"),
+        (json!({"accounts": ["222222222222"], "tagFilters": {"PatchGroup": []}}), "tagFilters.PatchGroup", "at least one tag value"),
+        (json!({"accounts": ["222222222222"], "tagFilters": {"aws:cloudformation": "x"}}), "tagFilters.aws:cloudformation", "reserved"),
+        (json!({"accounts": ["222222222222"], "ec2": {"tagKey": "A", "tagValue": "b"}, "tagFilters": {"A": "b"}}), "ec2", "cannot be combined"),
+        (json!({"accountWaves": [{"accounts": ["222222222222"]}], "accounts": ["333333333333"]}), "accounts", "cannot be combined"),
+        (json!({"accounts": ["222222222222", "222222222222"]}), "accounts[1]", "repeats accounts[0]"),
+        (json!({"accountWaves": [{"accounts": ["222222222222"]}, {"accounts": ["222222222222"]}]}), "accountWaves[1].accounts", "already in wave 0"),
+        (json!({"accounts": ["222222222222"], "snsTopicArn": "my-topic"}), "snsTopicArn", "SNS topic ARN"),
+        (json!({"accounts": ["222222222222"], "bedrock": {"agentId": "A"}}), "bedrock.agentAliasId", "required"),
+        (json!({"accounts": ["222222222222"], "bedrock": {"agentId": "", "agentAliasId": "B"}}), "bedrock.agentId", "1-100"),
+        (json!({"waveId": "no-such-wave"}), "waveId", "no wave configured"),
+        (json!({"waveId": "bad name!", "accounts": ["222222222222"]}), "waveId", "letters, digits"),
+        (json!({"dryRun": true}), "accountWaves", "is required"),
+        (json!({"accountWaves": [{"name": "", "accounts": ["222222222222"]}]}), "accountWaves[0].name", "letters, digits"),
+    ];
+    assert!(cases.len() >= 10);
+    for (input, field, reason) in cases {
+        let (got_field, got_reason) = field_of(input.clone());
+        assert_eq!(got_field, field, "field for {input}");
+        assert!(got_reason.contains(reason), "reason for {input}: {got_reason:?} lacks {reason:?}");
+    }
+}
+
+#[test]
+fn too_many_waves_are_refused() {
+    let waves: Vec<Value> = (0..51).map(|i| json!({"accounts": [format!("{:012}", 100_000_000_000u64 + i)]})).collect();
+    let (field, reason) = field_of(json!({"accountWaves": waves}));
+    assert_eq!(field, "accountWaves");
+    assert!(reason.contains("at most 50"), "{reason}");
+}
+
+#[test]
+fn bad_run_ids_are_refused() {
+    let error = plan_run("has space", &json!({"accounts": ["222222222222"]}), &defaults()).unwrap_err();
+    assert!(matches!(error, Error::InvalidInput { ref field, .. } if field == "runId"), "{error}");
+}
+
+#[test]
+fn error_messages_read_well() {
+    let error = plan_run("r", &json!({"accountWaves": [{"accounts": ["12345"]}]}), &defaults()).unwrap_err();
+    assert_eq!(error.error_type(), "InvalidInput");
+    assert_eq!(error.to_string(), "invalid input: `accountWaves[0].accounts[0]` must be a 12-digit AWS account id, got \"12345\"");
+}

@@ -1,0 +1,363 @@
+//! PreEC2Inventory: for every account x region target of a wave, find the running instances that
+//! match all of the run's tag filters and whether SSM manages them.
+//!
+//! The full result (every target, every instance) is recorded: one S3 manifest per wave and one
+//! DynamoDB item per instance and per target. The state machine only gets counts and a pointer,
+//! so its payloads stay small however large the estate. A target that fails (role not
+//! assumable, calls refused or throttled) is recorded with its reason; the others complete.
+
+use std::collections::HashMap;
+
+use aws_sdk_dynamodb::types::AttributeValue;
+use aws_sdk_ec2::types::Filter as Ec2Filter;
+use aws_sdk_ssm::types::InstanceInformationStringFilter;
+use ec2patch_core::aws::AwsResultExt;
+use ec2patch_core::store::{self, Item, ObjectRef, n, s};
+use ec2patch_core::{Error, Hub, Result, TagFilter, Target};
+use futures::StreamExt;
+use serde::{Deserialize, Serialize};
+
+/// At most this many failed targets are listed in the summary; the manifest has all of them.
+pub const MAX_FAILURES_IN_SUMMARY: usize = 10;
+/// DescribeInstanceInformation's `InstanceIds` filter takes at most 50 values.
+const INSTANCE_IDS_PER_FILTER: usize = 50;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct InventoryRequest {
+    pub run_id: String,
+    pub wave_index: usize,
+}
+
+/// SSM's view of an instance.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "state", rename_all = "camelCase")]
+pub enum SsmStatus {
+    /// Managed and its agent is online: patchable.
+    Online,
+    /// Registered with SSM but its agent is not online (`ConnectionLost`, `Inactive`).
+    Offline { ping_status: String },
+    /// Not registered with SSM (no agent, no instance profile, no route to SSM).
+    NotManaged,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DiscoveredInstance {
+    pub instance_id: String,
+    pub name: Option<String>,
+    pub platform: String,
+    pub instance_type: Option<String>,
+    pub availability_zone: Option<String>,
+    pub ssm: SsmStatus,
+}
+
+impl DiscoveredInstance {
+    pub fn is_patchable(&self) -> bool {
+        self.ssm == SsmStatus::Online
+    }
+
+    /// Why the instance will not be patched, if it will not.
+    pub fn skip_reason(&self) -> Option<String> {
+        match &self.ssm {
+            SsmStatus::Online => None,
+            SsmStatus::Offline { ping_status } => Some(format!("SSM agent is {ping_status}")),
+            SsmStatus::NotManaged => Some("not managed by SSM".to_owned()),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TargetFailure {
+    pub account: String,
+    pub region: String,
+    pub error_type: String,
+    pub message: String,
+}
+
+/// One target in the manifest: its instances, or why it could not be inventoried.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TargetManifest {
+    pub account: String,
+    pub region: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub failure: Option<TargetFailure>,
+    pub instances: Vec<DiscoveredInstance>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WaveManifest {
+    pub run_id: String,
+    pub wave_index: usize,
+    pub wave_name: String,
+    pub tag_filters: Vec<TagFilter>,
+    pub targets: Vec<TargetManifest>,
+}
+
+/// What the state machine gets back: counts and a pointer, bounded in size.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WaveInventory {
+    pub run_id: String,
+    pub wave_index: usize,
+    pub wave_name: String,
+    pub targets: usize,
+    pub targets_failed: usize,
+    pub instances: usize,
+    pub patchable: usize,
+    pub offline: usize,
+    pub unmanaged: usize,
+    /// The first [`MAX_FAILURES_IN_SUMMARY`] failed targets.
+    pub failures: Vec<TargetFailure>,
+    pub failures_omitted: usize,
+    pub manifest: ObjectRef,
+}
+
+pub async fn handle(hub: &Hub, request: InventoryRequest) -> Result<WaveInventory> {
+    let plan = hub.store.load_plan(&request.run_id).await?;
+    let wave = plan.waves.get(request.wave_index).ok_or_else(|| {
+        Error::invalid("waveIndex", format!("run {} has {} waves, got index {}", plan.run_id, plan.waves.len(), request.wave_index))
+    })?;
+    let sessions = hub.spoke_sessions(&plan.run_id);
+    let sessions = &sessions;
+    let filters = &plan.tag_filters;
+    let run_id = plan.run_id.as_str();
+    let wave_index = request.wave_index;
+
+    let mut targets: Vec<TargetManifest> = futures::stream::iter(wave.targets())
+        .map(|target| async move {
+            let result = async {
+                let config = sessions.config_for(&target.account, &target.region).await?;
+                discover_target(&aws_sdk_ec2::Client::new(&config), &aws_sdk_ssm::Client::new(&config), filters, &target).await
+            }
+            .await;
+            let manifest = match result {
+                Ok(instances) => TargetManifest {
+                    account: target.account.to_string(),
+                    region: target.region.to_string(),
+                    failure: None,
+                    instances,
+                },
+                Err(error) => {
+                    tracing::warn!(account = %target.account, region = %target.region, error_type = error.error_type(), %error, "target inventory failed");
+                    TargetManifest {
+                        account: target.account.to_string(),
+                        region: target.region.to_string(),
+                        failure: Some(TargetFailure {
+                            account: target.account.to_string(),
+                            region: target.region.to_string(),
+                            error_type: error.error_type().to_owned(),
+                            message: error.to_string(),
+                        }),
+                        instances: Vec::new(),
+                    }
+                }
+            };
+            record_target(hub, run_id, wave_index, &target, &manifest).await?;
+            Ok::<_, Error>(manifest)
+        })
+        .buffer_unordered(hub.config.inventory_concurrency)
+        .collect::<Vec<_>>()
+        .await
+        .into_iter()
+        .collect::<Result<_>>()?;
+    targets.sort_by(|a, b| (&a.account, &a.region).cmp(&(&b.account, &b.region)));
+
+    let manifest = WaveManifest {
+        run_id: plan.run_id.clone(),
+        wave_index: request.wave_index,
+        wave_name: wave.name.clone(),
+        tag_filters: plan.tag_filters.clone(),
+        targets,
+    };
+    let manifest_ref = hub.store.put_json(&store::manifest_key(&plan.run_id, request.wave_index), &manifest).await?;
+    let summary = summarize(&manifest, manifest_ref);
+    record_wave(hub, &summary).await?;
+    tracing::info!(
+        run_id = %summary.run_id, wave = summary.wave_index, targets = summary.targets, failed = summary.targets_failed,
+        instances = summary.instances, patchable = summary.patchable, "wave inventoried"
+    );
+    Ok(summary)
+}
+
+/// Lists the target's running instances matching every tag filter, and asks SSM which of them
+/// it manages.
+pub async fn discover_target(
+    ec2: &aws_sdk_ec2::Client,
+    ssm: &aws_sdk_ssm::Client,
+    filters: &[TagFilter],
+    target: &Target,
+) -> Result<Vec<DiscoveredInstance>> {
+    let context = || target.to_string();
+    let mut request = ec2
+        .describe_instances()
+        .filters(Ec2Filter::builder().name("instance-state-name").values("running").build());
+    for filter in filters {
+        request = request.filters(Ec2Filter::builder().name(format!("tag:{}", filter.key)).set_values(Some(filter.values.clone())).build());
+    }
+    let mut instances = Vec::new();
+    let mut pages = request.into_paginator().send();
+    while let Some(page) = pages.next().await {
+        let page = page.aws_context("DescribeInstances", context)?;
+        for instance in page.reservations().iter().flat_map(|r| r.instances()) {
+            let Some(instance_id) = instance.instance_id() else { continue };
+            // The filter already guarantees this; checking again keeps a misbehaving endpoint
+            // (or emulator) from putting an untagged instance into a patch wave.
+            if !matches_all(instance.tags(), filters) {
+                continue;
+            }
+            instances.push(DiscoveredInstance {
+                instance_id: instance_id.to_owned(),
+                name: instance.tags().iter().find(|t| t.key() == Some("Name")).and_then(|t| t.value()).map(str::to_owned),
+                platform: instance.platform_details().unwrap_or("Linux/UNIX").to_owned(),
+                instance_type: instance.instance_type().map(|t| t.as_str().to_owned()),
+                availability_zone: instance.placement().and_then(|p| p.availability_zone()).map(str::to_owned),
+                ssm: SsmStatus::NotManaged,
+            });
+        }
+    }
+
+    let mut ping: HashMap<String, String> = HashMap::new();
+    let ids: Vec<String> = instances.iter().map(|i| i.instance_id.clone()).collect();
+    for chunk in ids.chunks(INSTANCE_IDS_PER_FILTER) {
+        let mut pages = ssm
+            .describe_instance_information()
+            .filters(
+                InstanceInformationStringFilter::builder()
+                    .key("InstanceIds")
+                    .set_values(Some(chunk.to_vec()))
+                    .build()
+                    .map_err(|e| Error::invalid("instanceIds", e.to_string()))?,
+            )
+            .into_paginator()
+            .send();
+        while let Some(page) = pages.next().await {
+            let page = page.aws_context("DescribeInstanceInformation", context)?;
+            for info in page.instance_information_list() {
+                if let Some(id) = info.instance_id() {
+                    let status = info.ping_status().map(|p| p.as_str().to_owned()).unwrap_or_else(|| "Unknown".to_owned());
+                    ping.insert(id.to_owned(), status);
+                }
+            }
+        }
+    }
+    for instance in &mut instances {
+        instance.ssm = match ping.get(&instance.instance_id).map(String::as_str) {
+            Some("Online") => SsmStatus::Online,
+            Some(other) => SsmStatus::Offline { ping_status: other.to_owned() },
+            None => SsmStatus::NotManaged,
+        };
+    }
+    instances.sort_by(|a, b| a.instance_id.cmp(&b.instance_id));
+    Ok(instances)
+}
+
+fn matches_all(tags: &[aws_sdk_ec2::types::Tag], filters: &[TagFilter]) -> bool {
+    filters.iter().all(|filter| {
+        tags.iter().any(|tag| tag.key() == Some(filter.key.as_str()) && tag.value().is_some_and(|v| filter.values.iter().any(|f| f == v)))
+    })
+}
+
+pub fn summarize(manifest: &WaveManifest, manifest_ref: ObjectRef) -> WaveInventory {
+    let instances = manifest.targets.iter().flat_map(|t| &t.instances);
+    let count = |pred: &dyn Fn(&DiscoveredInstance) -> bool| instances.clone().filter(|i| pred(i)).count();
+    let failures: Vec<TargetFailure> = manifest.targets.iter().filter_map(|t| t.failure.clone()).collect();
+    WaveInventory {
+        run_id: manifest.run_id.clone(),
+        wave_index: manifest.wave_index,
+        wave_name: manifest.wave_name.clone(),
+        targets: manifest.targets.len(),
+        targets_failed: failures.len(),
+        instances: instances.clone().count(),
+        patchable: count(&DiscoveredInstance::is_patchable),
+        offline: count(&|i| matches!(i.ssm, SsmStatus::Offline { .. })),
+        unmanaged: count(&|i| i.ssm == SsmStatus::NotManaged),
+        failures_omitted: failures.len().saturating_sub(MAX_FAILURES_IN_SUMMARY),
+        failures: failures.into_iter().take(MAX_FAILURES_IN_SUMMARY).collect(),
+        manifest: manifest_ref,
+    }
+}
+
+/// One item for the target and one per instance. Instances SSM cannot patch get their final
+/// outcome (`skipped` with the reason) now; patchable ones start as `pending`.
+async fn record_target(hub: &Hub, run_id: &str, wave_index: usize, target: &Target, manifest: &TargetManifest) -> Result<()> {
+    let pk = store::run_pk(run_id);
+    let expires_at = hub.store.expires_at();
+    let mut target_item: Item = HashMap::from([
+        ("pk".to_owned(), s(&pk)),
+        ("sk".to_owned(), s(store::target_sk(wave_index, &target.account, &target.region))),
+        ("wave".to_owned(), n(wave_index)),
+        ("account".to_owned(), s(target.account.as_str())),
+        ("region".to_owned(), s(target.region.as_str())),
+        ("instances".to_owned(), n(manifest.instances.len())),
+        ("patchable".to_owned(), n(manifest.instances.iter().filter(|i| i.is_patchable()).count())),
+        ("expiresAt".to_owned(), expires_at.clone()),
+    ]);
+    match &manifest.failure {
+        Some(failure) => {
+            target_item.insert("status".to_owned(), s("FAILED"));
+            target_item.insert("errorType".to_owned(), s(&failure.error_type));
+            target_item.insert("error".to_owned(), s(&failure.message));
+        }
+        None => {
+            target_item.insert("status".to_owned(), s("INVENTORIED"));
+        }
+    }
+    let mut items = vec![target_item];
+    for instance in &manifest.instances {
+        let mut item: Item = HashMap::from([
+            ("pk".to_owned(), s(&pk)),
+            ("sk".to_owned(), s(store::instance_sk(&target.account, &target.region, &instance.instance_id))),
+            ("wave".to_owned(), n(wave_index)),
+            ("account".to_owned(), s(target.account.as_str())),
+            ("region".to_owned(), s(target.region.as_str())),
+            ("instanceId".to_owned(), s(&instance.instance_id)),
+            ("platform".to_owned(), s(&instance.platform)),
+            ("ssm".to_owned(), s(ssm_label(&instance.ssm))),
+            ("expiresAt".to_owned(), expires_at.clone()),
+        ]);
+        if let Some(name) = &instance.name {
+            item.insert("name".to_owned(), s(name));
+        }
+        match instance.skip_reason() {
+            Some(reason) => {
+                item.insert("outcome".to_owned(), s("SKIPPED"));
+                item.insert("reason".to_owned(), s(reason));
+            }
+            None => {
+                item.insert("outcome".to_owned(), s("PENDING"));
+            }
+        }
+        items.push(item);
+    }
+    hub.store.put_items(items).await
+}
+
+fn ssm_label(status: &SsmStatus) -> &str {
+    match status {
+        SsmStatus::Online => "Online",
+        SsmStatus::Offline { ping_status } => ping_status,
+        SsmStatus::NotManaged => "NotManaged",
+    }
+}
+
+async fn record_wave(hub: &Hub, summary: &WaveInventory) -> Result<()> {
+    let item: Item = HashMap::from([
+        ("pk".to_owned(), s(store::run_pk(&summary.run_id))),
+        ("sk".to_owned(), s(store::wave_sk(summary.wave_index))),
+        ("waveName".to_owned(), s(&summary.wave_name)),
+        ("status".to_owned(), s("INVENTORIED")),
+        ("targets".to_owned(), n(summary.targets)),
+        ("targetsFailed".to_owned(), n(summary.targets_failed)),
+        ("instances".to_owned(), n(summary.instances)),
+        ("patchable".to_owned(), n(summary.patchable)),
+        ("offline".to_owned(), n(summary.offline)),
+        ("unmanaged".to_owned(), n(summary.unmanaged)),
+        ("manifestKey".to_owned(), AttributeValue::S(summary.manifest.key.clone())),
+        ("expiresAt".to_owned(), hub.store.expires_at()),
+    ]);
+    hub.store.put_item(item).await
+}

@@ -1,0 +1,71 @@
+//! PlanRun: the first step of every execution. Validates the run input (either seed shape) into a
+//! [`RunPlan`], stores it in S3 for the later steps, records the run, and returns a summary small
+//! enough to carry through the whole execution.
+
+use ec2patch_core::input::plan_run;
+use ec2patch_core::store::{self, ObjectRef, n, s};
+use ec2patch_core::{Hub, Result, RunPlan};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PlanRequest {
+    /// The execution name: unique per run, used to key every record.
+    pub run_id: String,
+    /// The execution input, as given.
+    pub input: Value,
+}
+
+/// What the state machine carries from wave to wave.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PlannedRun {
+    pub run_id: String,
+    pub dry_run: bool,
+    pub wave_count: usize,
+    pub target_count: usize,
+    pub wave_pause_seconds: u32,
+    pub abort_on_issues: bool,
+    pub plan: ObjectRef,
+}
+
+pub async fn handle(hub: &Hub, request: PlanRequest) -> Result<PlannedRun> {
+    let plan = plan_run(&request.run_id, &request.input, &hub.config.defaults)?;
+    let plan_ref = hub.store.put_json(&store::plan_key(&plan.run_id), &plan).await?;
+    record_run(hub, &plan).await?;
+    tracing::info!(run_id = %plan.run_id, waves = plan.waves.len(), targets = plan.target_count(), dry_run = plan.dry_run, "run planned");
+    Ok(PlannedRun {
+        run_id: plan.run_id.clone(),
+        dry_run: plan.dry_run,
+        wave_count: plan.waves.len(),
+        target_count: plan.target_count(),
+        wave_pause_seconds: plan.wave_pause_seconds,
+        abort_on_issues: plan.abort_on_issues,
+        plan: plan_ref,
+    })
+}
+
+async fn record_run(hub: &Hub, plan: &RunPlan) -> Result<()> {
+    let wave_names: Vec<_> = plan.waves.iter().map(|w| s(w.name.clone())).collect();
+    let item = [
+        ("pk", s(store::run_pk(&plan.run_id))),
+        ("sk", s("RUN")),
+        ("runId", s(plan.run_id.clone())),
+        ("status", s("RUNNING")),
+        ("dryRun", aws_sdk_dynamodb::types::AttributeValue::Bool(plan.dry_run)),
+        ("waveCount", n(plan.waves.len())),
+        ("targetCount", n(plan.target_count())),
+        ("waves", aws_sdk_dynamodb::types::AttributeValue::L(wave_names)),
+        ("plannedAt", n(now_epoch_seconds())),
+        ("expiresAt", hub.store.expires_at()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect();
+    hub.store.put_item(item).await
+}
+
+fn now_epoch_seconds() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or_default()
+}
