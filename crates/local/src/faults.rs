@@ -1,0 +1,170 @@
+//! Fault injection at the router: AWS misbehaving on purpose, per operation and per account.
+//!
+//! Emulator gaps (throttling, denied roles, slow endpoints) are created here, as documented
+//! rules, never as special cases in handlers.
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use crate::router::CallInfo;
+
+/// An AWS error to answer with instead of forwarding the call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fault {
+    pub code: String,
+    pub message: String,
+    pub status: u16,
+}
+
+/// One rule: which calls it matches (unset fields match anything) and what happens to them.
+#[derive(Debug, Clone)]
+pub struct FaultRule {
+    pub service: Option<String>,
+    pub operation: Option<String>,
+    pub account: Option<String>,
+    pub error: Option<Fault>,
+    pub latency: Option<Duration>,
+    /// Chance in [0, 1] that a matching call is affected.
+    pub probability: f64,
+    /// Affect only the first N matching calls.
+    pub first_n: Option<u64>,
+}
+
+impl FaultRule {
+    /// Answer matching calls with the AWS error `code` and HTTP `status`.
+    pub fn error(service: &str, operation: &str, code: &str, status: u16) -> Self {
+        Self {
+            service: Some(service.to_owned()),
+            operation: Some(operation.to_owned()).filter(|o| o != "*"),
+            account: None,
+            error: Some(Fault { code: code.to_owned(), message: format!("{code} (injected by the ec2patch local stack)"), status }),
+            latency: None,
+            probability: 1.0,
+            first_n: None,
+        }
+    }
+
+    /// `AssumeRole` into `account` is refused, as a missing role or a wrong ExternalId would be.
+    pub fn deny_assume_role(account: &str) -> Self {
+        Self::error("sts", "AssumeRole", "AccessDenied", 403).for_account(account)
+    }
+
+    /// Delay every call (all services) by `latency`: a realistic network for benchmarks.
+    pub fn latency(latency: Duration) -> Self {
+        Self { service: None, operation: None, account: None, error: None, latency: Some(latency), probability: 1.0, first_n: None }
+    }
+
+    pub fn for_account(mut self, account: &str) -> Self {
+        self.account = Some(account.to_owned());
+        self
+    }
+
+    pub fn first(mut self, calls: u64) -> Self {
+        self.first_n = Some(calls);
+        self
+    }
+
+    pub fn with_probability(mut self, probability: f64) -> Self {
+        self.probability = probability.clamp(0.0, 1.0);
+        self
+    }
+
+    fn matches(&self, call: &CallInfo) -> bool {
+        let field = |want: &Option<String>, got: Option<&str>| want.as_deref().is_none_or(|w| Some(w) == got);
+        field(&self.service, Some(&call.service)) && field(&self.operation, Some(&call.operation)) && field(&self.account, call.account.as_deref())
+    }
+}
+
+/// What happens to one call: an optional delay, then an optional error.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Decision {
+    pub latency: Option<Duration>,
+    pub error: Option<Fault>,
+}
+
+#[derive(Debug)]
+pub struct FaultPlan {
+    rules: Mutex<Vec<(FaultRule, u64)>>,
+    rng: Mutex<fastrand::Rng>,
+}
+
+impl Default for FaultPlan {
+    fn default() -> Self {
+        // Seeded: a failing fault scenario reproduces.
+        Self { rules: Mutex::new(Vec::new()), rng: Mutex::new(fastrand::Rng::with_seed(0x0ec2_9a7c)) }
+    }
+}
+
+impl FaultPlan {
+    pub fn add(&self, rule: FaultRule) {
+        self.rules.lock().unwrap_or_else(|p| p.into_inner()).push((rule, 0));
+    }
+
+    pub fn clear(&self) {
+        self.rules.lock().unwrap_or_else(|p| p.into_inner()).clear();
+    }
+
+    /// The combined effect of every matching rule on `call` (the first error wins).
+    pub fn decide(&self, call: &CallInfo) -> Option<Decision> {
+        let mut rules = self.rules.lock().unwrap_or_else(|p| p.into_inner());
+        if rules.is_empty() {
+            return None;
+        }
+        let mut rng = self.rng.lock().unwrap_or_else(|p| p.into_inner());
+        let mut decision = Decision::default();
+        for (rule, matched) in rules.iter_mut() {
+            if !rule.matches(call) || rule.first_n.is_some_and(|n| *matched >= n) {
+                continue;
+            }
+            if rule.probability < 1.0 && rng.f64() >= rule.probability {
+                continue;
+            }
+            *matched += 1;
+            if let Some(latency) = rule.latency {
+                decision.latency = Some(decision.latency.unwrap_or_default() + latency);
+            }
+            if decision.error.is_none() {
+                decision.error = rule.error.clone();
+            }
+        }
+        (decision != Decision::default()).then_some(decision)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn call(service: &str, operation: &str, account: &str) -> CallInfo {
+        CallInfo { service: service.into(), operation: operation.into(), account: Some(account.into()) }
+    }
+
+    #[test]
+    fn rules_match_by_operation_and_account_and_count() {
+        let plan = FaultPlan::default();
+        plan.add(FaultRule::deny_assume_role("333333333333"));
+        plan.add(FaultRule::error("ec2", "DescribeInstances", "RequestLimitExceeded", 503).first(2));
+        assert!(plan.decide(&call("sts", "AssumeRole", "222222222222")).is_none());
+        assert_eq!(plan.decide(&call("sts", "AssumeRole", "333333333333")).unwrap().error.unwrap().code, "AccessDenied");
+        assert!(plan.decide(&call("ec2", "DescribeInstances", "1")).is_some());
+        assert!(plan.decide(&call("ec2", "DescribeInstances", "1")).is_some());
+        assert!(plan.decide(&call("ec2", "DescribeInstances", "1")).is_none(), "only the first two");
+    }
+
+    #[test]
+    fn probability_is_roughly_honoured_and_reproducible() {
+        let plan = FaultPlan::default();
+        plan.add(FaultRule::error("ec2", "*", "Throttling", 400).with_probability(0.3));
+        let hits = (0..1000).filter(|_| plan.decide(&call("ec2", "DescribeInstances", "1")).is_some()).count();
+        assert!((200..400).contains(&hits), "{hits}");
+    }
+
+    #[test]
+    fn latency_applies_to_everything() {
+        let plan = FaultPlan::default();
+        plan.add(FaultRule::latency(Duration::from_millis(50)));
+        let decision = plan.decide(&call("ssm", "SendCommand", "1")).unwrap();
+        assert_eq!(decision.latency, Some(Duration::from_millis(50)));
+        assert!(decision.error.is_none());
+    }
+}

@@ -1,0 +1,81 @@
+//! Our Lambda functions, hosted in-process: the router hands Lambda `Invoke` requests here.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, OnceLock};
+
+use ec2patch_core::{Error, Hub};
+use lambda_runtime::Diagnostic;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+pub type InvokeFuture = Pin<Box<dyn Future<Output = Result<Value, Diagnostic>> + Send>>;
+
+/// Answers Lambda invocations by function name (the part after `function:` in an ARN).
+pub trait FunctionHost: Send + Sync {
+    /// `None` when no function has that name.
+    fn invoke(&self, function: &str, payload: Value) -> Option<InvokeFuture>;
+}
+
+/// The Lambda function names the hub deploys, as `<name_prefix>-<Function>`.
+pub const PLAN_RUN: &str = "PlanRun";
+pub const PRE_EC2_INVENTORY: &str = "PreEC2Inventory";
+pub const ALL: &[&str] = &[PLAN_RUN, PRE_EC2_INVENTORY];
+
+/// Every ec2patch function, sharing one [`Hub`] as a warm Lambda container would. The hub is set
+/// once the emulator is up and the hub's credentials exist; until then no function answers.
+#[derive(Debug)]
+pub struct LocalFunctions {
+    prefix: String,
+    hub: OnceLock<Arc<Hub>>,
+}
+
+impl LocalFunctions {
+    pub fn new(name_prefix: &str) -> Self {
+        Self { prefix: format!("{name_prefix}-"), hub: OnceLock::new() }
+    }
+
+    pub fn set_hub(&self, hub: Arc<Hub>) {
+        let _ = self.hub.set(hub);
+    }
+
+    pub fn function_name(&self, function: &str) -> String {
+        format!("{}{function}", self.prefix)
+    }
+}
+
+impl FunctionHost for LocalFunctions {
+    fn invoke(&self, function: &str, payload: Value) -> Option<InvokeFuture> {
+        let hub = self.hub.get()?.clone();
+        let future: InvokeFuture = match function.strip_prefix(&self.prefix)? {
+            PLAN_RUN => run(payload, move |request| async move { ec2patch_plan::handle(&hub, request).await }),
+            PRE_EC2_INVENTORY => run(payload, move |request| async move { ec2patch_inventory::handle(&hub, request).await }),
+            _ => return None,
+        };
+        Some(future)
+    }
+}
+
+/// Decodes the payload as the Lambda runtime would, runs the handler on its own task (so a
+/// panic becomes an error answer, as it does in Lambda), and encodes the result.
+fn run<Req, Res, F, Fut>(payload: Value, handler: F) -> InvokeFuture
+where
+    Req: DeserializeOwned + Send + 'static,
+    Res: Serialize + Send + 'static,
+    F: FnOnce(Req) -> Fut + Send + 'static,
+    Fut: Future<Output = Result<Res, Error>> + Send + 'static,
+{
+    Box::pin(async move {
+        let request: Req = serde_json::from_value(payload)
+            .map_err(|e| Diagnostic::from(Error::invalid("payload", e.to_string())))?;
+        match tokio::spawn(handler(request)).await {
+            Ok(Ok(response)) => serde_json::to_value(response).map_err(|e| Diagnostic {
+                error_type: "Runtime.SerializationError".to_owned(),
+                error_message: e.to_string(),
+            }),
+            Ok(Err(error)) => Err(error.into()),
+            Err(join_error) => Err(Diagnostic { error_type: "Runtime.ExitError".to_owned(), error_message: join_error.to_string() }),
+        }
+    })
+}

@@ -1,0 +1,328 @@
+//! The router in front of moto.
+//!
+//! moto's Step Functions interpreter calls every service at `localhost:$MOTO_PORT`, and so do
+//! our handlers when they run locally: that port is this router. Lambda `Invoke` requests are
+//! answered by our handler code in-process (see [`crate::functions`]); everything else is
+//! forwarded to moto. On the way it counts calls per AWS operation and can inject faults.
+
+use std::collections::{BTreeMap, HashMap};
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::header::HeaderValue;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use serde_json::{Value, json};
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+
+use crate::faults::{Fault, FaultPlan};
+use crate::functions::FunctionHost;
+use crate::http;
+
+/// The access key moto's interpreter signs its own service calls with.
+const INTERPRETER_ACCESS_KEY: &str = "ak";
+
+/// What the router knows about one AWS call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallInfo {
+    pub service: String,
+    pub operation: String,
+    /// The account the call acts in: the caller's, or for `AssumeRole` the role's.
+    pub account: Option<String>,
+}
+
+#[derive(Debug, Default)]
+struct Accounts {
+    /// Access key id -> account, learnt from hub keys and AssumeRole answers.
+    by_access_key: HashMap<String, String>,
+}
+
+pub struct RouterState {
+    moto_port: u16,
+    hub_account: String,
+    functions: Arc<dyn FunctionHost>,
+    faults: FaultPlan,
+    calls: Mutex<BTreeMap<String, u64>>,
+    accounts: Mutex<Accounts>,
+}
+
+impl std::fmt::Debug for RouterState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RouterState").field("moto_port", &self.moto_port).finish_non_exhaustive()
+    }
+}
+
+/// A running router; stops when dropped.
+#[derive(Debug)]
+pub struct Router {
+    pub addr: SocketAddr,
+    state: Arc<RouterState>,
+    task: JoinHandle<()>,
+}
+
+impl Drop for Router {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl Router {
+    /// Serves on `listener`, forwarding to moto on `moto_port`.
+    pub fn serve(listener: TcpListener, moto_port: u16, hub_account: &str, functions: Arc<dyn FunctionHost>) -> anyhow::Result<Self> {
+        let addr = listener.local_addr()?;
+        let state = Arc::new(RouterState {
+            moto_port,
+            hub_account: hub_account.to_owned(),
+            functions,
+            faults: FaultPlan::default(),
+            calls: Mutex::new(BTreeMap::new()),
+            accounts: Mutex::new(Accounts::default()),
+        });
+        let accept_state = state.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else { continue };
+                let state = accept_state.clone();
+                tokio::spawn(async move {
+                    let service = service_fn(move |request| route(state.clone(), request));
+                    let _ = http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
+                });
+            }
+        });
+        Ok(Self { addr, state, task })
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn faults(&self) -> &FaultPlan {
+        &self.state.faults
+    }
+
+    /// Calls seen so far, keyed `service:Operation` (Lambda invokes as `lambda:Invoke:<function>`).
+    pub fn calls(&self) -> BTreeMap<String, u64> {
+        lock(&self.state.calls).clone()
+    }
+
+    pub fn reset_calls(&self) {
+        lock(&self.state.calls).clear();
+    }
+
+    /// Tells the router which account an access key belongs to.
+    pub fn register_access_key(&self, access_key: &str, account: &str) {
+        lock(&self.state.accounts).by_access_key.insert(access_key.to_owned(), account.to_owned());
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+type RouterResponse = Response<Full<Bytes>>;
+
+async fn route(state: Arc<RouterState>, request: Request<Incoming>) -> Result<RouterResponse, Infallible> {
+    let (parts, body) = request.into_parts();
+    let body = match body.collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(error) => return Ok(plain(StatusCode::BAD_REQUEST, format!("cannot read request body: {error}"))),
+    };
+    if parts.method == Method::POST {
+        if let Some(function) = lambda_invoke_target(parts.uri.path()) {
+            count(&state, &format!("lambda:Invoke:{}", short_name(&function)));
+            return Ok(invoke(&state, &function, &body).await);
+        }
+    }
+    let call = describe_call(&state, &parts, &body);
+    count(&state, &format!("{}:{}", call.service, call.operation));
+    if let Some(fault) = state.faults.decide(&call) {
+        if let Some(latency) = fault.latency {
+            tokio::time::sleep(latency).await;
+        }
+        if let Some(error) = &fault.error {
+            return Ok(fault_response(&call, error));
+        }
+    }
+    Ok(forward(&state, parts, body, &call).await)
+}
+
+/// `/2015-03-31/functions/{name}/invocations`: name may be a bare name, an ARN or ARN:qualifier,
+/// URL-encoded.
+fn lambda_invoke_target(path: &str) -> Option<String> {
+    let rest = path.strip_prefix("/2015-03-31/functions/")?;
+    let name = rest.strip_suffix("/invocations")?;
+    Some(percent_encoding::percent_decode_str(name).decode_utf8_lossy().into_owned())
+}
+
+/// The function name inside an ARN (`arn:aws:lambda:r:a:function:NAME[:qualifier]`) or itself.
+pub fn short_name(function: &str) -> &str {
+    if function.starts_with("arn:") { function.split(':').nth(6).unwrap_or(function) } else { function }
+}
+
+async fn invoke(state: &RouterState, function: &str, payload: &[u8]) -> RouterResponse {
+    let payload: Value = if payload.is_empty() {
+        Value::Null
+    } else {
+        match serde_json::from_slice(payload) {
+            Ok(value) => value,
+            Err(error) => return lambda_error(StatusCode::BAD_REQUEST, "InvalidRequestContentException", &error.to_string()),
+        }
+    };
+    match state.functions.invoke(short_name(function), payload) {
+        None => lambda_error(StatusCode::NOT_FOUND, "ResourceNotFoundException", &format!("Function not found: {function}")),
+        Some(future) => match future.await {
+            Ok(output) => json_response(StatusCode::OK, &output, None),
+            // Lambda reports a handler error as a successful Invoke with this header.
+            Err(diagnostic) => json_response(
+                StatusCode::OK,
+                &json!({"errorType": diagnostic.error_type, "errorMessage": diagnostic.error_message}),
+                Some("Unhandled"),
+            ),
+        },
+    }
+}
+
+fn lambda_error(status: StatusCode, kind: &str, message: &str) -> RouterResponse {
+    let mut response = json_response(status, &json!({"Type": "User", "message": message}), None);
+    if let Ok(value) = HeaderValue::from_str(kind) {
+        response.headers_mut().insert("x-amzn-errortype", value);
+    }
+    response
+}
+
+fn json_response(status: StatusCode, body: &Value, function_error: Option<&str>) -> RouterResponse {
+    let mut response = Response::new(Full::new(Bytes::from(body.to_string())));
+    *response.status_mut() = status;
+    response.headers_mut().insert("content-type", HeaderValue::from_static("application/json"));
+    if let Some(kind) = function_error.and_then(|k| HeaderValue::from_str(k).ok()) {
+        response.headers_mut().insert("x-amz-function-error", kind);
+    }
+    response
+}
+
+fn plain(status: StatusCode, text: String) -> RouterResponse {
+    let mut response = Response::new(Full::new(Bytes::from(text)));
+    *response.status_mut() = status;
+    response
+}
+
+fn count(state: &RouterState, key: &str) {
+    *lock(&state.calls).entry(key.to_owned()).or_default() += 1;
+}
+
+/// Service and operation from the SigV4 scope, `X-Amz-Target`, the query `Action`, or (for
+/// REST services such as S3) the method and path.
+fn describe_call(state: &RouterState, parts: &hyper::http::request::Parts, body: &Bytes) -> CallInfo {
+    let authorization = parts.headers.get("authorization").and_then(|v| v.to_str().ok()).unwrap_or_default();
+    let scope: Vec<&str> = authorization
+        .split("Credential=")
+        .nth(1)
+        .and_then(|rest| rest.split([',', ' ']).next())
+        .map(|credential| credential.split('/').collect())
+        .unwrap_or_default();
+    let access_key = scope.first().copied().unwrap_or_default();
+    let service = scope.get(3).copied().unwrap_or("unknown").to_owned();
+    let form: Vec<(String, String)> = if parts.headers.get("content-type").and_then(|v| v.to_str().ok()).is_some_and(|t| t.starts_with("application/x-www-form-urlencoded")) {
+        form_urlencoded::parse(body).into_owned().collect()
+    } else {
+        Vec::new()
+    };
+    let form_value = |key: &str| form.iter().find(|(k, _)| k == key).map(|(_, v)| v.clone());
+    let operation = if let Some(target) = parts.headers.get("x-amz-target").and_then(|v| v.to_str().ok()) {
+        target.rsplit('.').next().unwrap_or(target).to_owned()
+    } else if let Some(action) = form_value("Action") {
+        action
+    } else {
+        rest_operation(&service, &parts.method, parts.uri.path())
+    };
+    let account = if operation == "AssumeRole" {
+        form_value("RoleArn").and_then(|arn| arn.split(':').nth(4).map(str::to_owned))
+    } else if access_key == INTERPRETER_ACCESS_KEY {
+        Some(state.hub_account.clone())
+    } else {
+        lock(&state.accounts).by_access_key.get(access_key).cloned()
+    };
+    CallInfo { service, operation, account }
+}
+
+fn rest_operation(service: &str, method: &Method, path: &str) -> String {
+    let segments = path.trim_matches('/').split('/').filter(|s| !s.is_empty()).count();
+    match (service, method.as_str(), segments) {
+        ("s3", "PUT", 1) => "CreateBucket".to_owned(),
+        ("s3", "PUT", _) => "PutObject".to_owned(),
+        ("s3", "GET", 0) => "ListBuckets".to_owned(),
+        ("s3", "GET", 1) => "ListObjects".to_owned(),
+        ("s3", "GET", _) => "GetObject".to_owned(),
+        ("s3", "HEAD", _) => "HeadObject".to_owned(),
+        ("s3", "DELETE", _) => "DeleteObject".to_owned(),
+        (_, method, _) => format!("{method} {path}"),
+    }
+}
+
+async fn forward(state: &RouterState, parts: hyper::http::request::Parts, body: Bytes, call: &CallInfo) -> RouterResponse {
+    let path_and_query = parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
+    let mut builder = Request::builder().method(parts.method.clone()).uri(format!("http://127.0.0.1:{}{path_and_query}", state.moto_port));
+    for (name, value) in &parts.headers {
+        if !matches!(name.as_str(), "content-length" | "transfer-encoding" | "connection" | "expect") {
+            builder = builder.header(name, value);
+        }
+    }
+    // moto's interpreter signs with a fixed key that moto maps to its default account; in AWS
+    // the state machine acts in the hub account, so say so.
+    if call.account.as_deref() == Some(state.hub_account.as_str()) && !parts.headers.contains_key("x-moto-account-id") {
+        builder = builder.header("x-moto-account-id", state.hub_account.as_str());
+    }
+    let request = match builder.body(Full::new(body)) {
+        Ok(request) => request,
+        Err(error) => return plain(StatusCode::BAD_REQUEST, error.to_string()),
+    };
+    let response = match http::send(request).await {
+        Ok(response) => response,
+        Err(error) => return plain(StatusCode::BAD_GATEWAY, format!("moto unreachable: {error}")),
+    };
+    if call.operation == "AssumeRole" && response.status().is_success() {
+        if let (Some(key), Some(account)) = (http::xml_text(&String::from_utf8_lossy(response.body()), "AccessKeyId"), &call.account) {
+            lock(&state.accounts).by_access_key.insert(key.to_owned(), account.clone());
+        }
+    }
+    let (parts, body) = response.into_parts();
+    let mut out = Response::new(Full::new(body));
+    *out.status_mut() = parts.status;
+    for (name, value) in &parts.headers {
+        if !matches!(name.as_str(), "content-length" | "transfer-encoding" | "connection") {
+            out.headers_mut().append(name, value.clone());
+        }
+    }
+    out
+}
+
+/// An AWS-shaped error in the protocol the service speaks, so SDKs parse it as AWS would send it.
+fn fault_response(call: &CallInfo, fault: &Fault) -> RouterResponse {
+    let request_id = "ec2patch-injected-fault";
+    let (content_type, body) = match call.service.as_str() {
+        "ec2" => (
+            "text/xml",
+            format!("<Response><Errors><Error><Code>{}</Code><Message>{}</Message></Error></Errors><RequestID>{request_id}</RequestID></Response>", fault.code, fault.message),
+        ),
+        "sts" | "iam" | "sns" | "sqs" | "cloudwatch" => (
+            "text/xml",
+            format!("<ErrorResponse><Error><Type>Sender</Type><Code>{}</Code><Message>{}</Message></Error><RequestId>{request_id}</RequestId></ErrorResponse>", fault.code, fault.message),
+        ),
+        "s3" => ("application/xml", format!("<Error><Code>{}</Code><Message>{}</Message><RequestId>{request_id}</RequestId></Error>", fault.code, fault.message)),
+        _ => ("application/x-amz-json-1.1", json!({"__type": fault.code, "message": fault.message}).to_string()),
+    };
+    let mut response = Response::new(Full::new(Bytes::from(body)));
+    *response.status_mut() = StatusCode::from_u16(fault.status).unwrap_or(StatusCode::BAD_REQUEST);
+    response.headers_mut().insert("content-type", HeaderValue::from_static(content_type));
+    if let Ok(value) = HeaderValue::from_str(&fault.code) {
+        response.headers_mut().insert("x-amzn-errortype", value);
+    }
+    response
+}

@@ -1,0 +1,199 @@
+//! The real state machine on the local stack: plan, then inventory wave by wave, against moto
+//! through the real SDK. Assertions are on the execution's result and history and on what the
+//! run recorded in DynamoDB and S3, instance by instance.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use aws_sdk_dynamodb::types::AttributeValue;
+use aws_sdk_sfn::types::{ExecutionStatus, HistoryEvent};
+use ec2patch_core::store;
+use ec2patch_local::{Estate, EstateSpec, LocalStack, LocalStackOptions, SeedKind};
+use serde_json::{Value, json};
+
+const TIMEOUT: Duration = Duration::from_secs(120);
+
+async fn records(stack: &LocalStack, run_id: &str, prefix: &str) -> Vec<BTreeMap<String, AttributeValue>> {
+    stack
+        .hub
+        .store
+        .query_prefix(&store::run_pk(run_id), prefix)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|item| item.into_iter().collect())
+        .collect()
+}
+
+fn text<'a>(item: &'a BTreeMap<String, AttributeValue>, key: &str) -> &'a str {
+    item.get(key).and_then(|v| v.as_s().ok()).map(String::as_str).unwrap_or_default()
+}
+
+/// Every state input and output in the history, with its size in bytes.
+fn payload_sizes(history: &[HistoryEvent]) -> Vec<(String, usize)> {
+    let mut sizes = Vec::new();
+    for event in history {
+        if let Some(d) = &event.state_entered_event_details {
+            sizes.push((format!("enter {}", d.name), d.input.as_deref().map_or(0, str::len)));
+        }
+        if let Some(d) = &event.state_exited_event_details {
+            sizes.push((format!("exit {}", d.name), d.output.as_deref().map_or(0, str::len)));
+        }
+        if let Some(d) = &event.task_succeeded_event_details {
+            sizes.push(("task result".to_owned(), d.output.as_deref().map_or(0, str::len)));
+        }
+    }
+    sizes
+}
+
+fn two_wave_input(estate: &Estate) -> Value {
+    let (first, rest) = estate.accounts.split_at(2);
+    json!({
+        "accountWaves": [
+            {"accounts": first, "regions": estate.regions},
+            {"accounts": rest, "regions": estate.regions}
+        ],
+        "ec2": {"tagKey": "PatchGroup", "tagValue": "default"},
+        "wavePauseSeconds": 1,
+        "abortOnIssues": true
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn inventory_records_every_instance_and_the_unreachable_account() {
+    let stack = LocalStack::start(LocalStackOptions::default()).await.unwrap();
+    let estate = stack.seed(&EstateSpec { accounts: 3, denied_accounts: 1, ..EstateSpec::default() }).await.unwrap();
+    let denied = estate.denied[0].clone();
+    assert_eq!(denied, estate.accounts[2], "the denied account is in the second wave");
+
+    let run_id = "inventory-e2e-1";
+    let arn = stack.start_execution(run_id, &two_wave_input(&estate)).await.unwrap();
+    let execution = stack.wait_for_execution(&arn, TIMEOUT).await.unwrap();
+    assert_eq!(execution.status, ExecutionStatus::Succeeded, "{:?} {:?}", execution.error, execution.cause);
+
+    // The execution's own result: counts for the last wave, with the unreachable account named.
+    let output: Value = serde_json::from_str(execution.output.as_deref().unwrap()).unwrap();
+    assert_eq!(output["runId"], run_id);
+    assert_eq!(output["waveCount"], 2);
+    assert_eq!(output["targetCount"], 6);
+    let last = &output["lastWave"]["inventory"];
+    assert_eq!(last["waveIndex"], 1);
+    assert_eq!(last["targets"], 2);
+    assert_eq!(last["targetsFailed"], 2);
+    assert_eq!(last["instances"], 0);
+    assert_eq!(last["failures"][0]["account"], denied.as_str());
+    assert_eq!(last["failures"][0]["errorType"], "AssumeRoleFailed");
+
+    // Instance by instance: exactly the tagged, running instances of reachable accounts.
+    let expected: BTreeMap<String, SeedKind> = estate.expected_inventory().map(|i| (i.instance_id.clone(), i.kind)).collect();
+    let recorded = records(&stack, run_id, "INSTANCE#").await;
+    let recorded_ids: BTreeSet<String> = recorded.iter().map(|i| text(i, "instanceId").to_owned()).collect();
+    let expected_ids: BTreeSet<String> = expected.keys().cloned().collect();
+    assert_eq!(recorded_ids, expected_ids, "recorded instances differ from the tagged, running, reachable ones");
+    assert_eq!(recorded.len(), expected.len(), "one record per instance");
+    for item in &recorded {
+        let id = text(item, "instanceId");
+        let (outcome, reason) = (text(item, "outcome"), text(item, "reason"));
+        match expected[id] {
+            SeedKind::Patchable => assert_eq!((outcome, text(item, "ssm")), ("PENDING", "Online"), "{id}"),
+            SeedKind::Unmanaged => assert_eq!((outcome, reason), ("SKIPPED", "not managed by SSM"), "{id}"),
+            SeedKind::Offline => assert_eq!((outcome, reason), ("SKIPPED", "SSM agent is ConnectionLost"), "{id}"),
+            other => panic!("{id} is {other} and must not be recorded"),
+        }
+    }
+
+    // Every target has a record; the denied account's say why.
+    let targets = records(&stack, run_id, "TARGET#").await;
+    assert_eq!(targets.len(), 6);
+    for target in &targets {
+        if text(target, "account") == denied {
+            assert_eq!(text(target, "status"), "FAILED");
+            assert_eq!(text(target, "errorType"), "AssumeRoleFailed");
+            assert!(text(target, "error").contains(&denied) && text(target, "error").contains("PatchExecRole"), "{target:?}");
+        } else {
+            assert_eq!(text(target, "status"), "INVENTORIED", "{target:?}");
+            assert_eq!(target["instances"].as_n().unwrap(), "5");
+            assert_eq!(target["patchable"].as_n().unwrap(), "3");
+        }
+    }
+
+    // The S3 manifests hold the same instances, per target.
+    let mut manifest_ids = BTreeSet::new();
+    for wave in 0..2 {
+        let manifest: Value = stack.hub.store.get_json(&store::manifest_key(run_id, wave)).await.unwrap();
+        for target in manifest["targets"].as_array().unwrap() {
+            for instance in target["instances"].as_array().unwrap() {
+                manifest_ids.insert(instance["instanceId"].as_str().unwrap().to_owned());
+            }
+            if target["account"] == denied.as_str() {
+                assert_eq!(target["failure"]["errorType"], "AssumeRoleFailed");
+            }
+        }
+    }
+    assert_eq!(manifest_ids, expected_ids);
+
+    // The wave loop ran both waves, paused between them, and nothing in the history is large.
+    let history = stack.history(&arn).await.unwrap();
+    let entered: Vec<&str> =
+        history.iter().filter_map(|e| e.state_entered_event_details.as_ref()).map(|d| d.name.as_str()).collect();
+    assert_eq!(entered.iter().filter(|n| **n == "Inventory").count(), 2, "{entered:?}");
+    assert_eq!(entered.iter().filter(|n| **n == "WavePause").count(), 1, "{entered:?}");
+    let (largest_state, largest) = payload_sizes(&history).into_iter().max_by_key(|(_, size)| *size).unwrap();
+    assert!(largest < 4096, "{largest_state} carries {largest} bytes");
+
+    // The hub assumed each reachable account's role once per invocation, not once per call.
+    let calls = stack.router.calls();
+    assert!(calls.get("sts:AssumeRole").copied().unwrap_or_default() >= 3, "{calls:?}");
+    assert_eq!(calls.get("lambda:Invoke:ec2patch-PreEC2Inventory"), Some(&2), "{calls:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn state_payloads_do_not_grow_with_the_estate() {
+    let stack = LocalStack::start(LocalStackOptions::default()).await.unwrap();
+    let spec = |patchable| EstateSpec {
+        accounts: 1,
+        regions: vec!["us-east-1".to_owned()],
+        per_target: BTreeMap::from([(SeedKind::Patchable, patchable), (SeedKind::Unmanaged, 1)]),
+        ..EstateSpec::default()
+    };
+    let small = stack.seed(&spec(1)).await.unwrap();
+    let input = |estate: &Estate| json!({"accounts": [estate.accounts[0]], "regions": ["us-east-1"], "tagFilters": {"PatchGroup": "default"}});
+    let arn = stack.start_execution("payload-small", &input(&small)).await.unwrap();
+    assert_eq!(stack.wait_for_execution(&arn, TIMEOUT).await.unwrap().status, ExecutionStatus::Succeeded);
+    let small_largest = payload_sizes(&stack.history(&arn).await.unwrap()).into_iter().map(|(_, s)| s).max().unwrap();
+
+    // 120 more instances in the same account: more than two DescribeInstanceInformation pages.
+    stack.seed(&spec(120)).await.unwrap();
+    let arn = stack.start_execution("payload-large", &input(&small)).await.unwrap();
+    let execution = stack.wait_for_execution(&arn, TIMEOUT).await.unwrap();
+    assert_eq!(execution.status, ExecutionStatus::Succeeded);
+    let output: Value = serde_json::from_str(execution.output.as_deref().unwrap()).unwrap();
+    assert_eq!(output["lastWave"]["inventory"]["instances"], 123);
+    assert_eq!(output["lastWave"]["inventory"]["patchable"], 121);
+    let large_largest = payload_sizes(&stack.history(&arn).await.unwrap()).into_iter().map(|(_, s)| s).max().unwrap();
+    // Same shape, different digits and names: a few bytes apart, not 120 instance records.
+    assert!(large_largest <= small_largest + 64, "largest payload grew from {small_largest} to {large_largest} bytes");
+    assert_eq!(records(&stack, "payload-large", "INSTANCE#").await.len(), 123);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn invalid_input_fails_the_execution_at_once_naming_the_field() {
+    let stack = LocalStack::start(LocalStackOptions::default()).await.unwrap();
+    let input = json!({"accountWaves": [{"accounts": ["222222222222", "12345"], "regions": ["us-east-1"]}]});
+    let arn = stack.start_execution("bad-input", &input).await.unwrap();
+    let execution = stack.wait_for_execution(&arn, TIMEOUT).await.unwrap();
+    assert_eq!(execution.status, ExecutionStatus::Failed);
+    assert_eq!(execution.error.as_deref(), Some("InvalidInput"));
+    let cause = execution.cause.unwrap_or_default();
+    assert!(cause.contains("accountWaves[0].accounts[1]"), "{cause}");
+
+    let history = stack.history(&arn).await.unwrap();
+    assert!(
+        history.iter().filter_map(|e| e.state_entered_event_details.as_ref()).all(|d| d.name != "Inventory"),
+        "no wave may start on invalid input"
+    );
+    let plan = stack.hub.store.get_json::<Value>(&store::plan_key("bad-input")).await;
+    assert!(matches!(plan, Err(ec2patch_core::Error::NotFound(_))), "nothing is recorded for a refused run: {plan:?}");
+}
