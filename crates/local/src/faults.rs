@@ -26,7 +26,9 @@ pub struct FaultRule {
     pub latency: Option<Duration>,
     /// Chance in [0, 1] that a matching call is affected.
     pub probability: f64,
-    /// Affect only the first N matching calls.
+    /// Let this many matching calls through before the rule applies.
+    pub skip: u64,
+    /// Then affect only this many matching calls.
     pub first_n: Option<u64>,
 }
 
@@ -40,6 +42,7 @@ impl FaultRule {
             error: Some(Fault { code: code.to_owned(), message: format!("{code} (injected by the ec2patch local stack)"), status }),
             latency: None,
             probability: 1.0,
+            skip: 0,
             first_n: None,
         }
     }
@@ -51,11 +54,16 @@ impl FaultRule {
 
     /// Delay every call (all services) by `latency`: a realistic network for benchmarks.
     pub fn latency(latency: Duration) -> Self {
-        Self { service: None, operation: None, account: None, error: None, latency: Some(latency), probability: 1.0, first_n: None }
+        Self { service: None, operation: None, account: None, error: None, latency: Some(latency), probability: 1.0, skip: 0, first_n: None }
     }
 
     pub fn for_account(mut self, account: &str) -> Self {
         self.account = Some(account.to_owned());
+        self
+    }
+
+    pub fn after(mut self, calls: u64) -> Self {
+        self.skip = calls;
         self
     }
 
@@ -112,14 +120,18 @@ impl FaultPlan {
         }
         let mut rng = self.rng.lock().unwrap_or_else(|p| p.into_inner());
         let mut decision = Decision::default();
-        for (rule, matched) in rules.iter_mut() {
-            if !rule.matches(call) || rule.first_n.is_some_and(|n| *matched >= n) {
+        for (rule, seen) in rules.iter_mut() {
+            if !rule.matches(call) {
+                continue;
+            }
+            let index = *seen;
+            *seen += 1;
+            if index < rule.skip || rule.first_n.is_some_and(|n| index - rule.skip >= n) {
                 continue;
             }
             if rule.probability < 1.0 && rng.f64() >= rule.probability {
                 continue;
             }
-            *matched += 1;
             if let Some(latency) = rule.latency {
                 decision.latency = Some(decision.latency.unwrap_or_default() + latency);
             }
@@ -149,6 +161,15 @@ mod tests {
         assert!(plan.decide(&call("ec2", "DescribeInstances", "1")).is_some());
         assert!(plan.decide(&call("ec2", "DescribeInstances", "1")).is_some());
         assert!(plan.decide(&call("ec2", "DescribeInstances", "1")).is_none(), "only the first two");
+    }
+
+    #[test]
+    fn after_lets_calls_through_first() {
+        let plan = FaultPlan::default();
+        plan.add(FaultRule::error("s3", "PutObject", "AccessDenied", 403).after(1).first(1));
+        let put = call("s3", "PutObject", "1");
+        let outcomes: Vec<bool> = (0..3).map(|_| plan.decide(&put).is_some()).collect();
+        assert_eq!(outcomes, [false, true, false]);
     }
 
     #[test]

@@ -197,3 +197,71 @@ async fn invalid_input_fails_the_execution_at_once_naming_the_field() {
     let plan = stack.hub.store.get_json::<Value>(&store::plan_key("bad-input")).await;
     assert!(matches!(plan, Err(ec2patch_core::Error::NotFound(_))), "nothing is recorded for a refused run: {plan:?}");
 }
+
+/// Runs one single-target wave (and a second one) with `faults` installed after seeding.
+async fn run_with_faults(abort_on_issues: bool, faults: &[ec2patch_local::FaultRule], run_id: &str) -> (LocalStack, aws_sdk_sfn::operation::describe_execution::DescribeExecutionOutput) {
+    let stack = LocalStack::start(LocalStackOptions::default()).await.unwrap();
+    let estate = stack
+        .seed(&EstateSpec { accounts: 2, regions: vec!["us-east-1".to_owned()], ..EstateSpec::default() })
+        .await
+        .unwrap();
+    for fault in faults {
+        stack.router.faults().add(fault.clone());
+    }
+    let input = json!({
+        "accountWaves": [{"accounts": [estate.accounts[0]]}, {"accounts": [estate.accounts[1]]}],
+        "abortOnIssues": abort_on_issues
+    });
+    let arn = stack.start_execution(run_id, &input).await.unwrap();
+    let execution = stack.wait_for_execution(&arn, TIMEOUT).await.unwrap();
+    (stack, execution)
+}
+
+fn count_entered(history: &[HistoryEvent], state: &str) -> usize {
+    history.iter().filter_map(|e| e.state_entered_event_details.as_ref()).filter(|d| d.name == state).count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_wave_that_cannot_be_inventoried_is_recorded_and_aborts_the_run() {
+    // Once the plan is stored (PutObject #1), the bucket refuses writes: the inventory cannot
+    // record its manifest, so it must fail loudly rather than report a wave it did not record.
+    let deny_writes = ec2patch_local::FaultRule::error("s3", "PutObject", "AccessDenied", 403).after(1);
+    let (stack, execution) = run_with_faults(true, &[deny_writes], "wave-fails-abort").await;
+    assert_eq!(execution.status, ExecutionStatus::Failed);
+    assert_eq!(execution.error.as_deref(), Some("StateStoreFailed"));
+    let failures = records(&stack, "wave-fails-abort", "FAILURE#WAVE#").await;
+    assert_eq!(failures.len(), 1, "{failures:?}");
+    assert_eq!(text(&failures[0], "sk"), "FAILURE#WAVE#0");
+    assert_eq!(text(&failures[0], "errorType"), "StateStoreFailed");
+    assert!(text(&failures[0], "cause").contains("AccessDenied"), "{failures:?}");
+    let history = stack.history(&execution.execution_arn).await.unwrap();
+    assert_eq!(count_entered(&history, "Inventory"), 1, "abortOnIssues stops before the second wave");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn without_abort_on_issues_a_failed_wave_is_recorded_and_the_run_goes_on() {
+    // PutObject #1 stores the plan; #2, wave 0's manifest, is refused once.
+    let deny_first_manifest = ec2patch_local::FaultRule::error("s3", "PutObject", "AccessDenied", 403).after(1).first(1);
+    let (stack, execution) = run_with_faults(false, &[deny_first_manifest], "wave-fails-continue").await;
+    assert_eq!(execution.status, ExecutionStatus::Succeeded, "{:?}", execution.cause);
+    let output: Value = serde_json::from_str(execution.output.as_deref().unwrap()).unwrap();
+    assert_eq!(output["lastWave"]["inventory"]["waveIndex"], 1, "{output}");
+    let failures = records(&stack, "wave-fails-continue", "FAILURE#WAVE#").await;
+    assert_eq!(failures.iter().map(|f| text(f, "sk")).collect::<Vec<_>>(), ["FAILURE#WAVE#0"]);
+    let waves = records(&stack, "wave-fails-continue", "WAVE#").await;
+    assert_eq!(waves.iter().map(|w| text(w, "sk")).collect::<Vec<_>>(), ["WAVE#001"], "wave 1 completed and was recorded");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_transient_failure_is_retried_by_the_state_machine() {
+    // S3 answers SlowDown to the first five reads: the SDK's own five attempts of the first
+    // invocation all fail, the function reports Throttled, and the state machine retries it.
+    let slow_down = ec2patch_local::FaultRule::error("s3", "GetObject", "SlowDown", 503).first(5);
+    let (stack, execution) = run_with_faults(true, &[slow_down], "transient-retry").await;
+    assert_eq!(execution.status, ExecutionStatus::Succeeded, "{:?}", execution.cause);
+    let calls = stack.router.calls();
+    assert_eq!(calls.get("lambda:Invoke:ec2patch-PreEC2Inventory"), Some(&3), "two waves plus one retry: {calls:?}");
+    let history = stack.history(&execution.execution_arn).await.unwrap();
+    assert_eq!(count_entered(&history, "RecordWaveFailure"), 0);
+    assert_eq!(records(&stack, "transient-retry", "INSTANCE#").await.len(), 10);
+}
