@@ -19,9 +19,13 @@ pub fn render(template: &str, values: &BTreeMap<&str, String>) -> Result<String>
     while let Some(start) = rest.find("${") {
         out.push_str(&rest[..start]);
         let after = &rest[start + 2..];
-        let end = after.find('}').ok_or_else(|| Error::ConfigError("unterminated ${ in state machine template".to_owned()))?;
+        let end = after
+            .find('}')
+            .ok_or_else(|| Error::ConfigError("unterminated ${ in state machine template".to_owned()))?;
         let name = &after[..end];
-        let value = values.get(name).ok_or_else(|| Error::ConfigError(format!("state machine template needs a value for ${{{name}}}")))?;
+        let value = values
+            .get(name)
+            .ok_or_else(|| Error::ConfigError(format!("state machine template needs a value for ${{{name}}}")))?;
         out.push_str(value);
         rest = &after[end + 1..];
     }
@@ -31,12 +35,8 @@ pub fn render(template: &str, values: &BTreeMap<&str, String>) -> Result<String>
 
 /// The placeholder names a template uses, so callers can check they supply all of them.
 pub fn placeholders(template: &str) -> Vec<String> {
-    let mut names: Vec<String> = template
-        .split("${")
-        .skip(1)
-        .filter_map(|part| part.split('}').next())
-        .map(str::to_owned)
-        .collect();
+    let mut names: Vec<String> =
+        template.split("${").skip(1).filter_map(|part| part.split('}').next()).map(str::to_owned).collect();
     names.sort();
     names.dedup();
     names
@@ -60,7 +60,8 @@ mod tests {
         let names = placeholders(ORCHESTRATOR_TEMPLATE);
         assert!(!names.is_empty());
         let owned: Vec<(String, String)> = names.iter().map(|n| (n.clone(), format!("value-of-{n}"))).collect();
-        let values: BTreeMap<&str, String> = values.into_iter().chain(owned.iter().map(|(k, v)| (k.as_str(), v.clone()))).collect();
+        let values: BTreeMap<&str, String> =
+            values.into_iter().chain(owned.iter().map(|(k, v)| (k.as_str(), v.clone()))).collect();
         let rendered = render(ORCHESTRATOR_TEMPLATE, &values).unwrap();
         let json: serde_json::Value = serde_json::from_str(&rendered).unwrap();
         assert!(json["States"].is_object());

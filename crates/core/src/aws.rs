@@ -52,12 +52,9 @@ where
             Error::AwsUnavailable { operation, context, message }
         }
         (SdkError::ResponseError(_), None) => Error::AwsUnavailable { operation, context, message },
-        (_, code) => Error::AwsCallFailed {
-            operation,
-            context,
-            code: code.unwrap_or_else(|| "Unknown".to_owned()),
-            message,
-        },
+        (_, code) => {
+            Error::AwsCallFailed { operation, context, code: code.unwrap_or_else(|| "Unknown".to_owned()), message }
+        }
     }
 }
 

@@ -80,11 +80,15 @@ impl HubConfig {
         let number = |name: &str, default: u64| -> Result<u64> {
             match get(name) {
                 None => Ok(default),
-                Some(v) => v.parse().map_err(|_| Error::ConfigError(format!("{name}={v:?} is not a non-negative integer"))),
+                Some(v) => {
+                    v.parse().map_err(|_| Error::ConfigError(format!("{name}={v:?} is not a non-negative integer")))
+                }
             }
         };
         let list = |name: &str| -> Vec<String> {
-            get(name).map(|v| v.split(',').map(|s| s.trim().to_owned()).filter(|s| !s.is_empty()).collect()).unwrap_or_default()
+            get(name)
+                .map(|v| v.split(',').map(|s| s.trim().to_owned()).filter(|s| !s.is_empty()).collect())
+                .unwrap_or_default()
         };
 
         let mut regions = list("EC2PATCH_DEFAULT_REGIONS");
@@ -102,13 +106,16 @@ impl HubConfig {
         };
         let waves = match get("EC2PATCH_WAVES") {
             None => Vec::new(),
-            Some(json) => serde_json::from_str(&json)
-                .map_err(|e| Error::ConfigError(format!("EC2PATCH_WAVES is not a JSON list of {{name, accounts, regions}}: {e}")))?,
+            Some(json) => serde_json::from_str(&json).map_err(|e| {
+                Error::ConfigError(format!("EC2PATCH_WAVES is not a JSON list of {{name, accounts, regions}}: {e}"))
+            })?,
         };
         let abort_on_issues = match get("EC2PATCH_ABORT_ON_ISSUES").as_deref() {
             None | Some("true") => true,
             Some("false") => false,
-            Some(other) => return Err(Error::ConfigError(format!("EC2PATCH_ABORT_ON_ISSUES={other:?} is not true or false"))),
+            Some(other) => {
+                return Err(Error::ConfigError(format!("EC2PATCH_ABORT_ON_ISSUES={other:?} is not true or false")));
+            }
         };
         let concurrency = number("EC2PATCH_INVENTORY_CONCURRENCY", 16)?;
         if concurrency == 0 {
@@ -162,11 +169,14 @@ mod tests {
     fn missing_or_malformed_variables_are_named() {
         let error = config(&[("EC2PATCH_BUCKET", "b")]).unwrap_err();
         assert!(error.to_string().contains("EC2PATCH_TABLE"), "{error}");
-        let error = config(&[("EC2PATCH_TABLE", "t"), ("EC2PATCH_BUCKET", "b"), ("EC2PATCH_INVENTORY_CONCURRENCY", "lots")]).unwrap_err();
+        let error =
+            config(&[("EC2PATCH_TABLE", "t"), ("EC2PATCH_BUCKET", "b"), ("EC2PATCH_INVENTORY_CONCURRENCY", "lots")])
+                .unwrap_err();
         assert!(error.to_string().contains("EC2PATCH_INVENTORY_CONCURRENCY"), "{error}");
         let error = config(&[("EC2PATCH_TABLE", "t"), ("EC2PATCH_BUCKET", "b"), ("EC2PATCH_WAVES", "{")]).unwrap_err();
         assert!(error.to_string().contains("EC2PATCH_WAVES"), "{error}");
-        let error = config(&[("EC2PATCH_TABLE", "t"), ("EC2PATCH_BUCKET", "b"), ("EC2PATCH_BEDROCK_AGENT_ID", "A")]).unwrap_err();
+        let error = config(&[("EC2PATCH_TABLE", "t"), ("EC2PATCH_BUCKET", "b"), ("EC2PATCH_BEDROCK_AGENT_ID", "A")])
+            .unwrap_err();
         assert!(error.to_string().contains("ALIAS"), "{error}");
     }
 

@@ -96,7 +96,8 @@ mod tests {
 
     #[test]
     fn only_throttling_and_unavailability_are_transient() {
-        let throttled = Error::Throttled { operation: "DescribeInstances".into(), context: String::new(), message: String::new() };
+        let throttled =
+            Error::Throttled { operation: "DescribeInstances".into(), context: String::new(), message: String::new() };
         assert!(throttled.is_transient());
         assert!(!Error::invalid("x", "y").is_transient());
         assert!(!Error::StateStoreFailed("x".into()).is_transient());

@@ -133,9 +133,7 @@ fn serde_error(path: &str, message: &str) -> Error {
             format!("{path}.{name}")
         }
     };
-    let quoted = |prefix: &str| {
-        message.strip_prefix(prefix).and_then(|rest| rest.split('`').next()).map(str::to_owned)
-    };
+    let quoted = |prefix: &str| message.strip_prefix(prefix).and_then(|rest| rest.split('`').next()).map(str::to_owned);
     if let Some(name) = quoted("unknown field `") {
         return Error::invalid(join(&name), "is not a known field (check its spelling; see docs/api.md)");
     }
@@ -156,14 +154,21 @@ fn validate_run_id(run_id: &str) -> Result<()> {
     let ok = !run_id.is_empty()
         && run_id.len() <= 80
         && run_id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
-    if ok { Ok(()) } else { Err(Error::invalid("runId", format!("must be 1-80 letters, digits, '-' or '_', got {run_id:?}"))) }
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::invalid("runId", format!("must be 1-80 letters, digits, '-' or '_', got {run_id:?}")))
+    }
 }
 
 fn waves(input: &RunInput, defaults: &RunDefaults) -> Result<Vec<Wave>> {
     if input.account_waves.is_some() {
         for (field, present) in [("accounts", input.accounts.is_some()), ("waveId", input.wave_id.is_some())] {
             if present {
-                return Err(Error::invalid(field, "cannot be combined with `accountWaves` (put accounts inside each wave)"));
+                return Err(Error::invalid(
+                    field,
+                    "cannot be combined with `accountWaves` (put accounts inside each wave)",
+                ));
             }
         }
     }
@@ -179,7 +184,10 @@ fn waves(input: &RunInput, defaults: &RunDefaults) -> Result<Vec<Wave>> {
             return Err(Error::invalid("accountWaves", "must list at least one wave"));
         }
         if account_waves.len() > MAX_WAVES {
-            return Err(Error::invalid("accountWaves", format!("must list at most {MAX_WAVES} waves, got {}", account_waves.len())));
+            return Err(Error::invalid(
+                "accountWaves",
+                format!("must list at most {MAX_WAVES} waves, got {}", account_waves.len()),
+            ));
         }
         for (index, wave) in account_waves.iter().enumerate() {
             let at = format!("accountWaves[{index}]");
@@ -188,7 +196,9 @@ fn waves(input: &RunInput, defaults: &RunDefaults) -> Result<Vec<Wave>> {
                 None => format!("wave-{}", index + 1),
             };
             let regions = match &wave.regions {
-                Some(regions) => regions.iter().enumerate().map(|(i, r)| (format!("{at}.regions[{i}]"), r.clone())).collect(),
+                Some(regions) => {
+                    regions.iter().enumerate().map(|(i, r)| (format!("{at}.regions[{i}]"), r.clone())).collect()
+                }
                 None => default_regions(),
             };
             waves.push(wave_from(&at, name, &wave.accounts, &regions, defaults)?);
@@ -202,7 +212,10 @@ fn waves(input: &RunInput, defaults: &RunDefaults) -> Result<Vec<Wave>> {
     } else if let Some(id) = &input.wave_id {
         let configured = defaults.waves.iter().find(|wave| &wave.name == id).ok_or_else(|| {
             let known: Vec<&str> = defaults.waves.iter().map(|w| w.name.as_str()).collect();
-            Error::invalid("waveId", format!("names no wave configured on the hub (known: {known:?}) and no `accounts` were given"))
+            Error::invalid(
+                "waveId",
+                format!("names no wave configured on the hub (known: {known:?}) and no `accounts` were given"),
+            )
         })?;
         let regions = match &input.regions {
             Some(_) => default_regions(),
@@ -217,30 +230,43 @@ fn waves(input: &RunInput, defaults: &RunDefaults) -> Result<Vec<Wave>> {
     let mut seen: HashMap<(AccountId, Region), usize> = HashMap::new();
     for (index, wave) in waves.iter().enumerate() {
         for target in wave.targets() {
+            // Targets within one wave are distinct (accounts and regions are), so a hit is an
+            // earlier wave.
             if let Some(first) = seen.insert((target.account.clone(), target.region.clone()), index) {
-                if first != index {
-                    return Err(Error::invalid(
-                        format!("accountWaves[{index}].accounts"),
-                        format!("{target} is already in wave {first}; a target may be patched by one wave only"),
-                    ));
-                }
+                return Err(Error::invalid(
+                    format!("accountWaves[{index}].accounts"),
+                    format!("{target} is already in wave {first}; a target may be patched by one wave only"),
+                ));
             }
         }
     }
     Ok(waves)
 }
 
-fn wave_from(at: &str, name: String, accounts: &[String], regions: &[(String, String)], defaults: &RunDefaults) -> Result<Wave> {
+fn wave_from(
+    at: &str,
+    name: String,
+    accounts: &[String],
+    regions: &[(String, String)],
+    defaults: &RunDefaults,
+) -> Result<Wave> {
     let field = |name: &str| if at.is_empty() { name.to_owned() } else { format!("{at}.{name}") };
     if accounts.is_empty() {
         return Err(Error::invalid(field("accounts"), "must list at least one account"));
     }
     let mut parsed: Vec<AccountId> = Vec::with_capacity(accounts.len());
     for (i, account) in accounts.iter().enumerate() {
-        let id = AccountId::parse(account)
-            .ok_or_else(|| Error::invalid(field(&format!("accounts[{i}]")), format!("must be a 12-digit AWS account id, got {account:?}")))?;
+        let id = AccountId::parse(account).ok_or_else(|| {
+            Error::invalid(
+                field(&format!("accounts[{i}]")),
+                format!("must be a 12-digit AWS account id, got {account:?}"),
+            )
+        })?;
         if let Some(first) = parsed.iter().position(|seen| seen == &id) {
-            return Err(Error::invalid(field(&format!("accounts[{i}]")), format!("repeats accounts[{first}] ({account})")));
+            return Err(Error::invalid(
+                field(&format!("accounts[{i}]")),
+                format!("repeats accounts[{first}] ({account})"),
+            ));
         }
         parsed.push(id);
     }
@@ -252,7 +278,9 @@ fn wave_from(at: &str, name: String, accounts: &[String], regions: &[(String, St
         if !regions::is_known(region, &defaults.extra_regions) {
             return Err(Error::invalid(
                 path.clone(),
-                format!("{region:?} is not a known AWS region (new regions can be allowed with EC2PATCH_EXTRA_REGIONS)"),
+                format!(
+                    "{region:?} is not a known AWS region (new regions can be allowed with EC2PATCH_EXTRA_REGIONS)"
+                ),
             ));
         }
         let region = Region::new_unchecked(region.clone());
@@ -266,7 +294,9 @@ fn wave_from(at: &str, name: String, accounts: &[String], regions: &[(String, St
 
 fn tag_filters(input: &RunInput, defaults: &RunDefaults) -> Result<Vec<TagFilter>> {
     let filters: Vec<(String, String, Vec<String>)> = match (&input.tag_filters, &input.ec2) {
-        (Some(_), Some(_)) => return Err(Error::invalid("ec2", "cannot be combined with `tagFilters`; use one of them")),
+        (Some(_), Some(_)) => {
+            return Err(Error::invalid("ec2", "cannot be combined with `tagFilters`; use one of them"));
+        }
         (Some(map), None) => map
             .iter()
             .map(|(key, values)| {
@@ -282,7 +312,10 @@ fn tag_filters(input: &RunInput, defaults: &RunDefaults) -> Result<Vec<TagFilter
     };
     // Without a filter a run would patch every running instance of every account: refuse.
     if filters.is_empty() {
-        return Err(Error::invalid("tagFilters", "must contain at least one tag (an empty filter would match every instance)"));
+        return Err(Error::invalid(
+            "tagFilters",
+            "must contain at least one tag (an empty filter would match every instance)",
+        ));
     }
     if filters.len() > MAX_TAG_FILTERS {
         return Err(Error::invalid("tagFilters", format!("may contain at most {MAX_TAG_FILTERS} tags")));
@@ -311,12 +344,22 @@ fn validate_name(field: &str, name: &str) -> Result<String> {
     let ok = !name.is_empty()
         && name.len() <= 64
         && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.');
-    if ok { Ok(name.to_owned()) } else { Err(Error::invalid(field, format!("must be 1-64 letters, digits, '-', '_' or '.', got {name:?}"))) }
+    if ok {
+        Ok(name.to_owned())
+    } else {
+        Err(Error::invalid(field, format!("must be 1-64 letters, digits, '-', '_' or '.', got {name:?}")))
+    }
 }
 
 fn validate_identifier(field: &str, value: String) -> Result<String> {
-    let ok = !value.is_empty() && value.len() <= 100 && value.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
-    if ok { Ok(value) } else { Err(Error::invalid(field, format!("must be 1-100 letters, digits, '_' or '-', got {value:?}"))) }
+    let ok = !value.is_empty()
+        && value.len() <= 100
+        && value.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    if ok {
+        Ok(value)
+    } else {
+        Err(Error::invalid(field, format!("must be 1-100 letters, digits, '_' or '-', got {value:?}")))
+    }
 }
 
 fn validate_topic_arn(arn: String) -> Result<String> {
@@ -328,5 +371,12 @@ fn validate_topic_arn(arn: String) -> Result<String> {
         && !parts[3].is_empty()
         && AccountId::parse(parts[4]).is_some()
         && !parts[5].is_empty();
-    if ok { Ok(arn) } else { Err(Error::invalid("snsTopicArn", format!("must be an SNS topic ARN (arn:aws:sns:<region>:<account>:<name>), got {arn:?}"))) }
+    if ok {
+        Ok(arn)
+    } else {
+        Err(Error::invalid(
+            "snsTopicArn",
+            format!("must be an SNS topic ARN (arn:aws:sns:<region>:<account>:<name>), got {arn:?}"),
+        ))
+    }
 }

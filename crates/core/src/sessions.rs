@@ -35,7 +35,13 @@ pub struct SpokeSessions {
 
 impl SpokeSessions {
     /// `session_name` shows up in the spoke's CloudTrail; it is sanitised to what STS accepts.
-    pub fn new(hub: &SdkConfig, sts: aws_sdk_sts::Client, role_name: &str, external_id: Option<String>, session_name: &str) -> Self {
+    pub fn new(
+        hub: &SdkConfig,
+        sts: aws_sdk_sts::Client,
+        role_name: &str,
+        external_id: Option<String>,
+        session_name: &str,
+    ) -> Self {
         Self {
             hub: hub.clone(),
             sts,
@@ -92,7 +98,8 @@ impl SpokeSessions {
             .await
             .map_err(|error| {
                 let code = error.code().unwrap_or_default().to_owned();
-                let message = error.message().map(str::to_owned).unwrap_or_else(|| DisplayErrorContext(&error).to_string());
+                let message =
+                    error.message().map(str::to_owned).unwrap_or_else(|| DisplayErrorContext(&error).to_string());
                 if is_throttling_code(&code) {
                     Error::Throttled { operation: "AssumeRole".into(), context: format!("account {account}"), message }
                 } else {
@@ -154,7 +161,10 @@ mod tests {
                     && req.role_session_name() == Some("ec2patch-run-1")
             })
             .then_output(|| {
-                let expiry = DateTime::from_secs(i64::try_from(SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap().as_secs()).unwrap() + 3600);
+                let expiry = DateTime::from_secs(
+                    i64::try_from(SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap().as_secs()).unwrap()
+                        + 3600,
+                );
                 AssumeRoleOutput::builder()
                     .credentials(
                         StsCredentials::builder()
@@ -181,7 +191,10 @@ mod tests {
     async fn denied_assume_role_names_the_account_and_role() {
         let rule = mock!(aws_sdk_sts::Client::assume_role).then_error(|| {
             AssumeRoleError::generic(
-                aws_smithy_types::error::ErrorMetadata::builder().code("AccessDenied").message("not authorized to perform sts:AssumeRole").build(),
+                aws_smithy_types::error::ErrorMetadata::builder()
+                    .code("AccessDenied")
+                    .message("not authorized to perform sts:AssumeRole")
+                    .build(),
             )
         });
         let sts = mock_client!(aws_sdk_sts, [&rule]);
@@ -189,13 +202,18 @@ mod tests {
         let error = sessions.config_for(&account(), &Region::new_unchecked("us-east-1")).await.unwrap_err();
         assert_eq!(error.error_type(), "AssumeRoleFailed");
         let text = error.to_string();
-        assert!(text.contains("222222222222") && text.contains("PatchExecRole") && text.contains("AccessDenied"), "{text}");
+        assert!(
+            text.contains("222222222222") && text.contains("PatchExecRole") && text.contains("AccessDenied"),
+            "{text}"
+        );
     }
 
     #[tokio::test]
     async fn throttled_assume_role_is_transient() {
         let rule = mock!(aws_sdk_sts::Client::assume_role).then_error(|| {
-            AssumeRoleError::generic(aws_smithy_types::error::ErrorMetadata::builder().code("Throttling").message("Rate exceeded").build())
+            AssumeRoleError::generic(
+                aws_smithy_types::error::ErrorMetadata::builder().code("Throttling").message("Rate exceeded").build(),
+            )
         });
         let sts = mock_client!(aws_sdk_sts, [&rule]);
         let sessions = SpokeSessions::new(&hub(), sts, "PatchExecRole", None, "run");

@@ -73,7 +73,13 @@ pub struct RunStore {
 }
 
 impl RunStore {
-    pub fn new(dynamodb: aws_sdk_dynamodb::Client, s3: aws_sdk_s3::Client, table: &str, bucket: &str, ttl_days: u32) -> Self {
+    pub fn new(
+        dynamodb: aws_sdk_dynamodb::Client,
+        s3: aws_sdk_s3::Client,
+        table: &str,
+        bucket: &str,
+        ttl_days: u32,
+    ) -> Self {
         Self {
             dynamodb,
             s3,
@@ -98,7 +104,8 @@ impl RunStore {
     }
 
     pub async fn put_json<T: Serialize>(&self, key: &str, value: &T) -> Result<ObjectRef> {
-        let body = serde_json::to_vec(value).map_err(|e| Error::StateStoreFailed(format!("cannot serialise s3://{}/{key}: {e}", self.bucket)))?;
+        let body = serde_json::to_vec(value)
+            .map_err(|e| Error::StateStoreFailed(format!("cannot serialise s3://{}/{key}: {e}", self.bucket)))?;
         self.s3
             .put_object()
             .bucket(&self.bucket)
@@ -125,7 +132,8 @@ impl RunStore {
             .await
             .map_err(|e| Error::StateStoreFailed(format!("reading s3://{}/{key}: {e}", self.bucket)))?
             .into_bytes();
-        serde_json::from_slice(&bytes).map_err(|e| Error::StateStoreFailed(format!("s3://{}/{key} is not what ec2patch wrote: {e}", self.bucket)))
+        serde_json::from_slice(&bytes)
+            .map_err(|e| Error::StateStoreFailed(format!("s3://{}/{key} is not what ec2patch wrote: {e}", self.bucket)))
     }
 
     pub async fn load_plan(&self, run_id: &str) -> Result<RunPlan> {
@@ -150,7 +158,10 @@ impl RunStore {
         let mut requests: Vec<WriteRequest> = items
             .into_iter()
             .map(|item| {
-                let put = PutRequest::builder().set_item(Some(item)).build().map_err(|e| Error::StateStoreFailed(e.to_string()))?;
+                let put = PutRequest::builder()
+                    .set_item(Some(item))
+                    .build()
+                    .map_err(|e| Error::StateStoreFailed(e.to_string()))?;
                 Ok(WriteRequest::builder().put_request(put).build())
             })
             .collect::<Result<_>>()?;
@@ -196,14 +207,22 @@ impl RunStore {
             .into_paginator()
             .send();
         while let Some(page) = pages.next().await {
-            let page = page.aws_context("Query", || format!("table {} pk {pk}", self.table)).map_err(into_store_error)?;
+            let page =
+                page.aws_context("Query", || format!("table {} pk {pk}", self.table)).map_err(into_store_error)?;
             items.extend(page.items.unwrap_or_default());
         }
         Ok(items)
     }
 }
 
-fn store_error<E>(operation: &str, context: &str, error: aws_smithy_runtime_api::client::result::SdkError<E, aws_smithy_runtime_api::client::orchestrator::HttpResponse>) -> Error
+fn store_error<E>(
+    operation: &str,
+    context: &str,
+    error: aws_smithy_runtime_api::client::result::SdkError<
+        E,
+        aws_smithy_runtime_api::client::orchestrator::HttpResponse,
+    >,
+) -> Error
 where
     E: aws_smithy_types::error::metadata::ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
 {

@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 //! The run input contract: both seed shapes parse, and every invalid input is refused with an
 //! error naming the field.
 
@@ -99,35 +100,91 @@ fn no_tag_filter_falls_back_to_the_hub_default() {
 fn invalid_inputs_name_the_field() {
     let cases: Vec<(Value, &str, &str)> = vec![
         (json!([]), "$", "JSON object"),
-        (json!({"accountWaves": [{"accounts": ["12345"], "regions": ["us-east-1"]}]}), "accountWaves[0].accounts[0]", "12-digit"),
-        (json!({"accountWaves": [{"accounts": ["22222222222a"], "regions": ["us-east-1"]}]}), "accountWaves[0].accounts[0]", "12-digit"),
-        (json!({"accountWaves": [{"accounts": ["222222222222"], "regions": ["us-east-9"]}]}), "accountWaves[0].regions[0]", "known AWS region"),
+        (
+            json!({"accountWaves": [{"accounts": ["12345"], "regions": ["us-east-1"]}]}),
+            "accountWaves[0].accounts[0]",
+            "12-digit",
+        ),
+        (
+            json!({"accountWaves": [{"accounts": ["22222222222a"], "regions": ["us-east-1"]}]}),
+            "accountWaves[0].accounts[0]",
+            "12-digit",
+        ),
+        (
+            json!({"accountWaves": [{"accounts": ["222222222222"], "regions": ["us-east-9"]}]}),
+            "accountWaves[0].regions[0]",
+            "known AWS region",
+        ),
         (json!({"accounts": ["222222222222"], "regions": ["mars-1"]}), "regions[0]", "known AWS region"),
         (json!({"accountWaves": []}), "accountWaves", "at least one wave"),
-        (json!({"accountWaves": [{"accounts": [], "regions": ["us-east-1"]}]}), "accountWaves[0].accounts", "at least one account"),
-        (json!({"accountWaves": [{"accounts": ["222222222222"], "regions": []}]}), "accountWaves[0].regions", "at least one region"),
+        (
+            json!({"accountWaves": [{"accounts": [], "regions": ["us-east-1"]}]}),
+            "accountWaves[0].accounts",
+            "at least one account",
+        ),
+        (
+            json!({"accountWaves": [{"accounts": ["222222222222"], "regions": []}]}),
+            "accountWaves[0].regions",
+            "at least one region",
+        ),
         (json!({"accounts": ["222222222222"], "wavePauseSeconds": -5}), "wavePauseSeconds", "zero or more"),
         (json!({"accounts": ["222222222222"], "wavePauseSeconds": 100000}), "wavePauseSeconds", "at most"),
         (json!({"accounts": ["222222222222"], "wavePauseSeconds": "soon"}), "wavePauseSeconds", "invalid type"),
         (json!({"accounts": ["222222222222"], "dryrun": true}), "dryrun", "not a known field"),
-        (json!({"accountWaves": [{"accounts": ["222222222222"], "region": ["us-east-1"]}]}), "accountWaves[0].region", "not a known field"),
+        (
+            json!({"accountWaves": [{"accounts": ["222222222222"], "region": ["us-east-1"]}]}),
+            "accountWaves[0].region",
+            "not a known field",
+        ),
         (json!({"accounts": ["222222222222"], "dryRun": "yes"}), "dryRun", "invalid type"),
         (json!({"accounts": ["222222222222"], "ec2": {"tagKey": "PatchGroup"}}), "ec2.tagValue", "required"),
         (json!({"accounts": ["222222222222"], "tagFilters": {}}), "tagFilters", "at least one tag"),
-        (json!({"accounts": ["222222222222"], "tagFilters": {"PatchGroup": 3}}), "tagFilters.PatchGroup", "string or a list"),
-        (json!({"accounts": ["222222222222"], "tagFilters": {"PatchGroup": []}}), "tagFilters.PatchGroup", "at least one tag value"),
-        (json!({"accounts": ["222222222222"], "tagFilters": {"aws:cloudformation": "x"}}), "tagFilters.aws:cloudformation", "reserved"),
-        (json!({"accounts": ["222222222222"], "ec2": {"tagKey": "A", "tagValue": "b"}, "tagFilters": {"A": "b"}}), "ec2", "cannot be combined"),
-        (json!({"accountWaves": [{"accounts": ["222222222222"]}], "accounts": ["333333333333"]}), "accounts", "cannot be combined"),
+        (
+            json!({"accounts": ["222222222222"], "tagFilters": {"PatchGroup": 3}}),
+            "tagFilters.PatchGroup",
+            "string or a list",
+        ),
+        (
+            json!({"accounts": ["222222222222"], "tagFilters": {"PatchGroup": []}}),
+            "tagFilters.PatchGroup",
+            "at least one tag value",
+        ),
+        (
+            json!({"accounts": ["222222222222"], "tagFilters": {"aws:cloudformation": "x"}}),
+            "tagFilters.aws:cloudformation",
+            "reserved",
+        ),
+        (
+            json!({"accounts": ["222222222222"], "ec2": {"tagKey": "A", "tagValue": "b"}, "tagFilters": {"A": "b"}}),
+            "ec2",
+            "cannot be combined",
+        ),
+        (
+            json!({"accountWaves": [{"accounts": ["222222222222"]}], "accounts": ["333333333333"]}),
+            "accounts",
+            "cannot be combined",
+        ),
         (json!({"accounts": ["222222222222", "222222222222"]}), "accounts[1]", "repeats accounts[0]"),
-        (json!({"accountWaves": [{"accounts": ["222222222222"]}, {"accounts": ["222222222222"]}]}), "accountWaves[1].accounts", "already in wave 0"),
+        (
+            json!({"accountWaves": [{"accounts": ["222222222222"]}, {"accounts": ["222222222222"]}]}),
+            "accountWaves[1].accounts",
+            "already in wave 0",
+        ),
         (json!({"accounts": ["222222222222"], "snsTopicArn": "my-topic"}), "snsTopicArn", "SNS topic ARN"),
         (json!({"accounts": ["222222222222"], "bedrock": {"agentId": "A"}}), "bedrock.agentAliasId", "required"),
-        (json!({"accounts": ["222222222222"], "bedrock": {"agentId": "", "agentAliasId": "B"}}), "bedrock.agentId", "1-100"),
+        (
+            json!({"accounts": ["222222222222"], "bedrock": {"agentId": "", "agentAliasId": "B"}}),
+            "bedrock.agentId",
+            "1-100",
+        ),
         (json!({"waveId": "no-such-wave"}), "waveId", "no wave configured"),
         (json!({"waveId": "bad name!", "accounts": ["222222222222"]}), "waveId", "letters, digits"),
         (json!({"dryRun": true}), "accountWaves", "is required"),
-        (json!({"accountWaves": [{"name": "", "accounts": ["222222222222"]}]}), "accountWaves[0].name", "letters, digits"),
+        (
+            json!({"accountWaves": [{"name": "", "accounts": ["222222222222"]}]}),
+            "accountWaves[0].name",
+            "letters, digits",
+        ),
     ];
     assert!(cases.len() >= 10);
     for (input, field, reason) in cases {
@@ -155,5 +212,8 @@ fn bad_run_ids_are_refused() {
 fn error_messages_read_well() {
     let error = plan_run("r", &json!({"accountWaves": [{"accounts": ["12345"]}]}), &defaults()).unwrap_err();
     assert_eq!(error.error_type(), "InvalidInput");
-    assert_eq!(error.to_string(), "invalid input: `accountWaves[0].accounts[0]` must be a 12-digit AWS account id, got \"12345\"");
+    assert_eq!(
+        error.to_string(),
+        "invalid input: `accountWaves[0].accounts[0]` must be a 12-digit AWS account id, got \"12345\""
+    );
 }

@@ -120,7 +120,12 @@ pub async fn seed(sessions: &SpokeSessions, spec: &EstateSpec) -> anyhow::Result
     Ok(Estate { accounts, regions: spec.regions.clone(), denied, instances })
 }
 
-async fn seed_target(sessions: &SpokeSessions, spec: &EstateSpec, account: &str, region: &str) -> anyhow::Result<Vec<SeededInstance>> {
+async fn seed_target(
+    sessions: &SpokeSessions,
+    spec: &EstateSpec,
+    account: &str,
+    region: &str,
+) -> anyhow::Result<Vec<SeededInstance>> {
     let account_id = AccountId::parse(account).context("spoke account id")?;
     let config = sessions.config_for(&account_id, &Region::new_unchecked(region)).await?;
     let ec2 = aws_sdk_ec2::Client::new(&config);
@@ -129,7 +134,8 @@ async fn seed_target(sessions: &SpokeSessions, spec: &EstateSpec, account: &str,
         if count == 0 {
             continue;
         }
-        let mut tags = vec![tag("Name", &format!("{account}-{region}-{kind}")), tag("ec2patch:sim:kind", &kind.to_string())];
+        let mut tags =
+            vec![tag("Name", &format!("{account}-{region}-{kind}")), tag("ec2patch:sim:kind", &kind.to_string())];
         if kind != SeedKind::Untagged {
             tags.push(tag("PatchGroup", "default"));
         }
@@ -145,7 +151,9 @@ async fn seed_target(sessions: &SpokeSessions, spec: &EstateSpec, account: &str,
             .instance_type(InstanceType::T3Micro)
             .min_count(count)
             .max_count(count)
-            .tag_specifications(TagSpecification::builder().resource_type(ResourceType::Instance).set_tags(Some(tags)).build())
+            .tag_specifications(
+                TagSpecification::builder().resource_type(ResourceType::Instance).set_tags(Some(tags)).build(),
+            )
             .send()
             .await
             .with_context(|| format!("RunInstances in account {account} region {region}"))?;

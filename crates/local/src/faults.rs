@@ -39,7 +39,11 @@ impl FaultRule {
             service: Some(service.to_owned()),
             operation: Some(operation.to_owned()).filter(|o| o != "*"),
             account: None,
-            error: Some(Fault { code: code.to_owned(), message: format!("{code} (injected by the ec2patch local stack)"), status }),
+            error: Some(Fault {
+                code: code.to_owned(),
+                message: format!("{code} (injected by the ec2patch local stack)"),
+                status,
+            }),
             latency: None,
             probability: 1.0,
             skip: 0,
@@ -54,7 +58,16 @@ impl FaultRule {
 
     /// Delay every call (all services) by `latency`: a realistic network for benchmarks.
     pub fn latency(latency: Duration) -> Self {
-        Self { service: None, operation: None, account: None, error: None, latency: Some(latency), probability: 1.0, skip: 0, first_n: None }
+        Self {
+            service: None,
+            operation: None,
+            account: None,
+            error: None,
+            latency: Some(latency),
+            probability: 1.0,
+            skip: 0,
+            first_n: None,
+        }
     }
 
     pub fn for_account(mut self, account: &str) -> Self {
@@ -79,7 +92,9 @@ impl FaultRule {
 
     fn matches(&self, call: &CallInfo) -> bool {
         let field = |want: &Option<String>, got: Option<&str>| want.as_deref().is_none_or(|w| Some(w) == got);
-        field(&self.service, Some(&call.service)) && field(&self.operation, Some(&call.operation)) && field(&self.account, call.account.as_deref())
+        field(&self.service, Some(&call.service))
+            && field(&self.operation, Some(&call.operation))
+            && field(&self.account, call.account.as_deref())
     }
 }
 
@@ -157,7 +172,10 @@ mod tests {
         plan.add(FaultRule::deny_assume_role("333333333333"));
         plan.add(FaultRule::error("ec2", "DescribeInstances", "RequestLimitExceeded", 503).first(2));
         assert!(plan.decide(&call("sts", "AssumeRole", "222222222222")).is_none());
-        assert_eq!(plan.decide(&call("sts", "AssumeRole", "333333333333")).unwrap().error.unwrap().code, "AccessDenied");
+        assert_eq!(
+            plan.decide(&call("sts", "AssumeRole", "333333333333")).unwrap().error.unwrap().code,
+            "AccessDenied"
+        );
         assert!(plan.decide(&call("ec2", "DescribeInstances", "1")).is_some());
         assert!(plan.decide(&call("ec2", "DescribeInstances", "1")).is_some());
         assert!(plan.decide(&call("ec2", "DescribeInstances", "1")).is_none(), "only the first two");

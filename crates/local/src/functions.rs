@@ -50,7 +50,9 @@ impl FunctionHost for LocalFunctions {
         let hub = self.hub.get()?.clone();
         let future: InvokeFuture = match function.strip_prefix(&self.prefix)? {
             PLAN_RUN => run(payload, move |request| async move { ec2patch_plan::handle(&hub, request).await }),
-            PRE_EC2_INVENTORY => run(payload, move |request| async move { ec2patch_inventory::handle(&hub, request).await }),
+            PRE_EC2_INVENTORY => {
+                run(payload, move |request| async move { ec2patch_inventory::handle(&hub, request).await })
+            }
             _ => return None,
         };
         Some(future)
@@ -67,15 +69,17 @@ where
     Fut: Future<Output = Result<Res, Error>> + Send + 'static,
 {
     Box::pin(async move {
-        let request: Req = serde_json::from_value(payload)
-            .map_err(|e| Diagnostic::from(Error::invalid("payload", e.to_string())))?;
+        let request: Req =
+            serde_json::from_value(payload).map_err(|e| Diagnostic::from(Error::invalid("payload", e.to_string())))?;
         match tokio::spawn(handler(request)).await {
             Ok(Ok(response)) => serde_json::to_value(response).map_err(|e| Diagnostic {
                 error_type: "Runtime.SerializationError".to_owned(),
                 error_message: e.to_string(),
             }),
             Ok(Err(error)) => Err(error.into()),
-            Err(join_error) => Err(Diagnostic { error_type: "Runtime.ExitError".to_owned(), error_message: join_error.to_string() }),
+            Err(join_error) => {
+                Err(Diagnostic { error_type: "Runtime.ExitError".to_owned(), error_message: join_error.to_string() })
+            }
         }
     })
 }

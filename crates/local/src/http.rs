@@ -31,7 +31,12 @@ pub async fn get_status(url: &str) -> anyhow::Result<u16> {
 
 /// A form-encoded AWS query-protocol call (IAM, STS) to moto, in the account named by moto's
 /// `x-moto-account-id` header. Returns the XML body.
-pub async fn query_call(endpoint: &str, account: &str, service: &str, params: &[(&str, &str)]) -> anyhow::Result<String> {
+pub async fn query_call(
+    endpoint: &str,
+    account: &str,
+    service: &str,
+    params: &[(&str, &str)],
+) -> anyhow::Result<String> {
     let body = form_urlencoded::Serializer::new(String::new()).extend_pairs(params).finish();
     let request = Request::post(endpoint)
         .header("content-type", "application/x-www-form-urlencoded")

@@ -33,7 +33,8 @@ fn moto_dir(root: &Path) -> PathBuf {
 pub fn ensure_venv(root: &Path) -> anyhow::Result<PathBuf> {
     let venv = root.join(".venv");
     let requirements_path = moto_dir(root).join("requirements.txt");
-    let requirements = std::fs::read_to_string(&requirements_path).with_context(|| format!("reading {}", requirements_path.display()))?;
+    let requirements = std::fs::read_to_string(&requirements_path)
+        .with_context(|| format!("reading {}", requirements_path.display()))?;
     let stamp = venv.join(".ec2patch-requirements");
     let python = venv.join("bin/python");
     let current = || python.exists() && std::fs::read_to_string(&stamp).ok().as_deref() == Some(requirements.as_str());

@@ -75,7 +75,12 @@ impl Drop for Router {
 
 impl Router {
     /// Serves on `listener`, forwarding to moto on `moto_port`.
-    pub fn serve(listener: TcpListener, moto_port: u16, hub_account: &str, functions: Arc<dyn FunctionHost>) -> anyhow::Result<Self> {
+    pub fn serve(
+        listener: TcpListener,
+        moto_port: u16,
+        hub_account: &str,
+        functions: Arc<dyn FunctionHost>,
+    ) -> anyhow::Result<Self> {
         let addr = listener.local_addr()?;
         let state = Arc::new(RouterState {
             moto_port,
@@ -134,11 +139,11 @@ async fn route(state: Arc<RouterState>, request: Request<Incoming>) -> Result<Ro
         Ok(collected) => collected.to_bytes(),
         Err(error) => return Ok(plain(StatusCode::BAD_REQUEST, format!("cannot read request body: {error}"))),
     };
-    if parts.method == Method::POST {
-        if let Some(function) = lambda_invoke_target(parts.uri.path()) {
-            count(&state, &format!("lambda:Invoke:{}", short_name(&function)));
-            return Ok(invoke(&state, &function, &body).await);
-        }
+    if parts.method == Method::POST
+        && let Some(function) = lambda_invoke_target(parts.uri.path())
+    {
+        count(&state, &format!("lambda:Invoke:{}", short_name(&function)));
+        return Ok(invoke(&state, &function, &body).await);
     }
     let call = describe_call(&state, &parts, &body);
     count(&state, &format!("{}:{}", call.service, call.operation));
@@ -172,11 +177,15 @@ async fn invoke(state: &RouterState, function: &str, payload: &[u8]) -> RouterRe
     } else {
         match serde_json::from_slice(payload) {
             Ok(value) => value,
-            Err(error) => return lambda_error(StatusCode::BAD_REQUEST, "InvalidRequestContentException", &error.to_string()),
+            Err(error) => {
+                return lambda_error(StatusCode::BAD_REQUEST, "InvalidRequestContentException", &error.to_string());
+            }
         }
     };
     match state.functions.invoke(short_name(function), payload) {
-        None => lambda_error(StatusCode::NOT_FOUND, "ResourceNotFoundException", &format!("Function not found: {function}")),
+        None => {
+            lambda_error(StatusCode::NOT_FOUND, "ResourceNotFoundException", &format!("Function not found: {function}"))
+        }
         Some(future) => match future.await {
             Ok(output) => json_response(StatusCode::OK, &output, None),
             // Lambda reports a handler error as a successful Invoke with this header.
@@ -229,7 +238,12 @@ fn describe_call(state: &RouterState, parts: &hyper::http::request::Parts, body:
         .unwrap_or_default();
     let access_key = scope.first().copied().unwrap_or_default();
     let service = scope.get(3).copied().unwrap_or("unknown").to_owned();
-    let form: Vec<(String, String)> = if parts.headers.get("content-type").and_then(|v| v.to_str().ok()).is_some_and(|t| t.starts_with("application/x-www-form-urlencoded")) {
+    let form: Vec<(String, String)> = if parts
+        .headers
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|t| t.starts_with("application/x-www-form-urlencoded"))
+    {
         form_urlencoded::parse(body).into_owned().collect()
     } else {
         Vec::new()
@@ -266,9 +280,16 @@ fn rest_operation(service: &str, method: &Method, path: &str) -> String {
     }
 }
 
-async fn forward(state: &RouterState, parts: hyper::http::request::Parts, body: Bytes, call: &CallInfo) -> RouterResponse {
+async fn forward(
+    state: &RouterState,
+    parts: hyper::http::request::Parts,
+    body: Bytes,
+    call: &CallInfo,
+) -> RouterResponse {
     let path_and_query = parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
-    let mut builder = Request::builder().method(parts.method.clone()).uri(format!("http://127.0.0.1:{}{path_and_query}", state.moto_port));
+    let mut builder = Request::builder()
+        .method(parts.method.clone())
+        .uri(format!("http://127.0.0.1:{}{path_and_query}", state.moto_port));
     for (name, value) in &parts.headers {
         if !matches!(name.as_str(), "content-length" | "transfer-encoding" | "connection" | "expect") {
             builder = builder.header(name, value);
@@ -287,10 +308,13 @@ async fn forward(state: &RouterState, parts: hyper::http::request::Parts, body: 
         Ok(response) => response,
         Err(error) => return plain(StatusCode::BAD_GATEWAY, format!("moto unreachable: {error}")),
     };
-    if call.operation == "AssumeRole" && response.status().is_success() {
-        if let (Some(key), Some(account)) = (http::xml_text(&String::from_utf8_lossy(response.body()), "AccessKeyId"), &call.account) {
-            lock(&state.accounts).by_access_key.insert(key.to_owned(), account.clone());
-        }
+    // Learn which account the new session's key acts in, for per-account faults and counts.
+    let body_text = String::from_utf8_lossy(response.body());
+    if call.operation == "AssumeRole"
+        && response.status().is_success()
+        && let (Some(key), Some(account)) = (http::xml_text(&body_text, "AccessKeyId"), &call.account)
+    {
+        lock(&state.accounts).by_access_key.insert(key.to_owned(), account.clone());
     }
     let (parts, body) = response.into_parts();
     let mut out = Response::new(Full::new(body));
@@ -309,13 +333,25 @@ fn fault_response(call: &CallInfo, fault: &Fault) -> RouterResponse {
     let (content_type, body) = match call.service.as_str() {
         "ec2" => (
             "text/xml",
-            format!("<Response><Errors><Error><Code>{}</Code><Message>{}</Message></Error></Errors><RequestID>{request_id}</RequestID></Response>", fault.code, fault.message),
+            format!(
+                "<Response><Errors><Error><Code>{}</Code><Message>{}</Message></Error></Errors><RequestID>{request_id}</RequestID></Response>",
+                fault.code, fault.message
+            ),
         ),
         "sts" | "iam" | "sns" | "sqs" | "cloudwatch" => (
             "text/xml",
-            format!("<ErrorResponse><Error><Type>Sender</Type><Code>{}</Code><Message>{}</Message></Error><RequestId>{request_id}</RequestId></ErrorResponse>", fault.code, fault.message),
+            format!(
+                "<ErrorResponse><Error><Type>Sender</Type><Code>{}</Code><Message>{}</Message></Error><RequestId>{request_id}</RequestId></ErrorResponse>",
+                fault.code, fault.message
+            ),
         ),
-        "s3" => ("application/xml", format!("<Error><Code>{}</Code><Message>{}</Message><RequestId>{request_id}</RequestId></Error>", fault.code, fault.message)),
+        "s3" => (
+            "application/xml",
+            format!(
+                "<Error><Code>{}</Code><Message>{}</Message><RequestId>{request_id}</RequestId></Error>",
+                fault.code, fault.message
+            ),
+        ),
         _ => ("application/x-amz-json-1.1", json!({"__type": fault.code, "message": fault.message}).to_string()),
     };
     let mut response = Response::new(Full::new(Bytes::from(body)));

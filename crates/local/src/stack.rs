@@ -8,7 +8,9 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use aws_config::{BehaviorVersion, Region as SdkRegion, SdkConfig};
 use aws_credential_types::Credentials;
-use aws_sdk_dynamodb::types::{AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType, TimeToLiveSpecification};
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType, TimeToLiveSpecification,
+};
 use aws_sdk_sfn::operation::describe_execution::DescribeExecutionOutput;
 use aws_sdk_sfn::types::{ExecutionStatus, HistoryEvent};
 use serde_json::Value;
@@ -97,7 +99,11 @@ impl LocalStack {
     }
 
     pub fn function_arn(&self, function: &str) -> String {
-        format!("arn:aws:lambda:{}:{HUB_ACCOUNT}:function:{}", self.options.region, self.functions.function_name(function))
+        format!(
+            "arn:aws:lambda:{}:{HUB_ACCOUNT}:function:{}",
+            self.options.region,
+            self.functions.function_name(function)
+        )
     }
 
     /// The values Terraform's `templatefile` receives, for this stack.
@@ -113,7 +119,9 @@ impl LocalStack {
         let dynamodb = aws_sdk_dynamodb::Client::new(&self.sdk);
         let table = &self.hub.config.table;
         let key = |name: &str, kind| KeySchemaElement::builder().attribute_name(name).key_type(kind).build();
-        let attribute = |name: &str| AttributeDefinition::builder().attribute_name(name).attribute_type(ScalarAttributeType::S).build();
+        let attribute = |name: &str| {
+            AttributeDefinition::builder().attribute_name(name).attribute_type(ScalarAttributeType::S).build()
+        };
         dynamodb
             .create_table()
             .table_name(table)
@@ -128,7 +136,9 @@ impl LocalStack {
         dynamodb
             .update_time_to_live()
             .table_name(table)
-            .time_to_live_specification(TimeToLiveSpecification::builder().enabled(true).attribute_name("expiresAt").build()?)
+            .time_to_live_specification(
+                TimeToLiveSpecification::builder().enabled(true).attribute_name("expiresAt").build()?,
+            )
             .send()
             .await
             .context("UpdateTimeToLive")?;
@@ -136,7 +146,8 @@ impl LocalStack {
     }
 
     async fn create_bucket(&self) -> anyhow::Result<()> {
-        let s3 = aws_sdk_s3::Client::from_conf(aws_sdk_s3::config::Builder::from(&self.sdk).force_path_style(true).build());
+        let s3 =
+            aws_sdk_s3::Client::from_conf(aws_sdk_s3::config::Builder::from(&self.sdk).force_path_style(true).build());
         s3.create_bucket().bucket(&self.hub.config.bucket).send().await.context("CreateBucket")?;
         Ok(())
     }
@@ -184,10 +195,20 @@ impl LocalStack {
     }
 
     /// Polls until the execution leaves RUNNING.
-    pub async fn wait_for_execution(&self, execution_arn: &str, timeout: Duration) -> anyhow::Result<DescribeExecutionOutput> {
+    pub async fn wait_for_execution(
+        &self,
+        execution_arn: &str,
+        timeout: Duration,
+    ) -> anyhow::Result<DescribeExecutionOutput> {
         let started = Instant::now();
         loop {
-            let output = self.sfn().describe_execution().execution_arn(execution_arn).send().await.context("DescribeExecution")?;
+            let output = self
+                .sfn()
+                .describe_execution()
+                .execution_arn(execution_arn)
+                .send()
+                .await
+                .context("DescribeExecution")?;
             if output.status != ExecutionStatus::Running {
                 return Ok(output);
             }
@@ -212,9 +233,22 @@ impl LocalStack {
 async fn hub_credentials(moto_port: u16) -> anyhow::Result<Credentials> {
     let endpoint = format!("http://127.0.0.1:{moto_port}/");
     let user = "ec2patch-hub";
-    crate::http::query_call(&endpoint, HUB_ACCOUNT, "iam", &[("Action", "CreateUser"), ("UserName", user), ("Version", "2010-05-08")]).await?;
-    let xml = crate::http::query_call(&endpoint, HUB_ACCOUNT, "iam", &[("Action", "CreateAccessKey"), ("UserName", user), ("Version", "2010-05-08")]).await?;
+    crate::http::query_call(
+        &endpoint,
+        HUB_ACCOUNT,
+        "iam",
+        &[("Action", "CreateUser"), ("UserName", user), ("Version", "2010-05-08")],
+    )
+    .await?;
+    let xml = crate::http::query_call(
+        &endpoint,
+        HUB_ACCOUNT,
+        "iam",
+        &[("Action", "CreateAccessKey"), ("UserName", user), ("Version", "2010-05-08")],
+    )
+    .await?;
     let key = crate::http::xml_text(&xml, "AccessKeyId").context("CreateAccessKey answer has no AccessKeyId")?;
-    let secret = crate::http::xml_text(&xml, "SecretAccessKey").context("CreateAccessKey answer has no SecretAccessKey")?;
+    let secret =
+        crate::http::xml_text(&xml, "SecretAccessKey").context("CreateAccessKey answer has no SecretAccessKey")?;
     Ok(Credentials::new(key, secret, None, None, "ec2patch-local-hub"))
 }

@@ -87,7 +87,8 @@ async fn inventory_records_every_instance_and_the_unreachable_account() {
     assert_eq!(last["failures"][0]["errorType"], "AssumeRoleFailed");
 
     // Instance by instance: exactly the tagged, running instances of reachable accounts.
-    let expected: BTreeMap<String, SeedKind> = estate.expected_inventory().map(|i| (i.instance_id.clone(), i.kind)).collect();
+    let expected: BTreeMap<String, SeedKind> =
+        estate.expected_inventory().map(|i| (i.instance_id.clone(), i.kind)).collect();
     let recorded = records(&stack, run_id, "INSTANCE#").await;
     let recorded_ids: BTreeSet<String> = recorded.iter().map(|i| text(i, "instanceId").to_owned()).collect();
     let expected_ids: BTreeSet<String> = expected.keys().cloned().collect();
@@ -111,7 +112,10 @@ async fn inventory_records_every_instance_and_the_unreachable_account() {
         if text(target, "account") == denied {
             assert_eq!(text(target, "status"), "FAILED");
             assert_eq!(text(target, "errorType"), "AssumeRoleFailed");
-            assert!(text(target, "error").contains(&denied) && text(target, "error").contains("PatchExecRole"), "{target:?}");
+            assert!(
+                text(target, "error").contains(&denied) && text(target, "error").contains("PatchExecRole"),
+                "{target:?}"
+            );
         } else {
             assert_eq!(text(target, "status"), "INVENTORIED", "{target:?}");
             assert_eq!(target["instances"].as_n().unwrap(), "5");
@@ -199,7 +203,11 @@ async fn invalid_input_fails_the_execution_at_once_naming_the_field() {
 }
 
 /// Runs one single-target wave (and a second one) with `faults` installed after seeding.
-async fn run_with_faults(abort_on_issues: bool, faults: &[ec2patch_local::FaultRule], run_id: &str) -> (LocalStack, aws_sdk_sfn::operation::describe_execution::DescribeExecutionOutput) {
+async fn run_with_faults(
+    abort_on_issues: bool,
+    faults: &[ec2patch_local::FaultRule],
+    run_id: &str,
+) -> (LocalStack, aws_sdk_sfn::operation::describe_execution::DescribeExecutionOutput) {
     let stack = LocalStack::start(LocalStackOptions::default()).await.unwrap();
     let estate = stack
         .seed(&EstateSpec { accounts: 2, regions: vec!["us-east-1".to_owned()], ..EstateSpec::default() })
@@ -241,7 +249,8 @@ async fn a_wave_that_cannot_be_inventoried_is_recorded_and_aborts_the_run() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn without_abort_on_issues_a_failed_wave_is_recorded_and_the_run_goes_on() {
     // PutObject #1 stores the plan; #2, wave 0's manifest, is refused once.
-    let deny_first_manifest = ec2patch_local::FaultRule::error("s3", "PutObject", "AccessDenied", 403).after(1).first(1);
+    let deny_first_manifest =
+        ec2patch_local::FaultRule::error("s3", "PutObject", "AccessDenied", 403).after(1).first(1);
     let (stack, execution) = run_with_faults(false, &[deny_first_manifest], "wave-fails-continue").await;
     assert_eq!(execution.status, ExecutionStatus::Succeeded, "{:?}", execution.cause);
     let output: Value = serde_json::from_str(execution.output.as_deref().unwrap()).unwrap();
@@ -249,7 +258,11 @@ async fn without_abort_on_issues_a_failed_wave_is_recorded_and_the_run_goes_on()
     let failures = records(&stack, "wave-fails-continue", "FAILURE#WAVE#").await;
     assert_eq!(failures.iter().map(|f| text(f, "sk")).collect::<Vec<_>>(), ["FAILURE#WAVE#0"]);
     let waves = records(&stack, "wave-fails-continue", "WAVE#").await;
-    assert_eq!(waves.iter().map(|w| text(w, "sk")).collect::<Vec<_>>(), ["WAVE#001"], "wave 1 completed and was recorded");
+    assert_eq!(
+        waves.iter().map(|w| text(w, "sk")).collect::<Vec<_>>(),
+        ["WAVE#001"],
+        "wave 1 completed and was recorded"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -24,7 +24,16 @@ fn rendered() -> String {
     let names = asl::placeholders(asl::ORCHESTRATOR_TEMPLATE);
     let values: BTreeMap<&str, String> = names
         .iter()
-        .map(|n| (n.as_str(), if n.ends_with("_arn") { format!("arn:aws:lambda:us-east-1:111111111111:function:ec2patch-{n}") } else { format!("ec2patch-{n}") }))
+        .map(|n| {
+            (
+                n.as_str(),
+                if n.ends_with("_arn") {
+                    format!("arn:aws:lambda:us-east-1:111111111111:function:ec2patch-{n}")
+                } else {
+                    format!("ec2patch-{n}")
+                },
+            )
+        })
         .collect();
     asl::render(asl::ORCHESTRATOR_TEMPLATE, &values).unwrap()
 }
@@ -32,7 +41,12 @@ fn rendered() -> String {
 #[test]
 fn statelint_accepts_the_rendered_state_machine() {
     let output = statelint(&rendered(), "orchestrator.asl.json");
-    assert!(output.status.success(), "statelint: {}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "statelint: {}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
 }
 
 #[test]

@@ -119,7 +119,10 @@ pub struct WaveInventory {
 pub async fn handle(hub: &Hub, request: InventoryRequest) -> Result<WaveInventory> {
     let plan = hub.store.load_plan(&request.run_id).await?;
     let wave = plan.waves.get(request.wave_index).ok_or_else(|| {
-        Error::invalid("waveIndex", format!("run {} has {} waves, got index {}", plan.run_id, plan.waves.len(), request.wave_index))
+        Error::invalid(
+            "waveIndex",
+            format!("run {} has {} waves, got index {}", plan.run_id, plan.waves.len(), request.wave_index),
+        )
     })?;
     let sessions = hub.spoke_sessions(&plan.run_id);
     let sessions = &sessions;
@@ -192,11 +195,12 @@ pub async fn discover_target(
     target: &Target,
 ) -> Result<Vec<DiscoveredInstance>> {
     let context = || target.to_string();
-    let mut request = ec2
-        .describe_instances()
-        .filters(Ec2Filter::builder().name("instance-state-name").values("running").build());
+    let mut request =
+        ec2.describe_instances().filters(Ec2Filter::builder().name("instance-state-name").values("running").build());
     for filter in filters {
-        request = request.filters(Ec2Filter::builder().name(format!("tag:{}", filter.key)).set_values(Some(filter.values.clone())).build());
+        request = request.filters(
+            Ec2Filter::builder().name(format!("tag:{}", filter.key)).set_values(Some(filter.values.clone())).build(),
+        );
     }
     let mut instances = Vec::new();
     let mut pages = request.into_paginator().send();
@@ -211,7 +215,12 @@ pub async fn discover_target(
             }
             instances.push(DiscoveredInstance {
                 instance_id: instance_id.to_owned(),
-                name: instance.tags().iter().find(|t| t.key() == Some("Name")).and_then(|t| t.value()).map(str::to_owned),
+                name: instance
+                    .tags()
+                    .iter()
+                    .find(|t| t.key() == Some("Name"))
+                    .and_then(|t| t.value())
+                    .map(str::to_owned),
                 platform: instance.platform_details().unwrap_or("Linux/UNIX").to_owned(),
                 instance_type: instance.instance_type().map(|t| t.as_str().to_owned()),
                 availability_zone: instance.placement().and_then(|p| p.availability_zone()).map(str::to_owned),
@@ -238,7 +247,8 @@ pub async fn discover_target(
             let page = page.aws_context("DescribeInstanceInformation", context)?;
             for info in page.instance_information_list() {
                 if let Some(id) = info.instance_id() {
-                    let status = info.ping_status().map(|p| p.as_str().to_owned()).unwrap_or_else(|| "Unknown".to_owned());
+                    let status =
+                        info.ping_status().map(|p| p.as_str().to_owned()).unwrap_or_else(|| "Unknown".to_owned());
                     ping.insert(id.to_owned(), status);
                 }
             }
@@ -257,7 +267,9 @@ pub async fn discover_target(
 
 fn matches_all(tags: &[aws_sdk_ec2::types::Tag], filters: &[TagFilter]) -> bool {
     filters.iter().all(|filter| {
-        tags.iter().any(|tag| tag.key() == Some(filter.key.as_str()) && tag.value().is_some_and(|v| filter.values.iter().any(|f| f == v)))
+        tags.iter().any(|tag| {
+            tag.key() == Some(filter.key.as_str()) && tag.value().is_some_and(|v| filter.values.iter().any(|f| f == v))
+        })
     })
 }
 
@@ -283,7 +295,13 @@ pub fn summarize(manifest: &WaveManifest, manifest_ref: ObjectRef) -> WaveInvent
 
 /// One item for the target and one per instance. Instances SSM cannot patch get their final
 /// outcome (`skipped` with the reason) now; patchable ones start as `pending`.
-async fn record_target(hub: &Hub, run_id: &str, wave_index: usize, target: &Target, manifest: &TargetManifest) -> Result<()> {
+async fn record_target(
+    hub: &Hub,
+    run_id: &str,
+    wave_index: usize,
+    target: &Target,
+    manifest: &TargetManifest,
+) -> Result<()> {
     let pk = store::run_pk(run_id);
     let expires_at = hub.store.expires_at();
     let mut target_item: Item = HashMap::from([

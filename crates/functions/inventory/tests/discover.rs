@@ -1,16 +1,21 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 //! Error and paging paths of the per-target discovery, with the SDK's mock responses (the
 //! emulator cannot be made to page or throttle on cue; the e2e tests cover the happy path).
 
 use aws_sdk_ec2::operation::describe_instances::{DescribeInstancesError, DescribeInstancesOutput};
 use aws_sdk_ec2::types::{Instance, Reservation, Tag};
-use aws_sdk_ssm::operation::describe_instance_information::{DescribeInstanceInformationError, DescribeInstanceInformationOutput};
+use aws_sdk_ssm::operation::describe_instance_information::{
+    DescribeInstanceInformationError, DescribeInstanceInformationOutput,
+};
 use aws_sdk_ssm::types::{InstanceInformation, PingStatus};
 use aws_smithy_mocks::{RuleMode, mock, mock_client};
 use aws_smithy_types::error::ErrorMetadata;
 use ec2patch_core::store::ObjectRef;
 use ec2patch_core::{AccountId, Region, TagFilter, Target};
 use ec2patch_inventory::{
-    DiscoveredInstance, MAX_FAILURES_IN_SUMMARY, SsmStatus, TargetFailure, TargetManifest, WaveManifest, discover_target, summarize,
+    DiscoveredInstance, MAX_FAILURES_IN_SUMMARY, SsmStatus, TargetFailure, TargetManifest, WaveManifest,
+    discover_target, summarize,
 };
 
 fn target() -> Target {
@@ -59,7 +64,9 @@ async fn pages_through_instances_and_classifies_ssm_management() {
         .then_output(|| page(vec![instance("i-3", Some("default")), instance("i-4", None)], None));
     let ec2 = mock_client!(aws_sdk_ec2, RuleMode::Sequential, [&first, &second]);
     let ssm_info = mock!(aws_sdk_ssm::Client::describe_instance_information)
-        .match_requests(|req| req.filters().iter().any(|f| f.key() == "InstanceIds" && f.values() == ["i-1", "i-2", "i-3"]))
+        .match_requests(|req| {
+            req.filters().iter().any(|f| f.key() == "InstanceIds" && f.values() == ["i-1", "i-2", "i-3"])
+        })
         .then_output(|| {
             DescribeInstanceInformationOutput::builder()
                 .instance_information_list(info("i-1", PingStatus::Online))
@@ -102,7 +109,9 @@ async fn asks_ssm_about_at_most_fifty_instances_per_call() {
 #[tokio::test]
 async fn throttling_is_reported_as_throttled_with_the_target() {
     let throttled = mock!(aws_sdk_ec2::Client::describe_instances).then_error(|| {
-        DescribeInstancesError::generic(ErrorMetadata::builder().code("RequestLimitExceeded").message("Request limit exceeded.").build())
+        DescribeInstancesError::generic(
+            ErrorMetadata::builder().code("RequestLimitExceeded").message("Request limit exceeded.").build(),
+        )
     });
     let ec2 = mock_client!(aws_sdk_ec2, RuleMode::Sequential, [&throttled], no_retries);
     let ssm = mock_client!(aws_sdk_ssm, RuleMode::Sequential, Vec::<&aws_smithy_mocks::Rule>::new());
@@ -117,13 +126,18 @@ async fn throttling_is_reported_as_throttled_with_the_target() {
 async fn sdk_retries_absorb_a_short_burst_of_throttling() {
     let burst = mock!(aws_sdk_ec2::Client::describe_instances)
         .sequence()
-        .error(|| DescribeInstancesError::generic(ErrorMetadata::builder().code("Throttling").message("Rate exceeded").build()))
+        .error(|| {
+            DescribeInstancesError::generic(
+                ErrorMetadata::builder().code("Throttling").message("Rate exceeded").build(),
+            )
+        })
         .output(|| page(vec![instance("i-1", Some("default"))], None))
         .build();
     let ec2 = mock_client!(aws_sdk_ec2, RuleMode::Sequential, [&burst], |conf| conf
         .retry_config(aws_sdk_ec2::config::retry::RetryConfig::standard().with_max_attempts(3)));
-    let ssm_info = mock!(aws_sdk_ssm::Client::describe_instance_information)
-        .then_output(|| DescribeInstanceInformationOutput::builder().instance_information_list(info("i-1", PingStatus::Online)).build());
+    let ssm_info = mock!(aws_sdk_ssm::Client::describe_instance_information).then_output(|| {
+        DescribeInstanceInformationOutput::builder().instance_information_list(info("i-1", PingStatus::Online)).build()
+    });
     let ssm = mock_client!(aws_sdk_ssm, [&ssm_info]);
     let instances = discover_target(&ec2, &ssm, &filters(), &target()).await.unwrap();
     assert_eq!(instances.len(), 1);
@@ -132,16 +146,23 @@ async fn sdk_retries_absorb_a_short_burst_of_throttling() {
 
 #[tokio::test]
 async fn a_refused_ssm_call_is_a_definite_failure_naming_the_operation() {
-    let listing = mock!(aws_sdk_ec2::Client::describe_instances).then_output(|| page(vec![instance("i-1", Some("default"))], None));
+    let listing = mock!(aws_sdk_ec2::Client::describe_instances)
+        .then_output(|| page(vec![instance("i-1", Some("default"))], None));
     let ec2 = mock_client!(aws_sdk_ec2, [&listing]);
     let denied = mock!(aws_sdk_ssm::Client::describe_instance_information).then_error(|| {
-        DescribeInstanceInformationError::generic(ErrorMetadata::builder().code("AccessDeniedException").message("not authorized").build())
+        DescribeInstanceInformationError::generic(
+            ErrorMetadata::builder().code("AccessDeniedException").message("not authorized").build(),
+        )
     });
     let ssm = mock_client!(aws_sdk_ssm, RuleMode::Sequential, [&denied], |conf| conf
         .retry_config(aws_sdk_ssm::config::retry::RetryConfig::disabled()));
     let error = discover_target(&ec2, &ssm, &filters(), &target()).await.unwrap_err();
     assert_eq!(error.error_type(), "AwsCallFailed");
-    assert!(error.to_string().contains("DescribeInstanceInformation") && error.to_string().contains("AccessDeniedException"), "{error}");
+    assert!(
+        error.to_string().contains("DescribeInstanceInformation")
+            && error.to_string().contains("AccessDeniedException"),
+        "{error}"
+    );
 }
 
 #[test]
@@ -176,7 +197,8 @@ fn the_summary_counts_everything_but_lists_only_a_few_failures() {
             instance("i-3", SsmStatus::Offline { ping_status: "Inactive".into() }),
         ],
     });
-    let manifest = WaveManifest { run_id: "r".into(), wave_index: 0, wave_name: "w".into(), tag_filters: filters(), targets };
+    let manifest =
+        WaveManifest { run_id: "r".into(), wave_index: 0, wave_name: "w".into(), tag_filters: filters(), targets };
     let summary = summarize(&manifest, ObjectRef { bucket: "b".into(), key: "k".into() });
     assert_eq!((summary.targets, summary.targets_failed), (26, 25));
     assert_eq!((summary.instances, summary.patchable, summary.unmanaged, summary.offline), (3, 1, 1, 1));
