@@ -31,8 +31,13 @@ fn moto_dir(root: &Path) -> PathBuf {
 /// The rename makes the venv's console scripts' shebangs point at the build directory, so run
 /// tools as `python <venv>/bin/<tool>` (see [`venv_tool`]), never by their script directly.
 pub fn ensure_venv(root: &Path) -> anyhow::Result<PathBuf> {
-    let venv = root.join(".venv");
-    let requirements_path = moto_dir(root).join("requirements.txt");
+    ensure_venv_at(root, ".venv", &moto_dir(root).join("requirements.txt"))
+}
+
+/// Like [`ensure_venv`], for another virtualenv `<root>/<name>` built from `requirements_path`
+/// (for example static-check tools that the emulator does not need).
+pub fn ensure_venv_at(root: &Path, name: &str, requirements_path: &Path) -> anyhow::Result<PathBuf> {
+    let venv = root.join(name);
     let requirements = std::fs::read_to_string(&requirements_path)
         .with_context(|| format!("reading {}", requirements_path.display()))?;
     let stamp = venv.join(".ec2patch-requirements");
@@ -41,21 +46,22 @@ pub fn ensure_venv(root: &Path) -> anyhow::Result<PathBuf> {
     if current() {
         return Ok(python);
     }
-    let lock = std::fs::File::create(root.join(".venv.lock")).context("creating .venv.lock")?;
-    lock.lock().context("locking .venv.lock")?;
+    let lock_path = root.join(format!("{name}.lock"));
+    let lock = std::fs::File::create(&lock_path).with_context(|| format!("creating {}", lock_path.display()))?;
+    lock.lock().with_context(|| format!("locking {}", lock_path.display()))?;
     if current() {
         return Ok(python);
     }
-    let staging = root.join(format!(".venv-build-{}", std::process::id()));
+    let staging = root.join(format!("{name}-build-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&staging);
     let host_python = std::env::var("EC2PATCH_PYTHON").unwrap_or_else(|_| "python3".to_owned());
-    eprintln!("ec2patch-local: installing the emulator (moto) into {} ...", venv.display());
+    eprintln!("ec2patch-local: installing {} into {} ...", requirements_path.display(), venv.display());
     run(Command::new(&host_python).arg("-m").arg("venv").arg(&staging), "creating the virtualenv")?;
     run(
         Command::new(staging.join("bin/python"))
             .args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check", "-r"])
-            .arg(&requirements_path),
-        "installing moto (pip install -r crates/local/moto/requirements.txt)",
+            .arg(requirements_path),
+        &format!("pip install -r {}", requirements_path.display()),
     )?;
     std::fs::write(staging.join(".ec2patch-requirements"), &requirements)?;
     if venv.exists() && std::fs::read_to_string(&stamp).ok().as_deref() != Some(requirements.as_str()) {

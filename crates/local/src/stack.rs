@@ -54,6 +54,8 @@ pub struct LocalStack {
     /// The hub's SDK configuration: hub credentials, calls through the router.
     pub sdk: SdkConfig,
     pub hub: Arc<Hub>,
+    /// The hub identity's access key (an IAM user in [`HUB_ACCOUNT`]), e.g. for Terraform.
+    pub hub_credentials: Credentials,
     pub functions: Arc<LocalFunctions>,
     pub state_machine_arn: String,
     pub router: Router,
@@ -74,7 +76,7 @@ impl LocalStack {
         router.register_access_key(credentials.access_key_id(), HUB_ACCOUNT);
         let sdk = aws_config::defaults(BehaviorVersion::latest())
             .region(SdkRegion::new(options.region.clone()))
-            .credentials_provider(credentials)
+            .credentials_provider(credentials.clone())
             .endpoint_url(router.url())
             .retry_config(aws_config::retry::RetryConfig::adaptive().with_max_attempts(5))
             .load()
@@ -91,7 +93,16 @@ impl LocalStack {
         let hub = Arc::new(Hub::new(sdk.clone(), config));
         functions.set_hub(hub.clone());
 
-        let mut stack = Self { options, sdk, hub, functions, state_machine_arn: String::new(), router, moto };
+        let mut stack = Self {
+            options,
+            sdk,
+            hub,
+            hub_credentials: credentials,
+            functions,
+            state_machine_arn: String::new(),
+            router,
+            moto,
+        };
         stack.create_table().await?;
         stack.create_bucket().await?;
         stack.state_machine_arn = stack.deploy_state_machine().await?;
