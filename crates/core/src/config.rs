@@ -64,6 +64,13 @@ pub struct HubConfig {
     pub inventory_concurrency: usize,
     /// Days run records are kept before DynamoDB's TTL removes them (`EC2PATCH_RECORD_TTL_DAYS`, default 90).
     pub record_ttl_days: u32,
+    /// How long a wave waits for a person (`EC2PATCH_APPROVAL_TIMEOUT_SECONDS`, default 14400 =
+    /// 4 hours); also the lifetime of the emailed links.
+    pub approval_timeout_seconds: u32,
+    /// Base URL of the `/callback` route (`EC2PATCH_CALLBACK_BASE_URL`): the HTTP API's invoke URL.
+    pub callback_base_url: Option<String>,
+    /// SSM SecureString parameter holding the approval-link HMAC key (`EC2PATCH_HMAC_KEY_PARAMETER`).
+    pub hmac_key_parameter: Option<String>,
     pub defaults: RunDefaults,
 }
 
@@ -128,6 +135,18 @@ impl HubConfig {
             external_id: get("EC2PATCH_EXTERNAL_ID"),
             inventory_concurrency: usize::try_from(concurrency).unwrap_or(usize::MAX),
             record_ttl_days: u32::try_from(number("EC2PATCH_RECORD_TTL_DAYS", 90)?).unwrap_or(u32::MAX),
+            approval_timeout_seconds: match number("EC2PATCH_APPROVAL_TIMEOUT_SECONDS", 14_400)? {
+                0 => return Err(Error::ConfigError("EC2PATCH_APPROVAL_TIMEOUT_SECONDS must be at least 1".to_owned())),
+                // Step Functions' task timeout limit is one year.
+                seconds if seconds > 31_536_000 => {
+                    return Err(Error::ConfigError(
+                        "EC2PATCH_APPROVAL_TIMEOUT_SECONDS must be at most one year".to_owned(),
+                    ));
+                }
+                seconds => u32::try_from(seconds).unwrap_or(u32::MAX),
+            },
+            callback_base_url: get("EC2PATCH_CALLBACK_BASE_URL").map(|url| url.trim_end_matches('/').to_owned()),
+            hmac_key_parameter: get("EC2PATCH_HMAC_KEY_PARAMETER"),
             defaults: RunDefaults {
                 regions,
                 tag_key: get("EC2PATCH_TAG_KEY").unwrap_or_else(|| "PatchGroup".to_owned()),
@@ -163,6 +182,8 @@ mod tests {
         assert_eq!(config.defaults.regions, vec!["eu-west-1"]);
         assert_eq!((config.defaults.tag_key.as_str(), config.defaults.tag_value.as_str()), ("PatchGroup", "default"));
         assert!(config.defaults.abort_on_issues);
+        assert_eq!(config.approval_timeout_seconds, 14_400);
+        assert_eq!(config.callback_base_url, None);
     }
 
     #[test]

@@ -49,6 +49,18 @@ impl Hub {
     }
 }
 
+impl Hub {
+    /// The approval-link signing key, read from SSM (call once per cold start).
+    pub async fn load_signing_key(&self) -> crate::Result<crate::approval::SigningKey> {
+        let parameter = self
+            .config
+            .hmac_key_parameter
+            .as_deref()
+            .ok_or_else(|| crate::Error::ConfigError("EC2PATCH_HMAC_KEY_PARAMETER is not set".to_owned()))?;
+        crate::approval::SigningKey::load(&aws_sdk_ssm::Client::new(&self.sdk), parameter).await
+    }
+}
+
 /// S3 against a custom endpoint (the local stack) needs path-style addressing.
 fn s3_config(sdk: &SdkConfig) -> aws_sdk_s3::Config {
     let builder = aws_sdk_s3::config::Builder::from(sdk);

@@ -7,6 +7,7 @@
 //! - [`store`]: where run state lives (DynamoDB items, S3 objects) and how it is keyed.
 //! - [`asl`]: rendering the state machine template the way Terraform's `templatefile` does.
 
+pub mod approval;
 pub mod asl;
 pub mod aws;
 pub mod config;
@@ -18,6 +19,7 @@ pub mod regions;
 pub mod sessions;
 pub mod store;
 pub mod telemetry;
+pub mod wave;
 
 pub use error::{Error, Result};
 pub use hub::Hub;

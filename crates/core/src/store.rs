@@ -152,6 +152,39 @@ impl RunStore {
         Ok(())
     }
 
+    /// Puts `item` only if no item with its key exists.
+    pub async fn put_item_if_absent(&self, item: Item) -> Result<()> {
+        self.dynamodb
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(pk)")
+            .send()
+            .await
+            .aws_context("PutItem", || format!("table {} (new item)", self.table))
+            .map_err(into_store_error)?;
+        Ok(())
+    }
+
+    pub async fn get_item(&self, pk: &str, sk: &str) -> Result<Option<Item>> {
+        let output = self
+            .dynamodb
+            .get_item()
+            .table_name(&self.table)
+            .key("pk", AttributeValue::S(pk.to_owned()))
+            .key("sk", AttributeValue::S(sk.to_owned()))
+            .consistent_read(true)
+            .send()
+            .await
+            .aws_context("GetItem", || format!("table {} pk {pk}", self.table))
+            .map_err(into_store_error)?;
+        Ok(output.item)
+    }
+
+    pub fn dynamodb(&self) -> &aws_sdk_dynamodb::Client {
+        &self.dynamodb
+    }
+
     /// Writes every item, in batches of 25, re-sending what DynamoDB leaves unprocessed. Fails
     /// loudly, saying how many items were not written, rather than dropping any.
     pub async fn put_items(&self, items: Vec<Item>) -> Result<()> {

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import inspect
 import json
 import os
 import sys
@@ -145,6 +146,18 @@ def list_state_machine_versions(self: Any) -> Any:
     return ActionResult(body)
 
 
+def send_task_failure(self: Any) -> Any:
+    """moto 5.2.5's SendTaskFailure drops `cause`; the interpreter's backend accepts it."""
+    from moto.core.responses import EmptyResult
+
+    backend = self.stepfunction_backend
+    kwargs = {"error": self._get_param("error")}
+    if "cause" in inspect.signature(backend.send_task_failure).parameters:
+        kwargs["cause"] = self._get_param("cause")
+    backend.send_task_failure(self._get_param("taskToken"), **kwargs)
+    return EmptyResult()
+
+
 def add_stepfunctions_ops() -> None:
     from moto.stepfunctions.responses import StepFunctionResponse
 
@@ -153,6 +166,8 @@ def add_stepfunctions_ops() -> None:
     # camelcase_to_underscores(<Op>) of the response class.
     StepFunctionResponse.validate_state_machine_definition = validate_state_machine_definition
     StepFunctionResponse.list_state_machine_versions = list_state_machine_versions
+    _require(StepFunctionResponse, "send_task_failure")
+    StepFunctionResponse.send_task_failure = send_task_failure
 
 
 # --------------------------------------------------------------------------- SSM

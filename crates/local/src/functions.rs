@@ -9,6 +9,7 @@ use lambda_runtime::Diagnostic;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
+use tokio::sync::OnceCell;
 
 pub type InvokeFuture = Pin<Box<dyn Future<Output = Result<Value, Diagnostic>> + Send>>;
 
@@ -21,7 +22,9 @@ pub trait FunctionHost: Send + Sync {
 /// The Lambda function names the hub deploys, as `<name_prefix>-<Function>`.
 pub const PLAN_RUN: &str = "PlanRun";
 pub const PRE_EC2_INVENTORY: &str = "PreEC2Inventory";
-pub const ALL: &[&str] = &[PLAN_RUN, PRE_EC2_INVENTORY];
+pub const SEND_APPROVAL_REQUEST: &str = "SendApprovalRequest";
+pub const APPROVAL_CALLBACK: &str = "ApprovalCallback";
+pub const ALL: &[&str] = &[PLAN_RUN, PRE_EC2_INVENTORY, SEND_APPROVAL_REQUEST, APPROVAL_CALLBACK];
 
 /// Every ec2patch function, sharing one [`Hub`] as a warm Lambda container would. The hub is set
 /// once the emulator is up and the hub's credentials exist; until then no function answers.
@@ -29,11 +32,19 @@ pub const ALL: &[&str] = &[PLAN_RUN, PRE_EC2_INVENTORY];
 pub struct LocalFunctions {
     prefix: String,
     hub: OnceLock<Arc<Hub>>,
+    // Loaded on first use, as each function's main() loads them at cold start.
+    approval_request: Arc<OnceCell<ec2patch_approval_request::Deps>>,
+    approval_callback: Arc<OnceCell<ec2patch_approval_callback::Deps>>,
 }
 
 impl LocalFunctions {
     pub fn new(name_prefix: &str) -> Self {
-        Self { prefix: format!("{name_prefix}-"), hub: OnceLock::new() }
+        Self {
+            prefix: format!("{name_prefix}-"),
+            hub: OnceLock::new(),
+            approval_request: Arc::new(OnceCell::new()),
+            approval_callback: Arc::new(OnceCell::new()),
+        }
     }
 
     pub fn set_hub(&self, hub: Arc<Hub>) {
@@ -52,6 +63,20 @@ impl FunctionHost for LocalFunctions {
             PLAN_RUN => run(payload, move |request| async move { ec2patch_plan::handle(&hub, request).await }),
             PRE_EC2_INVENTORY => {
                 run(payload, move |request| async move { ec2patch_inventory::handle(&hub, request).await })
+            }
+            SEND_APPROVAL_REQUEST => {
+                let deps = self.approval_request.clone();
+                run(payload, move |request| async move {
+                    let deps = deps.get_or_try_init(|| ec2patch_approval_request::Deps::load(&hub)).await?;
+                    ec2patch_approval_request::handle(&hub, deps, request).await
+                })
+            }
+            APPROVAL_CALLBACK => {
+                let deps = self.approval_callback.clone();
+                run(payload, move |request| async move {
+                    let deps = deps.get_or_try_init(|| ec2patch_approval_callback::Deps::load(&hub)).await?;
+                    ec2patch_approval_callback::handle(&hub, deps, request).await
+                })
             }
             _ => return None,
         };

@@ -6,6 +6,7 @@
 //! operation and injecting faults on request. [`stack::LocalStack`] starts both, creates the
 //! hub's identity, table, bucket and state machine, and seeds simulated spoke estates.
 
+pub mod apigw;
 pub mod estate;
 pub mod faults;
 pub mod functions;
@@ -16,4 +17,5 @@ pub mod stack;
 
 pub use estate::{Estate, EstateSpec, SeedKind};
 pub use faults::FaultRule;
+pub use router::Mail;
 pub use stack::{HUB_ACCOUNT, LocalStack, LocalStackOptions};

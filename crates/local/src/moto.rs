@@ -38,7 +38,7 @@ pub fn ensure_venv(root: &Path) -> anyhow::Result<PathBuf> {
 /// (for example static-check tools that the emulator does not need).
 pub fn ensure_venv_at(root: &Path, name: &str, requirements_path: &Path) -> anyhow::Result<PathBuf> {
     let venv = root.join(name);
-    let requirements = std::fs::read_to_string(&requirements_path)
+    let requirements = std::fs::read_to_string(requirements_path)
         .with_context(|| format!("reading {}", requirements_path.display()))?;
     let stamp = venv.join(".ec2patch-requirements");
     let python = venv.join("bin/python");

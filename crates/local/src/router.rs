@@ -22,6 +22,7 @@ use serde_json::{Value, json};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
+use crate::apigw;
 use crate::faults::{Fault, FaultPlan};
 use crate::functions::FunctionHost;
 use crate::http;
@@ -44,10 +45,20 @@ struct Accounts {
     by_access_key: HashMap<String, String>,
 }
 
+/// One SNS notification delivered to the local mailbox (an HTTP subscription of the topic).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mail {
+    pub topic_arn: String,
+    pub subject: Option<String>,
+    pub message: String,
+}
+
 pub struct RouterState {
     moto_port: u16,
     hub_account: String,
     functions: Arc<dyn FunctionHost>,
+    callback_function: String,
+    mailbox: Mutex<Vec<Mail>>,
     faults: FaultPlan,
     calls: Mutex<BTreeMap<String, u64>>,
     accounts: Mutex<Accounts>,
@@ -74,18 +85,23 @@ impl Drop for Router {
 }
 
 impl Router {
-    /// Serves on `listener`, forwarding to moto on `moto_port`.
+    /// Serves on `listener`, forwarding to moto on `moto_port`. `/callback` is answered by
+    /// `callback_function` (as API Gateway would), `/mailbox` collects SNS deliveries, Lambda
+    /// invokes go to `functions`, everything else to moto.
     pub fn serve(
         listener: TcpListener,
         moto_port: u16,
         hub_account: &str,
         functions: Arc<dyn FunctionHost>,
+        callback_function: &str,
     ) -> anyhow::Result<Self> {
         let addr = listener.local_addr()?;
         let state = Arc::new(RouterState {
             moto_port,
             hub_account: hub_account.to_owned(),
             functions,
+            callback_function: callback_function.to_owned(),
+            mailbox: Mutex::new(Vec::new()),
             faults: FaultPlan::default(),
             calls: Mutex::new(BTreeMap::new()),
             accounts: Mutex::new(Accounts::default()),
@@ -93,10 +109,10 @@ impl Router {
         let accept_state = state.clone();
         let task = tokio::spawn(async move {
             loop {
-                let Ok((stream, _)) = listener.accept().await else { continue };
+                let Ok((stream, peer)) = listener.accept().await else { continue };
                 let state = accept_state.clone();
                 tokio::spawn(async move {
-                    let service = service_fn(move |request| route(state.clone(), request));
+                    let service = service_fn(move |request| route(state.clone(), request, peer));
                     let _ = http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
                 });
             }
@@ -121,6 +137,11 @@ impl Router {
         lock(&self.state.calls).clear();
     }
 
+    /// Every SNS notification delivered to the mailbox so far, oldest first.
+    pub fn mailbox(&self) -> Vec<Mail> {
+        lock(&self.state.mailbox).clone()
+    }
+
     /// Tells the router which account an access key belongs to.
     pub fn register_access_key(&self, access_key: &str, account: &str) {
         lock(&self.state.accounts).by_access_key.insert(access_key.to_owned(), account.to_owned());
@@ -133,12 +154,21 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 type RouterResponse = Response<Full<Bytes>>;
 
-async fn route(state: Arc<RouterState>, request: Request<Incoming>) -> Result<RouterResponse, Infallible> {
+async fn route(
+    state: Arc<RouterState>,
+    request: Request<Incoming>,
+    peer: SocketAddr,
+) -> Result<RouterResponse, Infallible> {
     let (parts, body) = request.into_parts();
     let body = match body.collect().await {
         Ok(collected) => collected.to_bytes(),
         Err(error) => return Ok(plain(StatusCode::BAD_REQUEST, format!("cannot read request body: {error}"))),
     };
+    match parts.uri.path() {
+        "/callback" => return Ok(callback(&state, &parts, &body, peer).await),
+        "/mailbox" if parts.method == Method::POST => return Ok(deliver(&state, &body)),
+        _ => {}
+    }
     if parts.method == Method::POST
         && let Some(function) = lambda_invoke_target(parts.uri.path())
     {
@@ -196,6 +226,51 @@ async fn invoke(state: &RouterState, function: &str, payload: &[u8]) -> RouterRe
             ),
         },
     }
+}
+
+/// The hub's HTTP API route: the request as an API Gateway v2 event to ApprovalCallback.
+async fn callback(
+    state: &RouterState,
+    parts: &hyper::http::request::Parts,
+    body: &Bytes,
+    peer: SocketAddr,
+) -> RouterResponse {
+    count(state, "apigateway:/callback");
+    let event = apigw::event(parts, body, peer, &state.hub_account);
+    let Some(future) = state.functions.invoke(&state.callback_function, event) else {
+        return plain(StatusCode::SERVICE_UNAVAILABLE, "the callback function is not deployed".to_owned());
+    };
+    match future.await {
+        Ok(answer) => {
+            let (status, headers, body) = apigw::response(&answer);
+            let mut response = Response::new(Full::new(body));
+            *response.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY);
+            for (name, value) in headers {
+                if let (Ok(name), Ok(value)) =
+                    (hyper::header::HeaderName::from_bytes(name.as_bytes()), HeaderValue::from_str(&value))
+                {
+                    response.headers_mut().insert(name, value);
+                }
+            }
+            response
+        }
+        // API Gateway answers a failed integration with 500 and this body.
+        Err(_) => json_response(StatusCode::INTERNAL_SERVER_ERROR, &json!({"message": "Internal Server Error"}), None),
+    }
+}
+
+/// An SNS HTTP(S) delivery: keep notifications, acknowledge everything.
+fn deliver(state: &RouterState, body: &Bytes) -> RouterResponse {
+    if let Ok(message) = serde_json::from_slice::<Value>(body)
+        && message.get("Type").and_then(Value::as_str) == Some("Notification")
+    {
+        lock(&state.mailbox).push(Mail {
+            topic_arn: message.get("TopicArn").and_then(Value::as_str).unwrap_or_default().to_owned(),
+            subject: message.get("Subject").and_then(Value::as_str).map(str::to_owned),
+            message: message.get("Message").and_then(Value::as_str).unwrap_or_default().to_owned(),
+        });
+    }
+    plain(StatusCode::OK, String::new())
 }
 
 fn lambda_error(status: StatusCode, kind: &str, message: &str) -> RouterResponse {

@@ -34,6 +34,8 @@ pub struct LocalStackOptions {
     pub region: String,
     pub external_id: String,
     pub inventory_concurrency: usize,
+    /// How long a wave waits for approval (also the links' lifetime).
+    pub approval_timeout_seconds: u32,
 }
 
 impl Default for LocalStackOptions {
@@ -43,6 +45,7 @@ impl Default for LocalStackOptions {
             region: "us-east-1".to_owned(),
             external_id: "ec2patch-local-external-id".to_owned(),
             inventory_concurrency: 16,
+            approval_timeout_seconds: 3600,
         }
     }
 }
@@ -69,7 +72,8 @@ impl LocalStack {
         let router_port = listener.local_addr()?.port();
         let moto_port = moto::free_port()?;
         let functions = Arc::new(LocalFunctions::new(&options.name_prefix));
-        let router = Router::serve(listener, moto_port, HUB_ACCOUNT, functions.clone())?;
+        let callback = functions.function_name(functions::APPROVAL_CALLBACK);
+        let router = Router::serve(listener, moto_port, HUB_ACCOUNT, functions.clone(), &callback)?;
         let moto = MotoServer::start(&root, moto_port, router_port).await?;
 
         let credentials = hub_credentials(moto_port).await?;
@@ -81,6 +85,8 @@ impl LocalStack {
             .retry_config(aws_config::retry::RetryConfig::adaptive().with_max_attempts(5))
             .load()
             .await;
+        let topic_arn = create_topic(&sdk, &options.name_prefix, &router.url()).await?;
+        let hmac_key_parameter = create_signing_key(&sdk, &options.name_prefix).await?;
         let config = HubConfig {
             table: format!("{}-runs", options.name_prefix),
             bucket: format!("{}-artifacts-{HUB_ACCOUNT}", options.name_prefix),
@@ -88,7 +94,14 @@ impl LocalStack {
             external_id: Some(options.external_id.clone()),
             inventory_concurrency: options.inventory_concurrency,
             record_ttl_days: 90,
-            defaults: RunDefaults { regions: vec![options.region.clone()], ..RunDefaults::default() },
+            approval_timeout_seconds: options.approval_timeout_seconds,
+            callback_base_url: Some(router.url()),
+            hmac_key_parameter: Some(hmac_key_parameter),
+            defaults: RunDefaults {
+                regions: vec![options.region.clone()],
+                sns_topic_arn: Some(topic_arn),
+                ..RunDefaults::default()
+            },
         };
         let hub = Arc::new(Hub::new(sdk.clone(), config));
         functions.set_hub(hub.clone());
@@ -122,6 +135,7 @@ impl LocalStack {
         BTreeMap::from([
             ("plan_function_arn", self.function_arn(functions::PLAN_RUN)),
             ("inventory_function_arn", self.function_arn(functions::PRE_EC2_INVENTORY)),
+            ("approval_request_function_arn", self.function_arn(functions::SEND_APPROVAL_REQUEST)),
             ("table_name", self.hub.config.table.clone()),
         ])
     }
@@ -230,6 +244,21 @@ impl LocalStack {
         }
     }
 
+    /// Waits until the mailbox holds at least `count` messages and returns them.
+    pub async fn wait_for_mail(&self, count: usize, timeout: Duration) -> anyhow::Result<Vec<crate::router::Mail>> {
+        let started = Instant::now();
+        loop {
+            let mail = self.router.mailbox();
+            if mail.len() >= count {
+                return Ok(mail);
+            }
+            if started.elapsed() > timeout {
+                bail!("mailbox has {} of {count} messages after {timeout:?}", mail.len());
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     pub async fn history(&self, execution_arn: &str) -> anyhow::Result<Vec<HistoryEvent>> {
         let mut events = Vec::new();
         let mut pages = self.sfn().get_execution_history().execution_arn(execution_arn).into_paginator().send();
@@ -238,6 +267,38 @@ impl LocalStack {
         }
         Ok(events)
     }
+}
+
+/// The hub's notification topic, with the local mailbox (`/mailbox` on the router) subscribed
+/// over HTTP as an email address would be.
+async fn create_topic(sdk: &SdkConfig, prefix: &str, router_url: &str) -> anyhow::Result<String> {
+    let sns = aws_sdk_sns::Client::new(sdk);
+    let topic = sns.create_topic().name(format!("{prefix}-PatchAlerts")).send().await.context("CreateTopic")?;
+    let arn = topic.topic_arn.context("CreateTopic returned no ARN")?;
+    sns.subscribe()
+        .topic_arn(&arn)
+        .protocol("http")
+        .endpoint(format!("{router_url}/mailbox"))
+        .send()
+        .await
+        .context("Subscribe")?;
+    Ok(arn)
+}
+
+/// A fresh random approval-link key in an SSM SecureString, as the hub module creates it.
+async fn create_signing_key(sdk: &SdkConfig, prefix: &str) -> anyhow::Result<String> {
+    let name = format!("/{prefix}/approval-hmac-key");
+    let key = format!("{}{}", ec2patch_core::approval::new_approval_id()?, ec2patch_core::approval::new_approval_id()?);
+    aws_sdk_ssm::Client::new(sdk)
+        .put_parameter()
+        .name(&name)
+        .value(key)
+        .r#type(aws_sdk_ssm::types::ParameterType::SecureString)
+        .overwrite(true)
+        .send()
+        .await
+        .context("PutParameter (approval HMAC key)")?;
+    Ok(name)
 }
 
 /// An IAM user in the hub account and its access key: the identity the hub's functions run as.

@@ -57,7 +57,9 @@ fn two_wave_input(estate: &Estate) -> Value {
         ],
         "ec2": {"tagKey": "PatchGroup", "tagValue": "default"},
         "wavePauseSeconds": 1,
-        "abortOnIssues": true
+        "abortOnIssues": true,
+        // A dry run skips the approval gate (tests/e2e/tests/approval.rs covers it).
+        "dryRun": true
     })
 }
 
@@ -163,7 +165,7 @@ async fn state_payloads_do_not_grow_with_the_estate() {
         ..EstateSpec::default()
     };
     let small = stack.seed(&spec(1)).await.unwrap();
-    let input = |estate: &Estate| json!({"accounts": [estate.accounts[0]], "regions": ["us-east-1"], "tagFilters": {"PatchGroup": "default"}});
+    let input = |estate: &Estate| json!({"accounts": [estate.accounts[0]], "regions": ["us-east-1"], "tagFilters": {"PatchGroup": "default"}, "dryRun": true});
     let arn = stack.start_execution("payload-small", &input(&small)).await.unwrap();
     assert_eq!(stack.wait_for_execution(&arn, TIMEOUT).await.unwrap().status, ExecutionStatus::Succeeded);
     let small_largest = payload_sizes(&stack.history(&arn).await.unwrap()).into_iter().map(|(_, s)| s).max().unwrap();
@@ -218,7 +220,8 @@ async fn run_with_faults(
     }
     let input = json!({
         "accountWaves": [{"accounts": [estate.accounts[0]]}, {"accounts": [estate.accounts[1]]}],
-        "abortOnIssues": abort_on_issues
+        "abortOnIssues": abort_on_issues,
+        "dryRun": true
     });
     let arn = stack.start_execution(run_id, &input).await.unwrap();
     let execution = stack.wait_for_execution(&arn, TIMEOUT).await.unwrap();

@@ -13,12 +13,11 @@ use aws_sdk_ec2::types::Filter as Ec2Filter;
 use aws_sdk_ssm::types::InstanceInformationStringFilter;
 use ec2patch_core::aws::AwsResultExt;
 use ec2patch_core::store::{self, Item, ObjectRef, n, s};
+pub use ec2patch_core::wave::{MAX_FAILURES_IN_SUMMARY, TargetFailure, WaveInventory};
 use ec2patch_core::{Error, Hub, Result, TagFilter, Target};
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 
-/// At most this many failed targets are listed in the summary; the manifest has all of them.
-pub const MAX_FAILURES_IN_SUMMARY: usize = 10;
 /// DescribeInstanceInformation's `InstanceIds` filter takes at most 50 values.
 const INSTANCE_IDS_PER_FILTER: usize = 50;
 
@@ -67,15 +66,6 @@ impl DiscoveredInstance {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct TargetFailure {
-    pub account: String,
-    pub region: String,
-    pub error_type: String,
-    pub message: String,
-}
-
 /// One target in the manifest: its instances, or why it could not be inventoried.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -95,25 +85,6 @@ pub struct WaveManifest {
     pub wave_name: String,
     pub tag_filters: Vec<TagFilter>,
     pub targets: Vec<TargetManifest>,
-}
-
-/// What the state machine gets back: counts and a pointer, bounded in size.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct WaveInventory {
-    pub run_id: String,
-    pub wave_index: usize,
-    pub wave_name: String,
-    pub targets: usize,
-    pub targets_failed: usize,
-    pub instances: usize,
-    pub patchable: usize,
-    pub offline: usize,
-    pub unmanaged: usize,
-    /// The first [`MAX_FAILURES_IN_SUMMARY`] failed targets.
-    pub failures: Vec<TargetFailure>,
-    pub failures_omitted: usize,
-    pub manifest: ObjectRef,
 }
 
 pub async fn handle(hub: &Hub, request: InventoryRequest) -> Result<WaveInventory> {

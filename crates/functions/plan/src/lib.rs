@@ -27,6 +27,8 @@ pub struct PlannedRun {
     pub target_count: usize,
     pub wave_pause_seconds: u32,
     pub abort_on_issues: bool,
+    /// The approval step's `TimeoutSecondsPath`.
+    pub approval_timeout_seconds: u32,
     pub plan: ObjectRef,
 }
 
@@ -42,6 +44,7 @@ pub async fn handle(hub: &Hub, request: PlanRequest) -> Result<PlannedRun> {
         target_count: plan.target_count(),
         wave_pause_seconds: plan.wave_pause_seconds,
         abort_on_issues: plan.abort_on_issues,
+        approval_timeout_seconds: hub.config.approval_timeout_seconds,
         plan: plan_ref,
     })
 }

@@ -1,0 +1,321 @@
+//! ApprovalCallback: the `/callback` route of the hub's HTTP API (payload format 2.0).
+//!
+//! `GET` verifies the link and shows a confirmation page; it never changes anything, so a mail
+//! scanner that fetches every link decides nothing. Only the page's `POST` decides: it verifies
+//! again, records the decision with a conditional write (only `pending` -> `approved`/`rejected`,
+//! only before the link expires) and then resumes or fails the waiting execution.
+//!
+//! Bad input gets a small page and a 4xx status, never a 500: tampered or incomplete link 400,
+//! unknown approval 404, already decided 409, expired 410.
+
+mod pages;
+
+use std::collections::HashMap;
+
+use aws_lambda_events::apigw::{ApiGatewayV2httpRequest, ApiGatewayV2httpResponse};
+use aws_sdk_dynamodb::types::AttributeValue;
+use base64::Engine;
+use ec2patch_core::approval::{
+    self, Action, ApprovalDetails, Decision, SigningKey, TaskToken, format_epoch, now_epoch_seconds,
+};
+use ec2patch_core::{Error, Hub, Result};
+use http::Method;
+use serde_json::json;
+
+pub use pages::Page;
+
+/// What the function needs beyond the hub: its signing key and Step Functions.
+#[derive(Debug)]
+pub struct Deps {
+    pub key: SigningKey,
+    pub sfn: aws_sdk_sfn::Client,
+}
+
+impl Deps {
+    pub async fn load(hub: &Hub) -> Result<Self> {
+        Ok(Self { key: hub.load_signing_key().await?, sfn: aws_sdk_sfn::Client::new(&hub.sdk) })
+    }
+}
+
+/// The four values every link and form carries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LinkParams {
+    pub id: String,
+    pub action: Action,
+    pub expires_at: u64,
+    pub sig: String,
+}
+
+/// Reads `id`, `action`, `exp` and `sig` from a query string or form body; `None` when any is
+/// missing, repeated or malformed.
+pub fn parse_params(encoded: &[u8]) -> Option<LinkParams> {
+    let mut values: HashMap<String, String> = HashMap::new();
+    for (key, value) in form_urlencoded::parse(encoded) {
+        if values.insert(key.into_owned(), value.into_owned()).is_some() {
+            return None;
+        }
+    }
+    Some(LinkParams {
+        id: values.get("id").filter(|id| approval::is_approval_id(id))?.clone(),
+        action: Action::parse(values.get("action")?)?,
+        expires_at: values.get("exp")?.parse().ok()?,
+        sig: values.get("sig")?.clone(),
+    })
+}
+
+pub async fn handle(hub: &Hub, deps: &Deps, event: ApiGatewayV2httpRequest) -> Result<ApiGatewayV2httpResponse> {
+    let page = respond(hub, deps, &event).await;
+    Ok(page.into_response())
+}
+
+async fn respond(hub: &Hub, deps: &Deps, event: &ApiGatewayV2httpRequest) -> Page {
+    let method = event.request_context.http.method.clone();
+    let encoded: Vec<u8> = if method == Method::POST {
+        match body_bytes(event) {
+            Some(bytes) => bytes,
+            None => return Page::bad_request(),
+        }
+    } else if method == Method::GET || method == Method::HEAD {
+        event.raw_query_string.clone().unwrap_or_default().into_bytes()
+    } else {
+        return Page::method_not_allowed();
+    };
+    let Some(params) = parse_params(&encoded) else {
+        return Page::bad_request();
+    };
+    if deps.key.verify(&params.id, params.action, params.expires_at, &params.sig).is_err() {
+        tracing::warn!(approval_id = %params.id, "approval link with an invalid signature");
+        return Page::bad_request();
+    }
+    if params.expires_at <= now_epoch_seconds() {
+        return Page::expired();
+    }
+    let record = match load(hub, &params.id).await {
+        Ok(Some(record)) => record,
+        Ok(None) => return Page::not_found(),
+        Err(error) => {
+            tracing::error!(approval_id = %params.id, %error, "cannot read the approval");
+            return Page::unavailable(false);
+        }
+    };
+    if record.details.link_expires_at != params.expires_at {
+        return Page::bad_request();
+    }
+    if method == Method::POST {
+        decide(hub, deps, event, &params, record).await
+    } else if let Some(decision) = record.decision {
+        Page::already_decided(decision)
+    } else {
+        Page::confirm(&record.details, &params, &deps.key)
+    }
+}
+
+fn body_bytes(event: &ApiGatewayV2httpRequest) -> Option<Vec<u8>> {
+    let body = event.body.as_deref().unwrap_or_default();
+    if event.is_base64_encoded {
+        base64::engine::general_purpose::STANDARD.decode(body).ok()
+    } else {
+        Some(body.as_bytes().to_vec())
+    }
+}
+
+/// An approval as stored.
+struct Record {
+    details: ApprovalDetails,
+    task_token: TaskToken,
+    decision: Option<Decision>,
+    notified: Option<String>,
+}
+
+async fn load(hub: &Hub, id: &str) -> Result<Option<Record>> {
+    let Some(item) = hub.store.get_item(&approval::approval_pk(id), approval::APPROVAL_SK).await? else {
+        return Ok(None);
+    };
+    let text = |key: &str| item.get(key).and_then(|v| v.as_s().ok()).cloned();
+    let details: ApprovalDetails = serde_json::from_str(&text("details").unwrap_or_default())
+        .map_err(|e| Error::StateStoreFailed(format!("approval {id} has unreadable details: {e}")))?;
+    let status = text("status").unwrap_or_default();
+    let decision = (status != approval::PENDING).then(|| Decision {
+        status,
+        decided_by: text("decidedBy").unwrap_or_default(),
+        decided_at: text("decidedAt").unwrap_or_default(),
+        source_ip: text("sourceIp").unwrap_or_default(),
+    });
+    Ok(Some(Record {
+        details,
+        task_token: TaskToken::new(text("taskToken").unwrap_or_default()),
+        decision,
+        notified: text("notified"),
+    }))
+}
+
+/// Who decided: the identity API Gateway authenticated, if any (an SSO/JWT authorizer in front),
+/// else whoever held the link.
+fn decided_by(event: &ApiGatewayV2httpRequest) -> String {
+    let authorizer = event.request_context.authorizer.as_ref();
+    if let Some(claims) = authorizer.and_then(|a| a.jwt.as_ref()).map(|jwt| &jwt.claims)
+        && let Some(who) = claims.get("email").or_else(|| claims.get("sub"))
+    {
+        return format!("sso:{who}");
+    }
+    if let Some(arn) = authorizer.and_then(|a| a.iam.as_ref()).and_then(|iam| iam.user_arn.clone()) {
+        return format!("iam:{arn}");
+    }
+    "anonymous (holder of the emailed link)".to_owned()
+}
+
+async fn decide(hub: &Hub, deps: &Deps, event: &ApiGatewayV2httpRequest, params: &LinkParams, record: Record) -> Page {
+    let now = now_epoch_seconds();
+    let decision = Decision {
+        status: params.action.decision().to_owned(),
+        decided_by: decided_by(event),
+        decided_at: format_epoch(now),
+        source_ip: event.request_context.http.source_ip.clone().unwrap_or_default(),
+    };
+    let user_agent = event.request_context.http.user_agent.clone().unwrap_or_default();
+    let written = hub
+        .store
+        .dynamodb()
+        .update_item()
+        .table_name(hub.store.table())
+        .key("pk", AttributeValue::S(approval::approval_pk(&params.id)))
+        .key("sk", AttributeValue::S(approval::APPROVAL_SK.to_owned()))
+        .update_expression(
+            "SET #status = :decision, decidedBy = :by, decidedAt = :at, sourceIp = :ip, userAgent = :ua, notified = :no",
+        )
+        .condition_expression("#status = :pending AND linkExpiresAt > :now")
+        .expression_attribute_names("#status", "status")
+        .expression_attribute_values(":decision", AttributeValue::S(decision.status.clone()))
+        .expression_attribute_values(":by", AttributeValue::S(decision.decided_by.clone()))
+        .expression_attribute_values(":at", AttributeValue::S(decision.decided_at.clone()))
+        .expression_attribute_values(":ip", AttributeValue::S(decision.source_ip.clone()))
+        .expression_attribute_values(":ua", AttributeValue::S(user_agent))
+        .expression_attribute_values(":no", AttributeValue::S("no".to_owned()))
+        .expression_attribute_values(":pending", AttributeValue::S(approval::PENDING.to_owned()))
+        .expression_attribute_values(":now", AttributeValue::N(now.to_string()))
+        .send()
+        .await;
+    if let Err(error) = written {
+        let conditional = error.as_service_error().is_some_and(|e| e.is_conditional_check_failed_exception());
+        if !conditional {
+            tracing::error!(approval_id = %params.id, error = %aws_smithy_types_display(&error), "cannot record the decision");
+            return Page::unavailable(false);
+        }
+        // Decided before (a replay, or the other button), or expired in between.
+        return match load(hub, &params.id).await {
+            Ok(Some(Record { decision: Some(earlier), task_token, notified, details })) => {
+                // The earlier POST recorded its decision but could not resume the execution:
+                // finish that job now (the decision stands as recorded; this request adds nothing).
+                if notified.as_deref() == Some("no") {
+                    let _ = notify(deps, &task_token, &params.id, &earlier, &details).await;
+                    mark_notified(hub, &params.id, "yes").await;
+                }
+                Page::already_decided(earlier)
+            }
+            Ok(Some(_)) => Page::expired(),
+            Ok(None) => Page::not_found(),
+            Err(_) => Page::unavailable(false),
+        };
+    }
+    tracing::info!(approval_id = %params.id, run_id = %record.details.run_id, wave = record.details.wave_index,
+        decision = %decision.status, decided_by = %decision.decided_by, "approval decided");
+    match notify(deps, &record.task_token, &params.id, &decision, &record.details).await {
+        Ok(()) => {
+            mark_notified(hub, &params.id, "yes").await;
+            Page::decided(&record.details, &decision)
+        }
+        Err(Notify::TaskClosed) => {
+            mark_notified(hub, &params.id, "task-closed").await;
+            Page::closed()
+        }
+        Err(Notify::Unavailable) => Page::unavailable(true),
+    }
+}
+
+enum Notify {
+    /// The execution stopped waiting (timed out, stopped): the decision cannot take effect.
+    TaskClosed,
+    /// Step Functions could not be reached; a later POST of the same form retries.
+    Unavailable,
+}
+
+async fn notify(
+    deps: &Deps,
+    token: &TaskToken,
+    id: &str,
+    decision: &Decision,
+    details: &ApprovalDetails,
+) -> Result<(), Notify> {
+    let result = if decision.status == Action::Approve.decision() {
+        let output = json!({
+            "decision": decision.status,
+            "approvalId": id,
+            "decidedBy": decision.decided_by,
+            "decidedAt": decision.decided_at,
+        });
+        deps.sfn
+            .send_task_success()
+            .task_token(token.expose())
+            .output(output.to_string())
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| {
+                let closed = e
+                    .as_service_error()
+                    .is_some_and(|s| s.is_task_timed_out() || s.is_task_does_not_exist() || s.is_invalid_token());
+                (closed, aws_smithy_types_display(&e))
+            })
+    } else {
+        deps.sfn
+            .send_task_failure()
+            .task_token(token.expose())
+            .error("ApprovalRejected")
+            .cause(format!(
+                "wave {} of run {} rejected by {} at {} (approval {id})",
+                details.wave_name, details.run_id, decision.decided_by, decision.decided_at
+            ))
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| {
+                let closed = e
+                    .as_service_error()
+                    .is_some_and(|s| s.is_task_timed_out() || s.is_task_does_not_exist() || s.is_invalid_token());
+                (closed, aws_smithy_types_display(&e))
+            })
+    };
+    result.map_err(|(closed, message)| {
+        tracing::warn!(approval_id = %id, %message, closed, "cannot resume the execution");
+        if closed { Notify::TaskClosed } else { Notify::Unavailable }
+    })
+}
+
+async fn mark_notified(hub: &Hub, id: &str, value: &str) {
+    let result = hub
+        .store
+        .dynamodb()
+        .update_item()
+        .table_name(hub.store.table())
+        .key("pk", AttributeValue::S(approval::approval_pk(id)))
+        .key("sk", AttributeValue::S(approval::APPROVAL_SK.to_owned()))
+        .update_expression("SET notified = :value")
+        .expression_attribute_values(":value", AttributeValue::S(value.to_owned()))
+        .send()
+        .await;
+    if let Err(error) = result {
+        // The decision stands; a replayed POST re-sends the (idempotent) task outcome.
+        tracing::warn!(approval_id = %id, error = %aws_smithy_types_display(&error), "cannot mark the approval notified");
+    }
+}
+
+fn aws_smithy_types_display<E: std::error::Error>(error: &E) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}

@@ -1,0 +1,178 @@
+//! SendApprovalRequest: invoked with `lambda:invoke.waitForTaskToken` before a wave is patched.
+//!
+//! Stores the task token server-side under a random approval id, then emails (SNS) what the wave
+//! will patch, with signed Approve/Reject links to the confirmation page. The token never leaves
+//! DynamoDB: it is not in the message, the links, the return value or any log line.
+
+use std::collections::HashMap;
+
+use ec2patch_core::approval::{
+    self, Action, ApprovalDetails, MAX_LISTED_ACCOUNTS, SigningKey, TaskToken, format_epoch, now_epoch_seconds,
+};
+use ec2patch_core::aws::AwsResultExt;
+use ec2patch_core::store::{Item, n, s};
+use ec2patch_core::wave::WaveInventory;
+use ec2patch_core::{Error, Hub, Result};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ApprovalRequest {
+    pub task_token: TaskToken,
+    pub run_id: String,
+    pub wave_index: usize,
+    pub inventory: WaveInventory,
+    /// The pre-patch analysis, when one ran.
+    #[serde(default)]
+    pub analysis: Option<String>,
+}
+
+/// Returned to Step Functions (which ignores it while waiting for the token).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ApprovalSent {
+    pub approval_id: String,
+    pub link_expires_at: u64,
+    pub message_id: Option<String>,
+}
+
+/// What the function needs beyond the hub: its signing key and SNS.
+#[derive(Debug)]
+pub struct Deps {
+    pub key: SigningKey,
+    pub sns: aws_sdk_sns::Client,
+}
+
+impl Deps {
+    pub async fn load(hub: &Hub) -> Result<Self> {
+        Ok(Self { key: hub.load_signing_key().await?, sns: aws_sdk_sns::Client::new(&hub.sdk) })
+    }
+}
+
+pub async fn handle(hub: &Hub, deps: &Deps, request: ApprovalRequest) -> Result<ApprovalSent> {
+    let base_url = hub
+        .config
+        .callback_base_url
+        .as_deref()
+        .ok_or_else(|| Error::ConfigError("EC2PATCH_CALLBACK_BASE_URL is not set".to_owned()))?;
+    let plan = hub.store.load_plan(&request.run_id).await?;
+    let wave = plan
+        .waves
+        .get(request.wave_index)
+        .ok_or_else(|| Error::invalid("waveIndex", format!("run {} has {} waves", plan.run_id, plan.waves.len())))?;
+    let topic = plan.sns_topic_arn.clone().ok_or_else(|| {
+        Error::ConfigError(
+            "no SNS topic: set snsTopicArn in the run input or EC2PATCH_SNS_TOPIC_ARN on the hub".to_owned(),
+        )
+    })?;
+
+    let inventory = &request.inventory;
+    let link_expires_at = now_epoch_seconds() + u64::from(hub.config.approval_timeout_seconds);
+    let details = ApprovalDetails {
+        run_id: plan.run_id.clone(),
+        wave_index: request.wave_index,
+        wave_name: wave.name.clone(),
+        dry_run: plan.dry_run,
+        accounts: wave.accounts.iter().take(MAX_LISTED_ACCOUNTS).map(ToString::to_string).collect(),
+        accounts_total: wave.accounts.len(),
+        regions: wave.regions.iter().map(ToString::to_string).collect(),
+        targets: inventory.targets,
+        targets_failed: inventory.targets_failed,
+        instances: inventory.instances,
+        patchable: inventory.patchable,
+        offline: inventory.offline,
+        unmanaged: inventory.unmanaged,
+        analysis: request.analysis.clone(),
+        manifest: inventory.manifest.clone(),
+        link_expires_at,
+    };
+    let approval_id = approval::new_approval_id()?;
+    record(hub, &approval_id, &request.task_token, &details).await?;
+
+    let approve = deps.key.link(base_url, &approval_id, Action::Approve, link_expires_at);
+    let reject = deps.key.link(base_url, &approval_id, Action::Reject, link_expires_at);
+    let published = deps
+        .sns
+        .publish()
+        .topic_arn(&topic)
+        .subject(subject(&details))
+        .message(email_text(&details, &approve, &reject))
+        .send()
+        .await
+        .aws_context("Publish", || format!("topic {topic}, approval {approval_id}"))?;
+    tracing::info!(run_id = %details.run_id, wave = details.wave_index, %approval_id, link_expires_at, "approval requested");
+    Ok(ApprovalSent { approval_id, link_expires_at, message_id: published.message_id })
+}
+
+async fn record(hub: &Hub, approval_id: &str, token: &TaskToken, details: &ApprovalDetails) -> Result<()> {
+    let details_json = serde_json::to_string(details).map_err(|e| Error::StateStoreFailed(e.to_string()))?;
+    let item: Item = HashMap::from([
+        ("pk".to_owned(), s(approval::approval_pk(approval_id))),
+        ("sk".to_owned(), s(approval::APPROVAL_SK)),
+        ("approvalId".to_owned(), s(approval_id)),
+        ("runId".to_owned(), s(&details.run_id)),
+        ("waveIndex".to_owned(), n(details.wave_index)),
+        ("status".to_owned(), s(approval::PENDING)),
+        ("taskToken".to_owned(), s(token.expose())),
+        ("details".to_owned(), s(details_json)),
+        ("linkExpiresAt".to_owned(), n(details.link_expires_at)),
+        ("requestedAt".to_owned(), n(now_epoch_seconds())),
+        ("expiresAt".to_owned(), hub.store.expires_at()),
+    ]);
+    // A fresh 128-bit id never collides; the condition makes sure a record is never overwritten.
+    hub.store.put_item_if_absent(item).await
+}
+
+/// SNS subjects are at most 100 printable ASCII characters.
+pub fn subject(details: &ApprovalDetails) -> String {
+    let text = format!(
+        "[ec2patch] Approve wave {} of run {}: {} instances",
+        details.wave_name, details.run_id, details.patchable
+    );
+    text.chars().filter(|c| c.is_ascii() && !c.is_ascii_control()).take(100).collect()
+}
+
+/// The email body: plain text that reads well in any mail client.
+pub fn email_text(details: &ApprovalDetails, approve_link: &str, reject_link: &str) -> String {
+    let mut accounts = details.accounts.join(", ");
+    if details.accounts_total > details.accounts.len() {
+        accounts.push_str(&format!(", and {} more", details.accounts_total - details.accounts.len()));
+    }
+    let operation = if details.dry_run { "Scan (dry run)" } else { "Install" };
+    let skipped = details.offline + details.unmanaged;
+    let mut text = format!(
+        "ec2patch needs a decision on wave \"{wave}\" (wave {number}) of run {run}.\n\n\
+         What will be patched\n\
+         \x20 Accounts:  {total} ({accounts})\n\
+         \x20 Regions:   {regions}\n\
+         \x20 Instances: {patchable} will run AWS-RunPatchBaseline ({operation}); {skipped} skipped \
+         ({unmanaged} not managed by SSM, {offline} with the SSM agent offline)\n",
+        wave = details.wave_name,
+        number = details.wave_index + 1,
+        run = details.run_id,
+        total = details.accounts_total,
+        regions = details.regions.join(", "),
+        patchable = details.patchable,
+        unmanaged = details.unmanaged,
+        offline = details.offline,
+    );
+    if details.targets_failed > 0 {
+        text.push_str(&format!(
+            "  Not reachable: {} of {} account/region targets could not be inventoried and will not be patched\n",
+            details.targets_failed, details.targets
+        ));
+    }
+    text.push_str(&format!(
+        "\nAnalysis\n  {}\n\n\
+         Approve: {approve_link}\n\n\
+         Reject:  {reject_link}\n\n\
+         Each link opens a confirmation page; nothing is decided until you press a button there.\n\
+         The links expire at {expiry}; if nobody decides by then, the wave is not patched.\n\
+         Manifest of every instance: s3://{bucket}/{key}\n",
+        details.analysis.as_deref().unwrap_or("No analysis was run for this wave."),
+        expiry = format_epoch(details.link_expires_at),
+        bucket = details.manifest.bucket,
+        key = details.manifest.key,
+    ));
+    text
+}
