@@ -71,7 +71,44 @@ pub struct HubConfig {
     pub callback_base_url: Option<String>,
     /// SSM SecureString parameter holding the approval-link HMAC key (`EC2PATCH_HMAC_KEY_PARAMETER`).
     pub hmac_key_parameter: Option<String>,
+    pub patching: PatchSettings,
     pub defaults: RunDefaults,
+}
+
+/// How `AWS-RunPatchBaseline` is sent and watched.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PatchSettings {
+    /// Targets one Map iteration handles (`EC2PATCH_TARGETS_PER_BATCH`, default 10): the state
+    /// machine fans out over batches, so its transitions grow with targets / batch size.
+    pub targets_per_batch: usize,
+    /// `RebootIfNeeded` or `NoReboot` (`EC2PATCH_REBOOT_OPTION`, default `RebootIfNeeded`).
+    pub reboot_option: String,
+    /// SSM rate control (`EC2PATCH_MAX_CONCURRENCY`, `EC2PATCH_MAX_ERRORS`, defaults `10%` / `10%`).
+    pub max_concurrency: String,
+    pub max_errors: String,
+    /// Per-command timeout (`EC2PATCH_COMMAND_TIMEOUT_SECONDS`, default 7200); a batch still
+    /// running this long after sending is recorded as timed out.
+    pub command_timeout_seconds: u32,
+    /// Poll back-off: first wait and cap (`EC2PATCH_POLL_INITIAL_SECONDS` 30, `EC2PATCH_POLL_MAX_SECONDS` 300).
+    pub poll_initial_seconds: u32,
+    pub poll_max_seconds: u32,
+    /// CloudWatch Logs group for command output (`EC2PATCH_COMMAND_LOG_GROUP`, optional).
+    pub command_log_group: Option<String>,
+}
+
+impl Default for PatchSettings {
+    fn default() -> Self {
+        Self {
+            targets_per_batch: 10,
+            reboot_option: "RebootIfNeeded".to_owned(),
+            max_concurrency: "10%".to_owned(),
+            max_errors: "10%".to_owned(),
+            command_timeout_seconds: 7200,
+            poll_initial_seconds: 30,
+            poll_max_seconds: 300,
+            command_log_group: None,
+        }
+    }
 }
 
 impl HubConfig {
@@ -147,6 +184,36 @@ impl HubConfig {
             },
             callback_base_url: get("EC2PATCH_CALLBACK_BASE_URL").map(|url| url.trim_end_matches('/').to_owned()),
             hmac_key_parameter: get("EC2PATCH_HMAC_KEY_PARAMETER"),
+            patching: {
+                let defaults = PatchSettings::default();
+                let reboot_option = get("EC2PATCH_REBOOT_OPTION").unwrap_or(defaults.reboot_option);
+                if !["RebootIfNeeded", "NoReboot"].contains(&reboot_option.as_str()) {
+                    return Err(Error::ConfigError(format!(
+                        "EC2PATCH_REBOOT_OPTION={reboot_option:?} is not RebootIfNeeded or NoReboot"
+                    )));
+                }
+                let small = |name: &str, default: u32| -> Result<u32> {
+                    u32::try_from(number(name, u64::from(default))?)
+                        .map_err(|_| Error::ConfigError(format!("{name} is too large")))
+                };
+                let targets_per_batch = number("EC2PATCH_TARGETS_PER_BATCH", 10)?;
+                if targets_per_batch == 0 {
+                    return Err(Error::ConfigError("EC2PATCH_TARGETS_PER_BATCH must be at least 1".to_owned()));
+                }
+                PatchSettings {
+                    targets_per_batch: usize::try_from(targets_per_batch).unwrap_or(usize::MAX),
+                    reboot_option,
+                    max_concurrency: get("EC2PATCH_MAX_CONCURRENCY").unwrap_or(defaults.max_concurrency),
+                    max_errors: get("EC2PATCH_MAX_ERRORS").unwrap_or(defaults.max_errors),
+                    command_timeout_seconds: small(
+                        "EC2PATCH_COMMAND_TIMEOUT_SECONDS",
+                        defaults.command_timeout_seconds,
+                    )?,
+                    poll_initial_seconds: small("EC2PATCH_POLL_INITIAL_SECONDS", defaults.poll_initial_seconds)?.max(1),
+                    poll_max_seconds: small("EC2PATCH_POLL_MAX_SECONDS", defaults.poll_max_seconds)?.max(1),
+                    command_log_group: get("EC2PATCH_COMMAND_LOG_GROUP"),
+                }
+            },
             defaults: RunDefaults {
                 regions,
                 tag_key: get("EC2PATCH_TAG_KEY").unwrap_or_else(|| "PatchGroup".to_owned()),

@@ -108,6 +108,9 @@ pub struct RunPlan {
     pub bedrock: Option<BedrockAgent>,
     pub wave_pause_seconds: u32,
     pub abort_on_issues: bool,
+    /// `SnapshotId` of every AWS-RunPatchBaseline command of the run (one per run, so patch
+    /// baselines resolve identically across waves and retries).
+    pub snapshot_id: String,
 }
 
 impl RunPlan {

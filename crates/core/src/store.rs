@@ -8,9 +8,12 @@
 //! | `RUN#<runId>`  | `WAVE#<nnn>`                               | a wave's inventory summary            |
 //! | `RUN#<runId>`  | `TARGET#<nnn>#<account>#<region>`          | a target's inventory result or failure|
 //! | `RUN#<runId>`  | `INSTANCE#<account>#<region>#<instanceId>` | one instance and its outcome          |
+//! | `RUN#<runId>`  | `COMMAND#<nnn>#<batch>#<acct>#<region>#<n>`| one SendCommand: claim, then its id   |
+//! | `RUN#<runId>`  | `FAILURE#WAVE#<n>[#BATCH#<b>]`             | why a wave or batch was not patched   |
 //!
 //! S3: `runs/<runId>/plan.json` (the validated plan) and
-//! `runs/<runId>/waves/<nnn>/manifest.json` (every target and instance of a wave).
+//! `runs/<runId>/waves/<nnn>/manifest.json` (every target and instance of a wave), and
+//! `runs/<runId>/waves/<nnn>/batches/<bbbbb>.json` (the patchable part, in Map-sized batches).
 
 use std::collections::HashMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -53,6 +56,20 @@ pub fn plan_key(run_id: &str) -> String {
 
 pub fn manifest_key(run_id: &str, wave_index: usize) -> String {
     format!("runs/{run_id}/waves/{wave_index:03}/manifest.json")
+}
+
+/// One batch of a wave's patchable targets (what one patch Map iteration works on).
+pub fn batch_key(run_id: &str, wave_index: usize, batch: usize) -> String {
+    format!("runs/{run_id}/waves/{wave_index:03}/batches/{batch:05}.json")
+}
+
+/// The record of one SendCommand (at most 50 instances) for a target of a batch.
+pub fn command_sk(wave_index: usize, batch: usize, account: &AccountId, region: &Region, chunk: usize) -> String {
+    format!("COMMAND#{wave_index:03}#{batch:05}#{account}#{region}#{chunk:03}")
+}
+
+pub fn batch_commands_prefix(wave_index: usize, batch: usize) -> String {
+    format!("COMMAND#{wave_index:03}#{batch:05}#")
 }
 
 /// A pointer to an S3 object, small enough to pass between states.

@@ -2,6 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::plan::TagFilter;
 use crate::store::ObjectRef;
 
 /// At most this many failed targets are listed in the summary; the manifest has all of them.
@@ -33,4 +34,115 @@ pub struct WaveInventory {
     pub failures: Vec<TargetFailure>,
     pub failures_omitted: usize,
     pub manifest: ObjectRef,
+    /// Batches of targets with patchable instances (`store::batch_key`): the patch step's Map
+    /// runs once per batch.
+    pub batches: usize,
+    /// `0..batches`, the patch Map's items (a list of small numbers: targets / batch size).
+    pub batch_indexes: Vec<usize>,
+}
+
+/// How a wave's instances ended: the input of the post-wave analysis and of the report.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WaveOutcomes {
+    pub run_id: String,
+    pub wave_index: usize,
+    pub wave_name: String,
+    pub dry_run: bool,
+    /// Instances AWS-RunPatchBaseline was sent to.
+    pub attempted: usize,
+    pub patched: usize,
+    pub failed: usize,
+    pub timed_out: usize,
+    /// Not patched by design: not SSM-managed, agent offline.
+    pub skipped: usize,
+    /// In targets whose role could not be assumed or whose calls failed.
+    pub unreachable: usize,
+    /// Patched, but failing EC2 status checks or no longer online in SSM afterwards.
+    pub unhealthy: usize,
+    pub pending_reboot: usize,
+    pub targets: usize,
+    pub targets_failed: usize,
+    /// Up to ten failed instances with their reasons, for the analysis and the email.
+    pub failures: Vec<InstanceFailure>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct InstanceFailure {
+    pub account: String,
+    pub region: String,
+    pub instance_id: String,
+    pub outcome: String,
+    pub reason: String,
+}
+
+/// SSM's view of an instance.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "state", rename_all = "camelCase")]
+pub enum SsmStatus {
+    /// Managed and its agent is online: patchable.
+    Online,
+    /// Registered with SSM but its agent is not online (`ConnectionLost`, `Inactive`).
+    Offline { ping_status: String },
+    /// Not registered with SSM (no agent, no instance profile, no route to SSM).
+    NotManaged,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DiscoveredInstance {
+    pub instance_id: String,
+    pub name: Option<String>,
+    pub platform: String,
+    pub instance_type: Option<String>,
+    pub availability_zone: Option<String>,
+    pub ssm: SsmStatus,
+}
+
+impl DiscoveredInstance {
+    pub fn is_patchable(&self) -> bool {
+        self.ssm == SsmStatus::Online
+    }
+
+    /// Why the instance will not be patched, if it will not.
+    pub fn skip_reason(&self) -> Option<String> {
+        match &self.ssm {
+            SsmStatus::Online => None,
+            SsmStatus::Offline { ping_status } => Some(format!("SSM agent is {ping_status}")),
+            SsmStatus::NotManaged => Some("not managed by SSM".to_owned()),
+        }
+    }
+}
+
+/// One target in the manifest: its instances, or why it could not be inventoried.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TargetManifest {
+    pub account: String,
+    pub region: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub failure: Option<TargetFailure>,
+    pub instances: Vec<DiscoveredInstance>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WaveManifest {
+    pub run_id: String,
+    pub wave_index: usize,
+    pub wave_name: String,
+    pub tag_filters: Vec<TagFilter>,
+    pub targets: Vec<TargetManifest>,
+}
+
+/// The patchable part of a wave, split for the patch step's Map: one batch per iteration.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BatchManifest {
+    pub run_id: String,
+    pub wave_index: usize,
+    pub batch: usize,
+    /// Targets with their patchable instances only.
+    pub targets: Vec<TargetManifest>,
 }

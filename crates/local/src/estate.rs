@@ -27,12 +27,19 @@ pub enum SeedKind {
     Untagged,
     /// Tagged but stopped: not patched (only running instances are).
     Stopped,
+    /// Patchable, but its AWS-RunPatchBaseline fails (`ec2patch:sim:patch-outcome=failed`).
+    PatchFails,
+    /// Patchable, but its command never finishes (`ec2patch:sim:patch-seconds=1000000`).
+    PatchHangs,
 }
 
 impl SeedKind {
     /// Whether the inventory must list this instance (as patchable or with a skip reason).
     pub fn in_inventory(self) -> bool {
-        matches!(self, SeedKind::Patchable | SeedKind::Unmanaged | SeedKind::Offline)
+        matches!(
+            self,
+            SeedKind::Patchable | SeedKind::Unmanaged | SeedKind::Offline | SeedKind::PatchFails | SeedKind::PatchHangs
+        )
     }
 }
 
@@ -52,6 +59,8 @@ pub struct EstateSpec {
     pub denied_accounts: usize,
     /// Targets seeded at once.
     pub concurrency: usize,
+    /// Number the accounts from here (to seed more accounts into an existing estate).
+    pub first_account: usize,
 }
 
 impl Default for EstateSpec {
@@ -68,6 +77,7 @@ impl Default for EstateSpec {
             ]),
             denied_accounts: 0,
             concurrency: 8,
+            first_account: 0,
         }
     }
 }
@@ -103,7 +113,7 @@ impl Estate {
 
 /// Creates the estate's instances in each spoke account, acting as that account's role.
 pub async fn seed(sessions: &SpokeSessions, spec: &EstateSpec) -> anyhow::Result<Estate> {
-    let accounts: Vec<String> = (0..spec.accounts).map(spoke_account).collect();
+    let accounts: Vec<String> = (spec.first_account..spec.first_account + spec.accounts).map(spoke_account).collect();
     let targets: Vec<(String, String)> =
         accounts.iter().flat_map(|a| spec.regions.iter().map(move |r| (a.clone(), r.clone()))).collect();
     let results: Vec<anyhow::Result<Vec<SeededInstance>>> = futures::stream::iter(targets)
@@ -142,6 +152,8 @@ async fn seed_target(
         match kind {
             SeedKind::Unmanaged => tags.push(tag("ec2patch:sim:managed", "false")),
             SeedKind::Offline => tags.push(tag("ec2patch:sim:ping", "ConnectionLost")),
+            SeedKind::PatchFails => tags.push(tag("ec2patch:sim:patch-outcome", "failed")),
+            SeedKind::PatchHangs => tags.push(tag("ec2patch:sim:patch-seconds", "1000000")),
             _ => {}
         }
         let count = i32::try_from(count).context("instance count")?;

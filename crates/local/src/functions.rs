@@ -24,7 +24,20 @@ pub const PLAN_RUN: &str = "PlanRun";
 pub const PRE_EC2_INVENTORY: &str = "PreEC2Inventory";
 pub const SEND_APPROVAL_REQUEST: &str = "SendApprovalRequest";
 pub const APPROVAL_CALLBACK: &str = "ApprovalCallback";
-pub const ALL: &[&str] = &[PLAN_RUN, PRE_EC2_INVENTORY, SEND_APPROVAL_REQUEST, APPROVAL_CALLBACK];
+pub const SEND_SSM_COMMAND: &str = "SendSsmCommand";
+pub const POLL_SSM_COMMAND: &str = "PollSsmCommand";
+pub const POST_EC2_VERIFY: &str = "PostEC2Verify";
+pub const ANALYZE_WITH_BEDROCK: &str = "AnalyzeWithBedrock";
+pub const ALL: &[&str] = &[
+    PLAN_RUN,
+    PRE_EC2_INVENTORY,
+    SEND_APPROVAL_REQUEST,
+    APPROVAL_CALLBACK,
+    SEND_SSM_COMMAND,
+    POLL_SSM_COMMAND,
+    POST_EC2_VERIFY,
+    ANALYZE_WITH_BEDROCK,
+];
 
 /// Every ec2patch function, sharing one [`Hub`] as a warm Lambda container would. The hub is set
 /// once the emulator is up and the hub's credentials exist; until then no function answers.
@@ -35,6 +48,7 @@ pub struct LocalFunctions {
     // Loaded on first use, as each function's main() loads them at cold start.
     approval_request: Arc<OnceCell<ec2patch_approval_request::Deps>>,
     approval_callback: Arc<OnceCell<ec2patch_approval_callback::Deps>>,
+    analysis: Arc<OnceCell<ec2patch_bedrock_analysis::Deps>>,
 }
 
 impl LocalFunctions {
@@ -44,6 +58,7 @@ impl LocalFunctions {
             hub: OnceLock::new(),
             approval_request: Arc::new(OnceCell::new()),
             approval_callback: Arc::new(OnceCell::new()),
+            analysis: Arc::new(OnceCell::new()),
         }
     }
 
@@ -63,6 +78,20 @@ impl FunctionHost for LocalFunctions {
             PLAN_RUN => run(payload, move |request| async move { ec2patch_plan::handle(&hub, request).await }),
             PRE_EC2_INVENTORY => {
                 run(payload, move |request| async move { ec2patch_inventory::handle(&hub, request).await })
+            }
+            SEND_SSM_COMMAND => {
+                run(payload, move |request| async move { ec2patch_ssm_send::handle(&hub, request).await })
+            }
+            POLL_SSM_COMMAND => {
+                run(payload, move |request| async move { ec2patch_ssm_poll::handle(&hub, request).await })
+            }
+            POST_EC2_VERIFY => run(payload, move |request| async move { ec2patch_verify::handle(&hub, request).await }),
+            ANALYZE_WITH_BEDROCK => {
+                let deps = self.analysis.clone();
+                run(payload, move |request| async move {
+                    let deps = deps.get_or_try_init(|| ec2patch_bedrock_analysis::Deps::load(&hub)).await?;
+                    ec2patch_bedrock_analysis::handle(&hub, deps, request).await
+                })
             }
             SEND_APPROVAL_REQUEST => {
                 let deps = self.approval_request.clone();

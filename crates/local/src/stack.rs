@@ -16,7 +16,7 @@ use aws_sdk_sfn::types::{ExecutionStatus, HistoryEvent};
 use serde_json::Value;
 use tokio::net::TcpListener;
 
-use ec2patch_core::config::{HubConfig, RunDefaults};
+use ec2patch_core::config::{HubConfig, PatchSettings, RunDefaults};
 use ec2patch_core::{Hub, asl};
 
 use crate::estate::{self, Estate, EstateSpec};
@@ -36,6 +36,9 @@ pub struct LocalStackOptions {
     pub inventory_concurrency: usize,
     /// How long a wave waits for approval (also the links' lifetime).
     pub approval_timeout_seconds: u32,
+    pub targets_per_batch: usize,
+    /// After this long a batch's commands count as timed out.
+    pub command_timeout_seconds: u32,
 }
 
 impl Default for LocalStackOptions {
@@ -46,6 +49,8 @@ impl Default for LocalStackOptions {
             external_id: "ec2patch-local-external-id".to_owned(),
             inventory_concurrency: 16,
             approval_timeout_seconds: 3600,
+            targets_per_batch: 2,
+            command_timeout_seconds: 30,
         }
     }
 }
@@ -97,6 +102,14 @@ impl LocalStack {
             approval_timeout_seconds: options.approval_timeout_seconds,
             callback_base_url: Some(router.url()),
             hmac_key_parameter: Some(hmac_key_parameter),
+            // Seconds, not minutes: the simulated patches take a second or two.
+            patching: PatchSettings {
+                targets_per_batch: options.targets_per_batch,
+                poll_initial_seconds: 1,
+                poll_max_seconds: 2,
+                command_timeout_seconds: options.command_timeout_seconds,
+                ..PatchSettings::default()
+            },
             defaults: RunDefaults {
                 regions: vec![options.region.clone()],
                 sns_topic_arn: Some(topic_arn),
@@ -136,6 +149,10 @@ impl LocalStack {
             ("plan_function_arn", self.function_arn(functions::PLAN_RUN)),
             ("inventory_function_arn", self.function_arn(functions::PRE_EC2_INVENTORY)),
             ("approval_request_function_arn", self.function_arn(functions::SEND_APPROVAL_REQUEST)),
+            ("ssm_send_function_arn", self.function_arn(functions::SEND_SSM_COMMAND)),
+            ("ssm_poll_function_arn", self.function_arn(functions::POLL_SSM_COMMAND)),
+            ("verify_function_arn", self.function_arn(functions::POST_EC2_VERIFY)),
+            ("analysis_function_arn", self.function_arn(functions::ANALYZE_WITH_BEDROCK)),
             ("table_name", self.hub.config.table.clone()),
         ])
     }

@@ -288,5 +288,7 @@ async fn a_dry_run_skips_the_approval() {
         .unwrap();
     let arn = stack.start_execution("dry-1", &json!({"accounts": estate.accounts, "dryRun": true})).await.unwrap();
     assert_eq!(stack.wait_for_execution(&arn, TIMEOUT).await.unwrap().status, ExecutionStatus::Succeeded);
-    assert!(stack.router.mailbox().is_empty());
+    let mail = stack.router.mailbox();
+    assert!(mail.iter().all(|m| !m.message.contains("Approve: ")), "no approval request: {mail:?}");
+    assert_eq!(mail.len(), 1, "only the wave summary");
 }

@@ -7,7 +7,7 @@ use aws_lambda_events::encodings::Body;
 use ec2patch_approval_callback::{Deps, LinkParams, Page, handle, parse_params};
 use ec2patch_core::Hub;
 use ec2patch_core::approval::{Action, ApprovalDetails, Decision, SigningKey, now_epoch_seconds};
-use ec2patch_core::config::{HubConfig, RunDefaults};
+use ec2patch_core::config::{HubConfig, PatchSettings, RunDefaults};
 use ec2patch_core::store::ObjectRef;
 use serde_json::json;
 
@@ -145,6 +145,7 @@ fn offline_hub() -> Hub {
         approval_timeout_seconds: 60,
         callback_base_url: None,
         hmac_key_parameter: None,
+        patching: PatchSettings::default(),
         defaults: RunDefaults::default(),
     };
     Hub::new(sdk, config)

@@ -13,10 +13,13 @@ use aws_sdk_ec2::types::Filter as Ec2Filter;
 use aws_sdk_ssm::types::InstanceInformationStringFilter;
 use ec2patch_core::aws::AwsResultExt;
 use ec2patch_core::store::{self, Item, ObjectRef, n, s};
-pub use ec2patch_core::wave::{MAX_FAILURES_IN_SUMMARY, TargetFailure, WaveInventory};
+pub use ec2patch_core::wave::{
+    BatchManifest, DiscoveredInstance, MAX_FAILURES_IN_SUMMARY, SsmStatus, TargetFailure, TargetManifest,
+    WaveInventory, WaveManifest,
+};
 use ec2patch_core::{Error, Hub, Result, TagFilter, Target};
 use futures::StreamExt;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
 /// DescribeInstanceInformation's `InstanceIds` filter takes at most 50 values.
 const INSTANCE_IDS_PER_FILTER: usize = 50;
@@ -26,65 +29,6 @@ const INSTANCE_IDS_PER_FILTER: usize = 50;
 pub struct InventoryRequest {
     pub run_id: String,
     pub wave_index: usize,
-}
-
-/// SSM's view of an instance.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "state", rename_all = "camelCase")]
-pub enum SsmStatus {
-    /// Managed and its agent is online: patchable.
-    Online,
-    /// Registered with SSM but its agent is not online (`ConnectionLost`, `Inactive`).
-    Offline { ping_status: String },
-    /// Not registered with SSM (no agent, no instance profile, no route to SSM).
-    NotManaged,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct DiscoveredInstance {
-    pub instance_id: String,
-    pub name: Option<String>,
-    pub platform: String,
-    pub instance_type: Option<String>,
-    pub availability_zone: Option<String>,
-    pub ssm: SsmStatus,
-}
-
-impl DiscoveredInstance {
-    pub fn is_patchable(&self) -> bool {
-        self.ssm == SsmStatus::Online
-    }
-
-    /// Why the instance will not be patched, if it will not.
-    pub fn skip_reason(&self) -> Option<String> {
-        match &self.ssm {
-            SsmStatus::Online => None,
-            SsmStatus::Offline { ping_status } => Some(format!("SSM agent is {ping_status}")),
-            SsmStatus::NotManaged => Some("not managed by SSM".to_owned()),
-        }
-    }
-}
-
-/// One target in the manifest: its instances, or why it could not be inventoried.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct TargetManifest {
-    pub account: String,
-    pub region: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub failure: Option<TargetFailure>,
-    pub instances: Vec<DiscoveredInstance>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct WaveManifest {
-    pub run_id: String,
-    pub wave_index: usize,
-    pub wave_name: String,
-    pub tag_filters: Vec<TagFilter>,
-    pub targets: Vec<TargetManifest>,
 }
 
 pub async fn handle(hub: &Hub, request: InventoryRequest) -> Result<WaveInventory> {
@@ -148,13 +92,43 @@ pub async fn handle(hub: &Hub, request: InventoryRequest) -> Result<WaveInventor
         targets,
     };
     let manifest_ref = hub.store.put_json(&store::manifest_key(&plan.run_id, request.wave_index), &manifest).await?;
-    let summary = summarize(&manifest, manifest_ref);
+    let batches = batch_manifests(&manifest, hub.config.patching.targets_per_batch);
+    for batch in &batches {
+        hub.store.put_json(&store::batch_key(&plan.run_id, request.wave_index, batch.batch), batch).await?;
+    }
+    let mut summary = summarize(&manifest, manifest_ref);
+    summary.batches = batches.len();
+    summary.batch_indexes = (0..batches.len()).collect();
     record_wave(hub, &summary).await?;
     tracing::info!(
         run_id = %summary.run_id, wave = summary.wave_index, targets = summary.targets, failed = summary.targets_failed,
         instances = summary.instances, patchable = summary.patchable, "wave inventoried"
     );
     Ok(summary)
+}
+
+/// Targets with at least one patchable instance, `per_batch` to a batch, in manifest order.
+pub fn batch_manifests(manifest: &WaveManifest, per_batch: usize) -> Vec<BatchManifest> {
+    let patchable: Vec<TargetManifest> = manifest
+        .targets
+        .iter()
+        .filter(|t| t.failure.is_none())
+        .map(|t| TargetManifest {
+            instances: t.instances.iter().filter(|i| i.is_patchable()).cloned().collect(),
+            ..t.clone()
+        })
+        .filter(|t| !t.instances.is_empty())
+        .collect();
+    patchable
+        .chunks(per_batch.max(1))
+        .enumerate()
+        .map(|(batch, targets)| BatchManifest {
+            run_id: manifest.run_id.clone(),
+            wave_index: manifest.wave_index,
+            batch,
+            targets: targets.to_vec(),
+        })
+        .collect()
 }
 
 /// Lists the target's running instances matching every tag filter, and asks SSM which of them
@@ -261,6 +235,8 @@ pub fn summarize(manifest: &WaveManifest, manifest_ref: ObjectRef) -> WaveInvent
         failures_omitted: failures.len().saturating_sub(MAX_FAILURES_IN_SUMMARY),
         failures: failures.into_iter().take(MAX_FAILURES_IN_SUMMARY).collect(),
         manifest: manifest_ref,
+        batches: 0,
+        batch_indexes: Vec::new(),
     }
 }
 

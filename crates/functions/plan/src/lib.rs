@@ -29,6 +29,8 @@ pub struct PlannedRun {
     pub abort_on_issues: bool,
     /// The approval step's `TimeoutSecondsPath`.
     pub approval_timeout_seconds: u32,
+    /// Where wave summaries are published (`null`: nowhere).
+    pub sns_topic_arn: Option<String>,
     pub plan: ObjectRef,
 }
 
@@ -45,6 +47,7 @@ pub async fn handle(hub: &Hub, request: PlanRequest) -> Result<PlannedRun> {
         wave_pause_seconds: plan.wave_pause_seconds,
         abort_on_issues: plan.abort_on_issues,
         approval_timeout_seconds: hub.config.approval_timeout_seconds,
+        sns_topic_arn: plan.sns_topic_arn.clone(),
         plan: plan_ref,
     })
 }
