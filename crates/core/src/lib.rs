@@ -14,6 +14,7 @@ pub mod config;
 pub mod error;
 pub mod hub;
 pub mod input;
+pub mod metrics;
 pub mod patching;
 pub mod plan;
 pub mod regions;

@@ -135,6 +135,19 @@ impl RunStore {
         Ok(ObjectRef { bucket: self.bucket.clone(), key: key.to_owned() })
     }
 
+    pub async fn put_html(&self, key: &str, html: &str) -> Result<ObjectRef> {
+        self.s3
+            .put_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .content_type("text/html; charset=utf-8")
+            .body(ByteStream::from(html.as_bytes().to_vec()))
+            .send()
+            .await
+            .map_err(|e| store_error("PutObject", &format!("s3://{}/{key}", self.bucket), e))?;
+        Ok(ObjectRef { bucket: self.bucket.clone(), key: key.to_owned() })
+    }
+
     pub async fn get_json<T: DeserializeOwned>(&self, key: &str) -> Result<T> {
         let object = self.s3.get_object().bucket(&self.bucket).key(key).send().await.map_err(|e| {
             if e.as_service_error().is_some_and(|s| s.is_no_such_key()) {

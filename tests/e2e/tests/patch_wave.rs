@@ -61,6 +61,14 @@ async fn outcomes(stack: &LocalStack, run_id: &str) -> BTreeMap<String, (String,
         .collect()
 }
 
+async fn s3_text(stack: &LocalStack, key: &str) -> String {
+    let s3 =
+        aws_sdk_s3::Client::from_conf(aws_sdk_s3::config::Builder::from(&stack.sdk).force_path_style(true).build());
+    let object = s3.get_object().bucket(&stack.hub.config.bucket).key(key).send().await.unwrap();
+    assert_eq!(object.content_type(), Some("text/html; charset=utf-8"));
+    String::from_utf8(object.body.collect().await.unwrap().into_bytes().to_vec()).unwrap()
+}
+
 fn ids_of(estate: &Estate, kinds: &[SeedKind]) -> BTreeSet<String> {
     estate.instances.iter().filter(|i| kinds.contains(&i.kind)).map(|i| i.instance_id.clone()).collect()
 }
@@ -123,6 +131,16 @@ async fn two_waves_patch_every_instance_and_the_wave_reports_match() {
         assert_eq!((report["failed"].as_u64(), report["timedOut"].as_u64()), (Some(0), Some(0)));
     }
     let output: Value = serde_json::from_str(execution.output.as_deref().unwrap()).unwrap();
+    // The run report: its location is in the output, its numbers match the records.
+    assert_eq!(output["report"]["totals"]["patched"], 24, "{output}");
+    let report: Value = stack.hub.store.get_json(output["report"]["json"]["key"].as_str().unwrap()).await.unwrap();
+    assert_eq!(report["status"], "completed");
+    assert_eq!((report["totals"]["patched"].as_u64(), report["totals"]["skipped"].as_u64()), (Some(24), Some(12)));
+    assert_eq!(report["waves"][1]["outcomes"]["patched"], 12);
+    let html = s3_text(&stack, output["report"]["html"]["key"].as_str().unwrap()).await;
+    assert_eq!(html.matches("<svg").count(), 2, "a chart per wave");
+    assert_eq!(html.matches("<td class=\"patched\">12</td>").count(), 2, "{html}");
+    assert!(html.contains("Run happy-1") && !html.contains("<script"));
     assert_eq!(output["lastWave"]["analysis"]["source"], "rules", "no Bedrock agent configured");
     assert_eq!(output["lastWave"]["analysis"]["issuesDetected"], false);
 
@@ -173,6 +191,10 @@ async fn a_failed_patch_is_recorded_and_stops_later_waves_when_abort_on_issues()
             assert_eq!(execution.status, ExecutionStatus::Failed);
             assert_eq!(execution.error.as_deref(), Some("WaveIssuesDetected"));
             assert!(wave_two.iter().all(|id| !recorded.contains_key(id)), "wave 2 is not even inventoried");
+            let report: Value = stack.hub.store.get_json(&format!("runs/{run_id}/report.json")).await.unwrap();
+            assert_eq!(report["status"], "stopped");
+            assert!(report["stoppedBecause"].as_str().unwrap().contains("WaveIssuesDetected"), "{report}");
+            assert!(report["waves"][1]["outcomes"].is_null(), "wave 2 was not patched: {report}");
             let failures = stack.hub.store.query_prefix(&store::run_pk(&run_id), "FAILURE#WAVE#0").await.unwrap();
             assert_eq!(failures[0]["errorType"].as_s().unwrap(), "WaveIssuesDetected");
             assert!(failures[0]["cause"].as_s().unwrap().contains("failed"), "the record says why");

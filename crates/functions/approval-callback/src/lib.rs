@@ -217,6 +217,14 @@ async fn decide(hub: &Hub, deps: &Deps, event: &ApiGatewayV2httpRequest, params:
             Err(_) => Page::unavailable(false),
         };
     }
+    // The decision ends the wait: the hub's PendingApprovals alarm watches this go back to 0.
+    ec2patch_core::metrics::emit(
+        Some(&record.details.wave_name),
+        &[
+            ec2patch_core::metrics::Metric::count("PendingApprovals", 0),
+            ec2patch_core::metrics::Metric::count("ApprovalsDecided", 1),
+        ],
+    );
     tracing::info!(approval_id = %params.id, run_id = %record.details.run_id, wave = record.details.wave_index,
         decision = %decision.status, decided_by = %decision.decided_by, "approval decided");
     match notify(deps, &record.task_token, &params.id, &decision, &record.details).await {

@@ -101,6 +101,10 @@ pub async fn handle(hub: &Hub, deps: &Deps, request: ApprovalRequest) -> Result<
         .await
         .aws_context("Publish", || format!("topic {topic}, approval {approval_id}"))?;
     tracing::info!(run_id = %details.run_id, wave = details.wave_index, %approval_id, link_expires_at, "approval requested");
+    ec2patch_core::metrics::emit(
+        Some(&details.wave_name),
+        &[ec2patch_core::metrics::Metric::count("PendingApprovals", 1)],
+    );
     Ok(ApprovalSent { approval_id, link_expires_at, message_id: published.message_id })
 }
 

@@ -32,6 +32,7 @@ pub struct InventoryRequest {
 }
 
 pub async fn handle(hub: &Hub, request: InventoryRequest) -> Result<WaveInventory> {
+    let started_at = ec2patch_core::approval::now_epoch_seconds();
     let plan = hub.store.load_plan(&request.run_id).await?;
     let wave = plan.waves.get(request.wave_index).ok_or_else(|| {
         Error::invalid(
@@ -99,7 +100,7 @@ pub async fn handle(hub: &Hub, request: InventoryRequest) -> Result<WaveInventor
     let mut summary = summarize(&manifest, manifest_ref);
     summary.batches = batches.len();
     summary.batch_indexes = (0..batches.len()).collect();
-    record_wave(hub, &summary).await?;
+    record_wave(hub, &summary, started_at).await?;
     tracing::info!(
         run_id = %summary.run_id, wave = summary.wave_index, targets = summary.targets, failed = summary.targets_failed,
         instances = summary.instances, patchable = summary.patchable, "wave inventoried"
@@ -309,7 +310,7 @@ fn ssm_label(status: &SsmStatus) -> &str {
     }
 }
 
-async fn record_wave(hub: &Hub, summary: &WaveInventory) -> Result<()> {
+async fn record_wave(hub: &Hub, summary: &WaveInventory, started_at: u64) -> Result<()> {
     let item: Item = HashMap::from([
         ("pk".to_owned(), s(store::run_pk(&summary.run_id))),
         ("sk".to_owned(), s(store::wave_sk(summary.wave_index))),
@@ -322,6 +323,7 @@ async fn record_wave(hub: &Hub, summary: &WaveInventory) -> Result<()> {
         ("offline".to_owned(), n(summary.offline)),
         ("unmanaged".to_owned(), n(summary.unmanaged)),
         ("manifestKey".to_owned(), AttributeValue::S(summary.manifest.key.clone())),
+        ("startedAt".to_owned(), n(started_at)),
         ("expiresAt".to_owned(), hub.store.expires_at()),
     ]);
     hub.store.put_item(item).await

@@ -115,7 +115,7 @@ mod tests {
             elapsed += next_poll_seconds(&settings, *attempt);
             elapsed < 1800
         });
-        assert_eq!(polls.count() + 1, 8, "8 polls instead of 60 at a fixed 30 s");
+        assert_eq!(polls.count() + 1, 9, "9 polls instead of 60 at a fixed 30 s");
         assert_eq!(next_poll_seconds(&settings, 60), 300, "no overflow");
     }
 }

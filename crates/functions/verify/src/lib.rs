@@ -6,12 +6,16 @@
 //! Outcomes: `PATCHED` (healthy or not), `SCANNED` (dry run), `FAILED` with the reason,
 //! `TIMED_OUT`, `SKIPPED` (set at inventory), `UNREACHABLE` (set when the role stops working).
 
+pub mod report;
+
 use std::collections::HashMap;
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_ec2::types::SummaryStatus;
 use aws_sdk_ssm::types::InstanceInformationStringFilter;
+use ec2patch_core::approval::now_epoch_seconds;
 use ec2patch_core::aws::AwsResultExt;
+use ec2patch_core::metrics::{self, Metric};
 use ec2patch_core::patching::{self, CommandRecord, Invocation, outcome};
 use ec2patch_core::store::{self, Item, ObjectRef};
 use ec2patch_core::wave::{InstanceFailure, WaveOutcomes};
@@ -27,6 +31,9 @@ pub enum VerifyRequest {
     /// Sum up a wave after all its batches.
     #[serde(rename_all = "camelCase")]
     Wave { run_id: String, wave_index: usize },
+    /// Write the run report (`status`: `completed` or `stopped`).
+    #[serde(rename_all = "camelCase")]
+    Run { run_id: String, status: String },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -45,6 +52,7 @@ pub struct BatchVerified {
 pub enum VerifyResponse {
     Batch(BatchVerified),
     Wave { outcomes: WaveOutcomes, report: ObjectRef },
+    Run(report::ReportWritten),
 }
 
 pub async fn handle(hub: &Hub, request: VerifyRequest) -> Result<VerifyResponse> {
@@ -55,6 +63,12 @@ pub async fn handle(hub: &Hub, request: VerifyRequest) -> Result<VerifyResponse>
         VerifyRequest::Wave { run_id, wave_index } => {
             let (outcomes, report) = summarize_wave(hub, &run_id, wave_index).await?;
             Ok(VerifyResponse::Wave { outcomes, report })
+        }
+        VerifyRequest::Run { run_id, status } => {
+            if status != "completed" && status != "stopped" {
+                return Err(Error::invalid("status", format!("must be completed or stopped, got {status:?}")));
+            }
+            report::write_run_report(hub, &run_id, &status).await.map(VerifyResponse::Run)
         }
     }
 }
@@ -348,5 +362,32 @@ async fn summarize_wave(hub: &Hub, run_id: &str, wave_index: usize) -> Result<(W
         }
     }
     let report = hub.store.put_json(&format!("runs/{run_id}/waves/{wave_index:03}/outcomes.json"), &outcomes).await?;
+    let started = hub
+        .store
+        .get_item(&pk, &store::wave_sk(wave_index))
+        .await?
+        .and_then(|item| number(&item, "startedAt"))
+        .map(|at| at as u64);
+    let mut metrics = vec![
+        Metric::count("PatchFailures", outcomes.failed + outcomes.timed_out),
+        Metric::count("InstancesUnhealthy", outcomes.unhealthy),
+        Metric::count("InstancesPatched", outcomes.patched),
+        Metric::count("InstancesUnreachable", outcomes.unreachable),
+    ];
+    if outcomes.attempted > 0 {
+        metrics.push(Metric {
+            name: "PatchSuccessRate",
+            value: 100.0 * outcomes.patched as f64 / outcomes.attempted as f64,
+            unit: "Percent",
+        });
+    }
+    if let Some(started) = started {
+        metrics.push(Metric {
+            name: "WaveDurationSeconds",
+            value: now_epoch_seconds().saturating_sub(started) as f64,
+            unit: "Seconds",
+        });
+    }
+    metrics::emit(Some(&outcomes.wave_name), &metrics);
     Ok((outcomes, report))
 }

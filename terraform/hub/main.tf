@@ -1,0 +1,27 @@
+# Root configuration of the hub account: `cd terraform/hub && terraform init && terraform apply
+# -var ...` as in the README's Quick Start. Everything is in terraform/modules/hub.
+
+module "hub" {
+  source = "../modules/hub"
+
+  orchestrator_account_id  = var.orchestrator_account_id
+  name_prefix              = var.name_prefix
+  bedrock_agent_id         = var.bedrock_agent_id
+  bedrock_agent_alias_id   = var.bedrock_agent_alias_id
+  wave_rules               = var.wave_rules
+  sns_email_subscriptions  = var.sns_email_subscriptions
+  wave_pause_seconds       = var.wave_pause_seconds
+  abort_on_issues          = var.abort_on_issues
+  lambda_artifacts_dir     = var.lambda_artifacts_dir
+  spoke_role_name          = var.spoke_role_name
+  external_id              = var.external_id
+  spoke_account_ids        = var.spoke_account_ids
+  organization_id          = var.organization_id
+  approval_timeout_seconds = var.approval_timeout_seconds
+  tag_key                  = var.tag_key
+  tag_value                = var.tag_value
+  default_regions          = var.default_regions
+  log_retention_days       = var.log_retention_days
+  kms_key_arn              = var.kms_key_arn
+  wave_schedules_enabled   = var.wave_schedules_enabled
+}

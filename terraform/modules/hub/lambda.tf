@@ -1,0 +1,236 @@
+# One Lambda per workflow step (see local.function_specs in main.tf), each with its own role and
+# a policy written out from the permissions its spec names. The zips are built by cargo-lambda
+# outside Terraform (`cargo lambda build --release --arm64 --output-format zip`), never here.
+
+locals {
+  artifact_paths = { for name, fn in local.functions : name => "${local.artifacts_dir}/${fn.bin}/bootstrap.zip" }
+
+  # The hub's configuration, read by every function at cold start (crates/core/src/config.rs,
+  # docs/api.md).
+  common_environment = merge(
+    {
+      EC2PATCH_TABLE                    = local.table_name
+      EC2PATCH_BUCKET                   = local.bucket_name
+      EC2PATCH_SPOKE_ROLE_NAME          = var.spoke_role_name
+      EC2PATCH_EXTERNAL_ID              = local.external_id
+      EC2PATCH_INVENTORY_CONCURRENCY    = tostring(var.inventory_concurrency)
+      EC2PATCH_RECORD_TTL_DAYS          = tostring(var.record_ttl_days)
+      EC2PATCH_DEFAULT_REGIONS          = join(",", local.default_regions)
+      EC2PATCH_TAG_KEY                  = var.tag_key
+      EC2PATCH_TAG_VALUE                = var.tag_value
+      EC2PATCH_SNS_TOPIC_ARN            = aws_sns_topic.alerts.arn
+      EC2PATCH_WAVE_PAUSE_SECONDS       = tostring(var.wave_pause_seconds)
+      EC2PATCH_ABORT_ON_ISSUES          = tostring(var.abort_on_issues)
+      EC2PATCH_APPROVAL_TIMEOUT_SECONDS = tostring(var.approval_timeout_seconds)
+      EC2PATCH_CALLBACK_BASE_URL        = aws_apigatewayv2_api.callback.api_endpoint
+      EC2PATCH_HMAC_KEY_PARAMETER       = local.hmac_parameter_name
+      EC2PATCH_METRIC_NAMESPACE         = local.metric_namespace
+    },
+    local.bedrock_enabled ? {
+      EC2PATCH_BEDROCK_AGENT_ID       = var.bedrock_agent_id
+      EC2PATCH_BEDROCK_AGENT_ALIAS_ID = var.bedrock_agent_alias_id
+    } : {},
+  )
+  # The named waves an API-shape run selects with `waveId`; only PlanRun reads them, and
+  # Lambda's environment is limited to 4 KB in all.
+  waves_environment = {
+    EC2PATCH_WAVES = jsonencode([for w in var.wave_rules : { name = w.name, accounts = w.accounts, regions = w.regions }])
+  }
+  function_environment = {
+    for name, fn in local.functions : name => merge(local.common_environment, fn.waves ? local.waves_environment : {})
+  }
+}
+
+resource "aws_cloudwatch_log_group" "function" {
+  for_each = local.functions
+
+  name              = "/aws/lambda/${local.function_names[each.key]}"
+  retention_in_days = var.log_retention_days
+  kms_key_id        = local.kms_key_arn
+  tags              = local.tags
+}
+
+data "aws_iam_policy_document" "lambda_trust" {
+  statement {
+    actions = ["sts:AssumeRole"]
+
+    principals {
+      type        = "Service"
+      identifiers = ["lambda.amazonaws.com"]
+    }
+  }
+}
+
+resource "aws_iam_role" "function" {
+  for_each = local.functions
+
+  name               = local.function_names[each.key]
+  description        = "ec2patch ${var.name_prefix}: execution role of ${each.key}"
+  assume_role_policy = data.aws_iam_policy_document.lambda_trust.json
+  tags               = local.tags
+}
+
+data "aws_iam_policy_document" "function" {
+  for_each = local.functions
+
+  statement {
+    sid       = "OwnLogGroup"
+    actions   = ["logs:CreateLogStream", "logs:PutLogEvents"]
+    resources = ["${aws_cloudwatch_log_group.function[each.key].arn}:*"]
+  }
+
+  statement {
+    # X-Ray's write actions take no resource.
+    sid       = "Tracing"
+    actions   = ["xray:PutTraceSegments", "xray:PutTelemetryRecords"]
+    resources = ["*"]
+  }
+
+  statement {
+    sid       = "HubKey"
+    actions   = ["kms:Decrypt", "kms:GenerateDataKey"]
+    resources = [local.kms_key_arn]
+  }
+
+  dynamic "statement" {
+    for_each = length(each.value.table) > 0 ? [each.value.table] : []
+    content {
+      sid       = "RunsTable"
+      actions   = statement.value
+      resources = [aws_dynamodb_table.runs.arn]
+    }
+  }
+
+  dynamic "statement" {
+    for_each = length(each.value.bucket) > 0 ? [each.value.bucket] : []
+    content {
+      sid       = "RunArtifacts"
+      actions   = statement.value
+      resources = ["${aws_s3_bucket.artifacts.arn}/runs/*"]
+    }
+  }
+
+  dynamic "statement" {
+    for_each = each.value.spoke && length(local.spoke_role_arns) > 0 ? [local.spoke_role_arns] : []
+    content {
+      sid       = "SpokeRoles"
+      actions   = ["sts:AssumeRole"]
+      resources = statement.value
+
+      dynamic "condition" {
+        for_each = var.organization_id != null ? [var.organization_id] : []
+        content {
+          test     = "StringEquals"
+          variable = "aws:ResourceOrgID"
+          values   = [condition.value]
+        }
+      }
+    }
+  }
+
+  dynamic "statement" {
+    for_each = each.value.publish ? [aws_sns_topic.alerts.arn] : []
+    content {
+      sid       = "AlertsTopic"
+      actions   = ["sns:Publish"]
+      resources = [statement.value]
+    }
+  }
+
+  dynamic "statement" {
+    for_each = each.value.hmac_key ? [aws_ssm_parameter.hmac_key.arn] : []
+    content {
+      sid       = "ApprovalLinkKey"
+      actions   = ["ssm:GetParameter"]
+      resources = [statement.value]
+    }
+  }
+
+  dynamic "statement" {
+    for_each = each.value.task_callback ? [local.state_machine_arn] : []
+    content {
+      sid       = "ApprovalDecision"
+      actions   = ["states:SendTaskSuccess", "states:SendTaskFailure"]
+      resources = [statement.value]
+    }
+  }
+
+  dynamic "statement" {
+    for_each = each.value.bedrock && local.bedrock_enabled ? [1] : []
+    content {
+      sid       = "BedrockAgent"
+      actions   = ["bedrock:InvokeAgent"]
+      resources = ["arn:${local.partition}:bedrock:${local.region}:${local.account_id}:agent-alias/${var.bedrock_agent_id}/${var.bedrock_agent_alias_id}"]
+    }
+  }
+}
+
+resource "aws_iam_role_policy" "function" {
+  for_each = local.functions
+
+  name   = "least-privilege"
+  role   = aws_iam_role.function[each.key].id
+  policy = data.aws_iam_policy_document.function[each.key].json
+
+  lifecycle {
+    precondition {
+      # An inline policy holds at most 10,240 characters (whitespace not counted).
+      condition     = length(jsonencode(jsondecode(data.aws_iam_policy_document.function[each.key].json))) <= 10240
+      error_message = "The ${each.key} policy lists too many spoke accounts for an IAM policy (${length(local.spoke_accounts)} accounts). Set organization_id to allow the spoke role in the organization's accounts instead."
+    }
+  }
+}
+
+resource "aws_lambda_function" "this" {
+  for_each = local.functions
+
+  # checkov:skip=CKV_AWS_116:Invoked synchronously only (Step Functions tasks, API Gateway), never asynchronously, so a dead-letter queue would never receive anything; the state machine retries and records failures.
+  # checkov:skip=CKV_AWS_117:The functions call only AWS APIs; a VPC would add NAT or endpoints in every region for no isolation benefit.
+  # checkov:skip=CKV_AWS_115:Concurrency is bounded by the state machine (one invocation per step per running wave); reserving concurrency fails on accounts with the default quota.
+  # checkov:skip=CKV_AWS_272:Zips are built by cargo-lambda in the hub-deploy workflow from the locked workspace; AWS Signer is not available to every deployment.
+  function_name    = local.function_names[each.key]
+  description      = "ec2patch ${var.name_prefix}: ${each.key} (crate binary ${each.value.bin})"
+  role             = aws_iam_role.function[each.key].arn
+  runtime          = "provided.al2023"
+  handler          = "bootstrap"
+  architectures    = ["arm64"]
+  filename         = local.artifact_paths[each.key]
+  source_code_hash = fileexists(local.artifact_paths[each.key]) ? filebase64sha256(local.artifact_paths[each.key]) : null
+  timeout          = each.value.timeout
+  memory_size      = each.value.memory
+  kms_key_arn      = local.kms_key_arn
+
+  environment {
+    variables = local.function_environment[each.key]
+  }
+
+  logging_config {
+    log_format            = "JSON"
+    log_group             = aws_cloudwatch_log_group.function[each.key].name
+    application_log_level = var.log_level
+    system_log_level      = "WARN"
+  }
+
+  tracing_config {
+    mode = "Active"
+  }
+
+  tags = local.tags
+
+  lifecycle {
+    precondition {
+      condition     = fileexists(local.artifact_paths[each.key])
+      error_message = "No ${local.artifact_paths[each.key]}: build the functions first (cargo lambda build --release --arm64 --output-format zip, see docs/deployment-guide.md) or set lambda_artifacts_dir."
+    }
+    precondition {
+      condition     = (var.bedrock_agent_id == null) == (var.bedrock_agent_alias_id == null)
+      error_message = "Set bedrock_agent_id and bedrock_agent_alias_id together, or neither."
+    }
+    precondition {
+      condition     = length(jsonencode(local.function_environment[each.key])) <= 4096
+      error_message = "The environment of ${each.key} exceeds Lambda's 4 KB: wave_rules lists too many accounts for EC2PATCH_WAVES. Split the waves, or start such runs with explicit accountWaves."
+    }
+  }
+
+  depends_on = [aws_iam_role_policy.function]
+}

@@ -1,0 +1,313 @@
+# Inputs of the hub module. The first block is the seed README's contract (Quick Start and
+# Configuration); the rest is what a real deployment needs, each with a safe default.
+
+variable "orchestrator_account_id" {
+  description = "The hub account's id. Apply fails if the provider's credentials are for another account."
+  type        = string
+
+  validation {
+    condition     = can(regex("^[0-9]{12}$", var.orchestrator_account_id))
+    error_message = "orchestrator_account_id must be a 12-digit AWS account id."
+  }
+}
+
+variable "name_prefix" {
+  description = "Prefix of every resource name (functions are `<prefix>-<Function>`, the table `<prefix>-runs`, ...)."
+  type        = string
+  default     = "ec2patch"
+
+  validation {
+    # Lower case because the prefix is part of the S3 bucket name; 24 characters keep every
+    # derived name (IAM role `<prefix>-SendApprovalRequest`, bucket) within AWS's limits.
+    condition     = can(regex("^[a-z][a-z0-9-]{0,22}[a-z0-9]$", var.name_prefix))
+    error_message = "name_prefix must be 2-24 characters of a-z, 0-9 and '-', start with a letter and not end with '-'."
+  }
+}
+
+variable "bedrock_agent_id" {
+  description = "Bedrock agent used for patch analysis by default (`bedrock.agentId` of the run input). Null: rule-based analysis."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.bedrock_agent_id == null || can(regex("^[A-Za-z0-9_-]{1,100}$", var.bedrock_agent_id))
+    error_message = "bedrock_agent_id must be 1-100 characters of A-Z, a-z, 0-9, '_' and '-'."
+  }
+}
+
+variable "bedrock_agent_alias_id" {
+  description = "Alias of bedrock_agent_id. Set both or neither."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.bedrock_agent_alias_id == null || can(regex("^[A-Za-z0-9_-]{1,100}$", var.bedrock_agent_alias_id))
+    error_message = "bedrock_agent_alias_id must be 1-100 characters of A-Z, a-z, 0-9, '_' and '-'."
+  }
+}
+
+variable "wave_rules" {
+  description = "Patch waves: one EventBridge rule `<prefix>-<name>` per wave starts a run of that wave on its schedule."
+  type = list(object({
+    name                = string
+    schedule_expression = string
+    accounts            = list(string)
+    regions             = list(string)
+  }))
+  default = []
+
+  validation {
+    condition     = alltrue([for w in var.wave_rules : can(regex("^[A-Za-z0-9._-]{1,39}$", w.name))])
+    error_message = "Each wave_rules[*].name must be 1-39 characters of A-Z, a-z, 0-9, '.', '_' and '-'."
+  }
+  validation {
+    condition     = length(distinct([for w in var.wave_rules : w.name])) == length(var.wave_rules)
+    error_message = "wave_rules names must be unique."
+  }
+  validation {
+    condition = alltrue([for w in var.wave_rules : can(regex(
+      "^(cron\\(\\S+ \\S+ \\S+ \\S+ \\S+ \\S+\\)|rate\\([1-9][0-9]* (minute|minutes|hour|hours|day|days)\\))$",
+    w.schedule_expression))])
+    error_message = "Each wave_rules[*].schedule_expression must be an EventBridge cron(m h dom mon dow y) with six fields or rate(N unit)."
+  }
+  validation {
+    condition = alltrue([for w in var.wave_rules :
+    length(w.accounts) > 0 && alltrue([for a in w.accounts : can(regex("^[0-9]{12}$", a))])])
+    error_message = "Each wave_rules[*].accounts must be a non-empty list of 12-digit AWS account ids."
+  }
+  validation {
+    condition     = alltrue([for w in var.wave_rules : length(distinct(w.accounts)) == length(w.accounts)])
+    error_message = "An account may appear only once in a wave's accounts."
+  }
+  validation {
+    condition = alltrue([for w in var.wave_rules :
+    length(w.regions) > 0 && alltrue([for r in w.regions : can(regex("^[a-z]{2}(-[a-z]+)+-[0-9]+$", r))])])
+    error_message = "Each wave_rules[*].regions must be a non-empty list of region names such as us-east-1."
+  }
+}
+
+variable "sns_email_subscriptions" {
+  description = "Email addresses subscribed to the alerts topic (approval requests, wave summaries, alarms). Each must confirm by mail."
+  type        = list(string)
+  default     = []
+
+  validation {
+    condition     = alltrue([for e in var.sns_email_subscriptions : can(regex("^[^@\\s]+@[^@\\s]+\\.[^@\\s]+$", e))])
+    error_message = "sns_email_subscriptions must be email addresses."
+  }
+}
+
+variable "wave_pause_seconds" {
+  description = "Default pause between waves of one run (`wavePauseSeconds`)."
+  type        = number
+  default     = 0
+
+  validation {
+    condition     = var.wave_pause_seconds >= 0 && var.wave_pause_seconds <= 86400 && floor(var.wave_pause_seconds) == var.wave_pause_seconds
+    error_message = "wave_pause_seconds must be a whole number from 0 to 86400."
+  }
+}
+
+variable "abort_on_issues" {
+  description = "Default for `abortOnIssues`: stop later waves when a wave has issues."
+  type        = bool
+  default     = true
+}
+
+# ---- Beyond the seed: what a real deployment needs -------------------------------------------
+
+variable "lambda_artifacts_dir" {
+  description = "Directory with cargo-lambda's output, `<dir>/<bin>/bootstrap.zip` per function. Null: `<root module>/../../target/lambda` (the repository's target/lambda when applied from terraform/hub)."
+  type        = string
+  default     = null
+}
+
+variable "state_machine_template" {
+  description = "Path of the state machine template. Null: the repository's statemachine/orchestrator.asl.json."
+  type        = string
+  default     = null
+}
+
+variable "spoke_role_name" {
+  description = "Name of the role the hub assumes in every spoke account (the spoke module's role_name)."
+  type        = string
+  default     = "PatchExecRole"
+
+  validation {
+    condition     = can(regex("^[A-Za-z0-9+=,.@_-]{1,64}$", var.spoke_role_name))
+    error_message = "spoke_role_name must be a valid IAM role name."
+  }
+}
+
+variable "external_id" {
+  description = "ExternalId the spoke roles require. Null: `<name_prefix>-<orchestrator_account_id>`, which is also the spoke module's default. Set your own in both for production."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.external_id == null ? true : can(regex("^[A-Za-z0-9+=,.@:/_-]+$", var.external_id)) && length(var.external_id) >= 2 && length(var.external_id) <= 1224
+    error_message = "external_id must be 2-1224 characters of A-Z, a-z, 0-9 and + = , . @ : / _ -."
+  }
+}
+
+variable "spoke_account_ids" {
+  description = "Accounts a manual run may target besides those in wave_rules (the hub may assume the spoke role only in listed accounts)."
+  type        = list(string)
+  default     = []
+
+  validation {
+    condition     = alltrue([for a in var.spoke_account_ids : can(regex("^[0-9]{12}$", a))])
+    error_message = "spoke_account_ids must be 12-digit AWS account ids."
+  }
+}
+
+variable "organization_id" {
+  description = "AWS Organizations id (o-...). When set, the hub may assume the spoke role in any account of the organization instead of listed accounts only: needed past ~180 accounts, where the listed ARNs no longer fit an IAM policy."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.organization_id == null || can(regex("^o-[a-z0-9]{10,32}$", var.organization_id))
+    error_message = "organization_id must look like o-abcd123456."
+  }
+}
+
+variable "approval_timeout_seconds" {
+  description = "How long a wave waits for an approval (and how long the emailed links live)."
+  type        = number
+  default     = 14400
+
+  validation {
+    condition     = var.approval_timeout_seconds >= 60 && var.approval_timeout_seconds <= 31536000 && floor(var.approval_timeout_seconds) == var.approval_timeout_seconds
+    error_message = "approval_timeout_seconds must be a whole number from 60 to 31536000 (one year)."
+  }
+}
+
+variable "tag_key" {
+  description = "Tag key of patchable instances when the run input names none."
+  type        = string
+  default     = "PatchGroup"
+
+  validation {
+    condition     = length(var.tag_key) >= 1 && length(var.tag_key) <= 128 && !startswith(lower(var.tag_key), "aws:")
+    error_message = "tag_key must be 1-128 characters and not start with aws:."
+  }
+}
+
+variable "tag_value" {
+  description = "Tag value of patchable instances when the run input names none."
+  type        = string
+  default     = "default"
+
+  validation {
+    condition     = length(var.tag_value) <= 256
+    error_message = "tag_value must be at most 256 characters."
+  }
+}
+
+variable "default_regions" {
+  description = "Regions of a wave that names none. Empty: the hub's region."
+  type        = list(string)
+  default     = []
+
+  validation {
+    condition     = alltrue([for r in var.default_regions : can(regex("^[a-z]{2}(-[a-z]+)+-[0-9]+$", r))])
+    error_message = "default_regions must be region names such as us-east-1."
+  }
+}
+
+variable "inventory_concurrency" {
+  description = "Targets (account x region) one inventory invocation works on at once."
+  type        = number
+  default     = 16
+
+  validation {
+    condition     = var.inventory_concurrency >= 1 && var.inventory_concurrency <= 256
+    error_message = "inventory_concurrency must be from 1 to 256."
+  }
+}
+
+variable "record_ttl_days" {
+  description = "Days run records stay in DynamoDB (TTL) and run artifacts in S3 (lifecycle)."
+  type        = number
+  default     = 90
+
+  validation {
+    condition     = var.record_ttl_days >= 1 && var.record_ttl_days <= 3650
+    error_message = "record_ttl_days must be from 1 to 3650."
+  }
+}
+
+variable "log_retention_days" {
+  description = "Retention of every log group the module creates."
+  type        = number
+  default     = 365
+
+  validation {
+    condition     = contains([1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653], var.log_retention_days)
+    error_message = "log_retention_days must be a value CloudWatch Logs accepts (1, 3, 5, 7, 14, 30, ..., 365, ..., 3653)."
+  }
+}
+
+variable "log_level" {
+  description = "Application log level of the functions (Lambda's JSON log filtering)."
+  type        = string
+  default     = "INFO"
+
+  validation {
+    condition     = contains(["TRACE", "DEBUG", "INFO", "WARN", "ERROR", "FATAL"], var.log_level)
+    error_message = "log_level must be one of TRACE, DEBUG, INFO, WARN, ERROR, FATAL."
+  }
+}
+
+variable "state_machine_log_level" {
+  description = "Step Functions logging level (ALL, ERROR, FATAL, OFF). Execution data is never logged: it carries the approval task token."
+  type        = string
+  default     = "ERROR"
+
+  validation {
+    condition     = contains(["ALL", "ERROR", "FATAL", "OFF"], var.state_machine_log_level)
+    error_message = "state_machine_log_level must be ALL, ERROR, FATAL or OFF."
+  }
+}
+
+variable "kms_key_arn" {
+  description = "Customer managed KMS key for the table, bucket, topic, queue, logs, parameter and Lambda environment. Null: the module creates one (with rotation). A key you bring must allow CloudWatch Logs, CloudWatch alarms and EventBridge (see the module README)."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.kms_key_arn == null || can(regex("^arn:aws[a-z-]*:kms:[a-z0-9-]+:[0-9]{12}:key/.+$", var.kms_key_arn))
+    error_message = "kms_key_arn must be a KMS key ARN."
+  }
+}
+
+variable "wave_schedules_enabled" {
+  description = "Whether the wave rules start runs on their schedules. Deploy with false to try manual dry runs first."
+  type        = bool
+  default     = true
+}
+
+variable "metric_namespace" {
+  description = "CloudWatch namespace of ec2patch's own metrics (PatchFailures, InstancesUnhealthy, PendingApprovals). Null: `EC2Patch/<name_prefix>`."
+  type        = string
+  default     = null
+}
+
+variable "callback_throttle" {
+  description = "Rate (requests per second) and burst limits of the approval callback API."
+  type = object({
+    rate  = number
+    burst = number
+  })
+  default = {
+    rate  = 10
+    burst = 20
+  }
+}
+
+variable "tags" {
+  description = "Tags added to every resource that takes tags (besides the provider's default_tags)."
+  type        = map(string)
+  default     = {}
+}
