@@ -14,6 +14,7 @@ use std::collections::HashMap;
 
 use aws_lambda_events::apigw::{ApiGatewayV2httpRequest, ApiGatewayV2httpResponse};
 use aws_sdk_dynamodb::types::AttributeValue;
+use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 use base64::Engine;
 use ec2patch_core::approval::{
     self, Action, ApprovalDetails, Decision, SigningKey, TaskToken, format_epoch, now_epoch_seconds,
@@ -268,12 +269,7 @@ async fn notify(
             .send()
             .await
             .map(|_| ())
-            .map_err(|e| {
-                let closed = e
-                    .as_service_error()
-                    .is_some_and(|s| s.is_task_timed_out() || s.is_task_does_not_exist() || s.is_invalid_token());
-                (closed, aws_smithy_types_display(&e))
-            })
+            .map_err(|e| notify_error(&e))
     } else {
         deps.sfn
             .send_task_failure()
@@ -286,17 +282,18 @@ async fn notify(
             .send()
             .await
             .map(|_| ())
-            .map_err(|e| {
-                let closed = e
-                    .as_service_error()
-                    .is_some_and(|s| s.is_task_timed_out() || s.is_task_does_not_exist() || s.is_invalid_token());
-                (closed, aws_smithy_types_display(&e))
-            })
+            .map_err(|e| notify_error(&e))
     };
     result.map_err(|(closed, message)| {
         tracing::warn!(approval_id = %id, %message, closed, "cannot resume the execution");
         if closed { Notify::TaskClosed } else { Notify::Unavailable }
     })
+}
+
+/// Whether the execution stopped waiting (the decision can no longer take effect), and why.
+fn notify_error<E: ProvideErrorMetadata + std::error::Error>(error: &E) -> (bool, String) {
+    let closed = matches!(error.code(), Some("TaskTimedOut" | "TaskDoesNotExist" | "InvalidToken"));
+    (closed, aws_smithy_types_display(error))
 }
 
 async fn mark_notified(hub: &Hub, id: &str, value: &str) {
