@@ -116,8 +116,13 @@ async fn inventory(args: InventoryArgs) -> anyhow::Result<ExitCode> {
         .chunks(per_wave)
         .map(|accounts| json!({"accounts": accounts, "regions": estate.regions}))
         .collect();
-    let input =
-        json!({"accountWaves": waves, "ec2": {"tagKey": "PatchGroup", "tagValue": "default"}, "abortOnIssues": false});
+    // A dry run: inventory, a Scan and its verification, without waiting for an approval.
+    let input = json!({
+        "accountWaves": waves,
+        "ec2": {"tagKey": "PatchGroup", "tagValue": "default"},
+        "abortOnIssues": false,
+        "dryRun": true
+    });
     let run_id =
         format!("local-inventory-{}", std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs());
     eprintln!("Starting execution {run_id} ({} waves) ...", waves.len());

@@ -139,8 +139,8 @@ async fn send_once(
 ) -> Result<bool> {
     let pk = store::run_pk(&plan.run_id);
     let comment = patching::claim_comment(&plan.run_id, sk);
-    let record = match hub.store.get_item(&pk, sk).await? {
-        Some(item) => CommandRecord::from_item(&item)?,
+    let (record, claimed_before) = match hub.store.get_item(&pk, sk).await? {
+        Some(item) => (CommandRecord::from_item(&item)?, true),
         None => {
             let record = CommandRecord {
                 sk: sk.to_owned(),
@@ -151,13 +151,15 @@ async fn send_once(
                 command_id: None,
             };
             hub.store.put_item_if_absent(record.to_item(&pk, hub.store.expires_at())).await?;
-            record
+            (record, false)
         }
     };
     if record.command_id.is_some() {
         return Ok(true);
     }
-    if let Some(command_id) = find_sent(ssm, &record, &comment).await? {
+    // Only an earlier attempt's claim can have a command behind it: look it up then, not on
+    // every first send.
+    if claimed_before && let Some(command_id) = find_sent(ssm, &record, &comment).await? {
         complete(hub, &pk, sk, &command_id).await?;
         return Ok(true);
     }
