@@ -62,7 +62,7 @@ impl Hub {
 }
 
 /// S3 against a custom endpoint (the local stack) needs path-style addressing.
-fn s3_config(sdk: &SdkConfig) -> aws_sdk_s3::Config {
+pub fn s3_config(sdk: &SdkConfig) -> aws_sdk_s3::Config {
     let builder = aws_sdk_s3::config::Builder::from(sdk);
     if sdk.endpoint_url().is_some() { builder.force_path_style(true).build() } else { builder.build() }
 }

@@ -124,7 +124,7 @@ pub fn plan_run(run_id: &str, input: &Value, defaults: &RunDefaults) -> Result<R
 /// A UUID-shaped id derived from the run id (deterministic, so a retried plan is identical).
 fn snapshot_id(run_id: &str) -> String {
     // FNV-1a, twice with different seeds: 128 bits, enough to keep runs apart; not a secret.
-    let hash = |seed: u64| run_id.bytes().fold(seed, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3));
+    let hash = |seed: u64| crate::patching::fnv1a(seed, run_id.as_bytes());
     let (a, b) = (hash(0xcbf2_9ce4_8422_2325), hash(0x84222325_cbf29ce4));
     let hex = format!("{a:016x}{b:016x}");
     format!("{}-{}-{}-{}-{}", &hex[0..8], &hex[8..12], &hex[12..16], &hex[16..20], &hex[20..32])

@@ -72,9 +72,7 @@ impl CommandRecord {
 /// The Comment a command is sent with: ties an SSM command back to its claim, so a send that
 /// crashed between SendCommand and recording the id is found again instead of sent twice.
 pub fn claim_comment(run_id: &str, sk: &str) -> String {
-    let hash = format!("{run_id}/{sk}")
-        .bytes()
-        .fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3));
+    let hash = fnv1a(0xcbf2_9ce4_8422_2325, format!("{run_id}/{sk}").as_bytes());
     format!("ec2patch claim {hash:016x}")
 }
 
@@ -132,8 +130,13 @@ pub async fn record_outcome(
         .send()
         .await
         .aws_context("UpdateItem", || format!("instance {instance_id} (account {account} region {region})"))
-        .map_err(|e| if e.is_transient() { e } else { Error::StateStoreFailed(e.to_string()) })?;
+        .map_err(crate::store::into_store_error)?;
     Ok(())
+}
+
+/// FNV-1a over `bytes` from `seed`: a stable, non-secret 64-bit fingerprint.
+pub fn fnv1a(seed: u64, bytes: &[u8]) -> u64 {
+    bytes.iter().fold(seed, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3))
 }
 
 /// One instance's view of a command.

@@ -293,7 +293,7 @@ where
 }
 
 /// Throttling stays retryable; anything else about run state is a store failure.
-fn into_store_error(error: Error) -> Error {
+pub fn into_store_error(error: Error) -> Error {
     if error.is_transient() { error } else { Error::StateStoreFailed(error.to_string()) }
 }
 

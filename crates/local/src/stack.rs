@@ -188,8 +188,7 @@ impl LocalStack {
     }
 
     async fn create_bucket(&self) -> anyhow::Result<()> {
-        let s3 =
-            aws_sdk_s3::Client::from_conf(aws_sdk_s3::config::Builder::from(&self.sdk).force_path_style(true).build());
+        let s3 = aws_sdk_s3::Client::from_conf(ec2patch_core::hub::s3_config(&self.sdk));
         s3.create_bucket().bucket(&self.hub.config.bucket).send().await.context("CreateBucket")?;
         Ok(())
     }

@@ -62,8 +62,7 @@ async fn outcomes(stack: &LocalStack, run_id: &str) -> BTreeMap<String, (String,
 }
 
 async fn s3_text(stack: &LocalStack, key: &str) -> String {
-    let s3 =
-        aws_sdk_s3::Client::from_conf(aws_sdk_s3::config::Builder::from(&stack.sdk).force_path_style(true).build());
+    let s3 = aws_sdk_s3::Client::from_conf(ec2patch_core::hub::s3_config(&stack.sdk));
     let object = s3.get_object().bucket(&stack.hub.config.bucket).key(key).send().await.unwrap();
     assert_eq!(object.content_type(), Some("text/html; charset=utf-8"));
     String::from_utf8(object.body.collect().await.unwrap().into_bytes().to_vec()).unwrap()

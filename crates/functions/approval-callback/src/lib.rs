@@ -14,6 +14,7 @@ use std::collections::HashMap;
 
 use aws_lambda_events::apigw::{ApiGatewayV2httpRequest, ApiGatewayV2httpResponse};
 use aws_sdk_dynamodb::types::AttributeValue;
+use aws_smithy_types::error::display::DisplayErrorContext;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 use base64::Engine;
 use ec2patch_core::approval::{
@@ -199,7 +200,7 @@ async fn decide(hub: &Hub, deps: &Deps, event: &ApiGatewayV2httpRequest, params:
     if let Err(error) = written {
         let conditional = error.as_service_error().is_some_and(|e| e.is_conditional_check_failed_exception());
         if !conditional {
-            tracing::error!(approval_id = %params.id, error = %aws_smithy_types_display(&error), "cannot record the decision");
+            tracing::error!(approval_id = %params.id, error = %DisplayErrorContext(&error).to_string(), "cannot record the decision");
             return Page::unavailable(false);
         }
         // Decided before (a replay, or the other button), or expired in between.
@@ -293,7 +294,7 @@ async fn notify(
 /// Whether the execution stopped waiting (the decision can no longer take effect), and why.
 fn notify_error<E: ProvideErrorMetadata + std::error::Error>(error: &E) -> (bool, String) {
     let closed = matches!(error.code(), Some("TaskTimedOut" | "TaskDoesNotExist" | "InvalidToken"));
-    (closed, aws_smithy_types_display(error))
+    (closed, DisplayErrorContext(error).to_string())
 }
 
 async fn mark_notified(hub: &Hub, id: &str, value: &str) {
@@ -310,17 +311,6 @@ async fn mark_notified(hub: &Hub, id: &str, value: &str) {
         .await;
     if let Err(error) = result {
         // The decision stands; a replayed POST re-sends the (idempotent) task outcome.
-        tracing::warn!(approval_id = %id, error = %aws_smithy_types_display(&error), "cannot mark the approval notified");
+        tracing::warn!(approval_id = %id, error = %DisplayErrorContext(&error).to_string(), "cannot mark the approval notified");
     }
-}
-
-fn aws_smithy_types_display<E: std::error::Error>(error: &E) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }

@@ -7,8 +7,6 @@
 //! claim without an id (the previous attempt died between sending and recording) is matched to
 //! the command SSM already has by its Comment before anything is sent again.
 
-use std::collections::HashMap;
-
 use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_ssm::types::CloudWatchOutputConfig;
 use ec2patch_core::approval::{format_epoch, now_epoch_seconds};
@@ -220,20 +218,18 @@ async fn find_sent(ssm: &aws_sdk_ssm::Client, record: &CommandRecord, comment: &
 }
 
 async fn complete(hub: &Hub, pk: &str, sk: &str, command_id: &str) -> Result<()> {
-    let mut key = HashMap::new();
-    key.insert("pk".to_owned(), s(pk));
-    key.insert("sk".to_owned(), s(sk));
     hub.store
         .dynamodb()
         .update_item()
         .table_name(hub.store.table())
-        .set_key(Some(key))
+        .key("pk", s(pk))
+        .key("sk", s(sk))
         .update_expression("SET commandId = :id, sentAt = :at")
         .expression_attribute_values(":id", AttributeValue::S(command_id.to_owned()))
         .expression_attribute_values(":at", AttributeValue::N(now_epoch_seconds().to_string()))
         .send()
         .await
         .aws_context("UpdateItem", || format!("command record {sk}"))
-        .map_err(|e| if e.is_transient() { e } else { Error::StateStoreFailed(e.to_string()) })?;
+        .map_err(store::into_store_error)?;
     Ok(())
 }
