@@ -167,20 +167,139 @@ fn decided_by(event: &ApiGatewayV2httpRequest) -> String {
 }
 
 async fn decide(hub: &Hub, deps: &Deps, event: &ApiGatewayV2httpRequest, params: &LinkParams, record: Record) -> Page {
+    let decider = Decider {
+        decided_by: decided_by(event),
+        source_ip: event.request_context.http.source_ip.clone().unwrap_or_default(),
+        user_agent: event.request_context.http.user_agent.clone().unwrap_or_default(),
+    };
+    let details = record.details.clone();
+    match record_decision(hub, &deps.sfn, &params.id, params.action, &decider, record).await {
+        DecisionOutcome::Decided { decision, delivery: Delivery::Resumed } => Page::decided(&details, &decision),
+        DecisionOutcome::Decided { delivery: Delivery::TaskClosed, .. } => Page::closed(),
+        DecisionOutcome::Decided { delivery: Delivery::Unavailable, .. } => Page::unavailable(true),
+        DecisionOutcome::AlreadyDecided(earlier) => Page::already_decided(earlier),
+        DecisionOutcome::Expired => Page::expired(),
+        DecisionOutcome::NotFound => Page::not_found(),
+        DecisionOutcome::Unavailable => Page::unavailable(false),
+    }
+}
+
+/// Who decides, as the audit record keeps it: the callback's requester, or an operator's IAM
+/// identity when the `ec2patch approve`/`reject` command decides.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decider {
+    pub decided_by: String,
+    pub source_ip: String,
+    pub user_agent: String,
+}
+
+/// Whether the waiting execution heard the decision.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Delivery {
+    /// SendTaskSuccess/SendTaskFailure went through: the run goes on (or stops, on reject).
+    Resumed,
+    /// The execution had stopped waiting (timed out, stopped): recorded, without effect.
+    TaskClosed,
+    /// Step Functions could not be reached; deciding again re-delivers the recorded decision.
+    Unavailable,
+}
+
+/// The result of one attempt to decide an approval.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DecisionOutcome {
+    Decided { decision: Decision, delivery: Delivery },
+    /// Decided before (this attempt changed nothing); an undelivered earlier decision was re-sent.
+    AlreadyDecided(Decision),
+    Expired,
+    NotFound,
+    /// The records could not be read or written: nothing was decided.
+    Unavailable,
+}
+
+/// Decides approval `id` the way the confirmation page's POST does (same conditional write, same
+/// audit fields, same delivery to the waiting execution), for callers that are not the callback:
+/// the operator CLI. The link's signature is not involved: the caller's IAM permissions on the
+/// table and on Step Functions are the authorization.
+pub async fn decide_approval(
+    hub: &Hub,
+    sfn: &aws_sdk_sfn::Client,
+    id: &str,
+    action: Action,
+    decider: &Decider,
+) -> DecisionOutcome {
+    match load(hub, id).await {
+        Ok(Some(record)) => record_decision(hub, sfn, id, action, decider, record).await,
+        Ok(None) => DecisionOutcome::NotFound,
+        Err(error) => {
+            tracing::error!(approval_id = %id, %error, "cannot read the approval");
+            DecisionOutcome::Unavailable
+        }
+    }
+}
+
+/// An approval waiting for a decision.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingApproval {
+    pub id: String,
+    pub details: ApprovalDetails,
+}
+
+/// The pending approvals in the table, the soonest to expire first. A filtered Scan: approvals are few
+/// (one per wave and run, kept for the record TTL) and this is an operator command, not a hot path.
+pub async fn pending_approvals(hub: &Hub) -> Result<Vec<PendingApproval>> {
+    let mut pending = Vec::new();
+    let mut pages = hub
+        .store
+        .dynamodb()
+        .scan()
+        .table_name(hub.store.table())
+        // An unanswered approval stays `pending` after its wave stopped waiting: only live ones.
+        .filter_expression("sk = :sk AND #status = :pending AND linkExpiresAt > :now")
+        .expression_attribute_names("#status", "status")
+        .expression_attribute_values(":sk", AttributeValue::S(approval::APPROVAL_SK.to_owned()))
+        .expression_attribute_values(":pending", AttributeValue::S(approval::PENDING.to_owned()))
+        .expression_attribute_values(":now", AttributeValue::N(now_epoch_seconds().to_string()))
+        .into_paginator()
+        .send();
+    while let Some(page) = pages.next().await {
+        let page = page.map_err(|e| {
+            Error::StateStoreFailed(format!("scanning {} for pending approvals: {}", hub.store.table(), DisplayErrorContext(&e)))
+        })?;
+        for item in page.items.unwrap_or_default() {
+            let text = |key: &str| item.get(key).and_then(|v| v.as_s().ok());
+            let Some(id) = text("pk").and_then(|pk| pk.strip_prefix("APPROVAL#")) else { continue };
+            let Some(details) = text("details") else { continue };
+            match serde_json::from_str::<ApprovalDetails>(details) {
+                Ok(details) => pending.push(PendingApproval { id: id.to_owned(), details }),
+                Err(error) => tracing::warn!(%error, "skipping an approval with unreadable details"),
+            }
+        }
+    }
+    pending.sort_by_key(|p| p.details.link_expires_at);
+    Ok(pending)
+}
+
+async fn record_decision(
+    hub: &Hub,
+    sfn: &aws_sdk_sfn::Client,
+    id: &str,
+    action: Action,
+    decider: &Decider,
+    record: Record,
+) -> DecisionOutcome {
     let now = now_epoch_seconds();
     let decision = Decision {
-        status: params.action.decision().to_owned(),
-        decided_by: decided_by(event),
+        status: action.decision().to_owned(),
+        decided_by: decider.decided_by.clone(),
         decided_at: format_epoch(now),
-        source_ip: event.request_context.http.source_ip.clone().unwrap_or_default(),
+        source_ip: decider.source_ip.clone(),
     };
-    let user_agent = event.request_context.http.user_agent.clone().unwrap_or_default();
     let written = hub
         .store
         .dynamodb()
         .update_item()
         .table_name(hub.store.table())
-        .key("pk", AttributeValue::S(approval::approval_pk(&params.id)))
+        .key("pk", AttributeValue::S(approval::approval_pk(id)))
         .key("sk", AttributeValue::S(approval::APPROVAL_SK.to_owned()))
         .update_expression(
             "SET #status = :decision, decidedBy = :by, decidedAt = :at, sourceIp = :ip, userAgent = :ua, notified = :no",
@@ -191,7 +310,7 @@ async fn decide(hub: &Hub, deps: &Deps, event: &ApiGatewayV2httpRequest, params:
         .expression_attribute_values(":by", AttributeValue::S(decision.decided_by.clone()))
         .expression_attribute_values(":at", AttributeValue::S(decision.decided_at.clone()))
         .expression_attribute_values(":ip", AttributeValue::S(decision.source_ip.clone()))
-        .expression_attribute_values(":ua", AttributeValue::S(user_agent))
+        .expression_attribute_values(":ua", AttributeValue::S(decider.user_agent.clone()))
         .expression_attribute_values(":no", AttributeValue::S("no".to_owned()))
         .expression_attribute_values(":pending", AttributeValue::S(approval::PENDING.to_owned()))
         .expression_attribute_values(":now", AttributeValue::N(now.to_string()))
@@ -200,23 +319,23 @@ async fn decide(hub: &Hub, deps: &Deps, event: &ApiGatewayV2httpRequest, params:
     if let Err(error) = written {
         let conditional = error.as_service_error().is_some_and(|e| e.is_conditional_check_failed_exception());
         if !conditional {
-            tracing::error!(approval_id = %params.id, error = %DisplayErrorContext(&error).to_string(), "cannot record the decision");
-            return Page::unavailable(false);
+            tracing::error!(approval_id = %id, error = %DisplayErrorContext(&error).to_string(), "cannot record the decision");
+            return DecisionOutcome::Unavailable;
         }
         // Decided before (a replay, or the other button), or expired in between.
-        return match load(hub, &params.id).await {
+        return match load(hub, id).await {
             Ok(Some(Record { decision: Some(earlier), task_token, notified, details })) => {
-                // The earlier POST recorded its decision but could not resume the execution:
-                // finish that job now (the decision stands as recorded; this request adds nothing).
+                // The earlier decision was recorded but could not resume the execution: finish
+                // that job now (the decision stands as recorded; this request adds nothing).
                 if notified.as_deref() == Some("no") {
-                    let _ = notify(deps, &task_token, &params.id, &earlier, &details).await;
-                    mark_notified(hub, &params.id, "yes").await;
+                    let _ = notify(sfn, &task_token, id, &earlier, &details).await;
+                    mark_notified(hub, id, "yes").await;
                 }
-                Page::already_decided(earlier)
+                DecisionOutcome::AlreadyDecided(earlier)
             }
-            Ok(Some(_)) => Page::expired(),
-            Ok(None) => Page::not_found(),
-            Err(_) => Page::unavailable(false),
+            Ok(Some(_)) => DecisionOutcome::Expired,
+            Ok(None) => DecisionOutcome::NotFound,
+            Err(_) => DecisionOutcome::Unavailable,
         };
     }
     // The decision ends the wait: the hub's PendingApprovals alarm watches this go back to 0.
@@ -227,19 +346,20 @@ async fn decide(hub: &Hub, deps: &Deps, event: &ApiGatewayV2httpRequest, params:
             ec2patch_core::metrics::Metric::count("ApprovalsDecided", 1),
         ],
     );
-    tracing::info!(approval_id = %params.id, run_id = %record.details.run_id, wave = record.details.wave_index,
+    tracing::info!(approval_id = %id, run_id = %record.details.run_id, wave = record.details.wave_index,
         decision = %decision.status, decided_by = %decision.decided_by, "approval decided");
-    match notify(deps, &record.task_token, &params.id, &decision, &record.details).await {
+    let delivery = match notify(sfn, &record.task_token, id, &decision, &record.details).await {
         Ok(()) => {
-            mark_notified(hub, &params.id, "yes").await;
-            Page::decided(&record.details, &decision)
+            mark_notified(hub, id, "yes").await;
+            Delivery::Resumed
         }
         Err(Notify::TaskClosed) => {
-            mark_notified(hub, &params.id, "task-closed").await;
-            Page::closed()
+            mark_notified(hub, id, "task-closed").await;
+            Delivery::TaskClosed
         }
-        Err(Notify::Unavailable) => Page::unavailable(true),
-    }
+        Err(Notify::Unavailable) => Delivery::Unavailable,
+    };
+    DecisionOutcome::Decided { decision, delivery }
 }
 
 enum Notify {
@@ -250,7 +370,7 @@ enum Notify {
 }
 
 async fn notify(
-    deps: &Deps,
+    sfn: &aws_sdk_sfn::Client,
     token: &TaskToken,
     id: &str,
     decision: &Decision,
@@ -263,8 +383,7 @@ async fn notify(
             "decidedBy": decision.decided_by,
             "decidedAt": decision.decided_at,
         });
-        deps.sfn
-            .send_task_success()
+        sfn.send_task_success()
             .task_token(token.expose())
             .output(output.to_string())
             .send()
@@ -272,8 +391,7 @@ async fn notify(
             .map(|_| ())
             .map_err(|e| notify_error(&e))
     } else {
-        deps.sfn
-            .send_task_failure()
+        sfn.send_task_failure()
             .task_token(token.expose())
             .error("ApprovalRejected")
             .cause(format!(
