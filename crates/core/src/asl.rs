@@ -11,6 +11,12 @@ use crate::{Error, Result};
 /// The template, as committed.
 pub const ORCHESTRATOR_TEMPLATE: &str = include_str!("../../../statemachine/orchestrator.asl.json");
 
+/// Waves with more patch batches than this run in the Distributed Map (`PatchTargetsDistributed`,
+/// one child execution per batch) instead of the inline Map, whose iterations add their events to
+/// the parent's history (at most 25,000 events per execution). The template's `PatchNeeded`
+/// choice holds the same number; a test keeps the two equal.
+pub const INLINE_MAP_MAX_BATCHES: u64 = 10;
+
 /// Replaces every `${name}` with `values[name]`; a placeholder without a value is an error, as it
 /// is for `templatefile`.
 pub fn render(template: &str, values: &BTreeMap<&str, String>) -> Result<String> {
@@ -65,5 +71,155 @@ mod tests {
         let rendered = render(ORCHESTRATOR_TEMPLATE, &values).unwrap();
         let json: serde_json::Value = serde_json::from_str(&rendered).unwrap();
         assert!(json["States"].is_object());
+    }
+
+    use serde_json::Value;
+
+    /// The committed template rendered with a value for every placeholder, as JSON.
+    fn rendered() -> Value {
+        let owned: Vec<(String, String)> = placeholders(ORCHESTRATOR_TEMPLATE)
+            .into_iter()
+            .map(|n| {
+                let value = if n.ends_with("_arn") {
+                    format!("arn:aws:lambda:us-east-1:111111111111:function:{n}")
+                } else {
+                    format!("value-of-{n}")
+                };
+                (n, value)
+            })
+            .collect();
+        let values: BTreeMap<&str, String> = owned.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
+        serde_json::from_str(&render(ORCHESTRATOR_TEMPLATE, &values).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn large_waves_go_to_the_distributed_map_and_small_ones_stay_inline() {
+        let definition = rendered();
+        let choice = &definition["States"]["PatchNeeded"];
+        let rules = choice["Choices"].as_array().unwrap();
+        // The first matching rule wins, so the Distributed Map's rule must come first.
+        assert_eq!(rules[0]["Variable"], "$.wave.inventory.batches");
+        assert_eq!(rules[0]["NumericGreaterThan"], INLINE_MAP_MAX_BATCHES);
+        assert_eq!(rules[0]["Next"], "PatchTargetsDistributed");
+        assert_eq!(rules[1]["Variable"], "$.wave.inventory.batches");
+        assert_eq!(rules[1]["NumericGreaterThan"], 0);
+        assert_eq!(rules[1]["Next"], "PatchTargets");
+        assert_eq!(choice["Default"], "SummarizeWave", "a wave with nothing to patch skips both");
+
+        // The inline Map iterates over the small list of batch indexes, never over instances.
+        let inline = &definition["States"]["PatchTargets"];
+        assert_eq!(inline["ItemProcessor"]["ProcessorConfig"]["Mode"], "INLINE");
+        assert_eq!(inline["ItemsPath"], "$.wave.inventory.batchIndexes");
+        assert_eq!(inline["ResultPath"], Value::Null);
+    }
+
+    #[test]
+    fn the_distributed_map_reads_batches_from_s3_and_writes_results_there() {
+        let definition = rendered();
+        let map = &definition["States"]["PatchTargetsDistributed"];
+        assert_eq!(map["Type"], "Map");
+        assert_eq!(map["ItemProcessor"]["ProcessorConfig"]["Mode"], "DISTRIBUTED");
+        // Patching waits for up to the command timeout (hours): Express children stop at 5 minutes.
+        assert_eq!(map["ItemProcessor"]["ProcessorConfig"]["ExecutionType"], "STANDARD");
+
+        // Items: the wave's batch objects, listed under the prefix PreEC2Inventory writes them to.
+        let reader = &map["ItemReader"];
+        assert_eq!(reader["Resource"], "arn:aws:states:::s3:listObjectsV2");
+        assert_eq!(reader["Parameters"]["Bucket.$"], "$.wave.inventory.manifest.bucket");
+        let prefix = reader["Parameters"]["Prefix.$"].as_str().unwrap();
+        assert!(prefix.starts_with("States.Format('runs/{}/waves/{}/batches/', $.run.runId,"), "{prefix}");
+        // The wave's zero-padded number is taken from the manifest key: runs/<id>/waves/<nnn>/manifest.json.
+        let manifest_key = crate::store::manifest_key("run-1", 7);
+        assert_eq!(manifest_key.split('/').nth(3), Some("007"));
+        assert!(prefix.contains("States.ArrayGetItem(States.StringSplit($.wave.inventory.manifest.key, '/'), 3)"));
+        assert_eq!(
+            crate::store::batch_key("run-1", 7, 12),
+            format!("runs/run-1/waves/{}/batches/00012.json", "007"),
+            "listed in key order, item index = batch number"
+        );
+
+        // Each child gets what an inline iteration gets; the batch number is the item's index
+        // (the Distributed Map's items are S3 objects, the inline Map's are batch numbers).
+        let mut selector = definition["States"]["PatchTargets"]["ItemSelector"].clone();
+        assert_eq!(selector["batch.$"], "$$.Map.Item.Value");
+        selector["batch.$"] = Value::from("$$.Map.Item.Index");
+        assert_eq!(map["ItemSelector"], selector);
+
+        // Results go to S3, and nothing comes back into the parent's state.
+        assert_eq!(map["ResultWriter"]["Resource"], "arn:aws:states:::s3:putObject");
+        assert_eq!(map["ResultWriter"]["Parameters"]["Bucket.$"], "$.wave.inventory.manifest.bucket");
+        assert_eq!(map["ResultPath"], Value::Null);
+        assert!(map.get("ResultSelector").is_none() && map.get("OutputPath").is_none());
+        assert_eq!(map["Next"], "SummarizeWave");
+        // A failed map run is a failed wave: recorded, then abort or skip as for any wave failure.
+        assert_eq!(map["Catch"][0]["ErrorEquals"][0], "States.ALL");
+        assert_eq!(map["Catch"][0]["Next"], "RecordWaveFailure");
+        assert!(map["MaxConcurrency"].as_u64().is_some_and(|n| n > 0));
+    }
+
+    #[test]
+    fn the_distributed_children_run_exactly_the_inline_steps() {
+        let definition = rendered();
+        let inline = &definition["States"]["PatchTargets"]["ItemProcessor"];
+        let child = &definition["States"]["PatchTargetsDistributed"]["ItemProcessor"];
+        let renamed = |name: &str| format!("Child{name}");
+        assert_eq!(child["StartAt"], renamed(inline["StartAt"].as_str().unwrap()));
+        let inline_states = inline["States"].as_object().unwrap();
+        let child_states = child["States"].as_object().unwrap();
+        assert_eq!(inline_states.len(), child_states.len());
+        for (name, state) in inline_states {
+            // Same state with every transition renamed: the two paths cannot drift apart.
+            let mut expected = state.clone();
+            rename_transitions(&mut expected, &renamed);
+            assert_eq!(child_states.get(&renamed(name)), Some(&expected), "{name}");
+        }
+    }
+
+    fn rename_transitions(value: &mut Value, renamed: &dyn Fn(&str) -> String) {
+        match value {
+            Value::Object(map) => {
+                for (key, field) in map.iter_mut() {
+                    match (key.as_str(), field.as_str()) {
+                        ("Next" | "Default", Some(target)) => *field = Value::from(renamed(target)),
+                        _ => rename_transitions(field, renamed),
+                    }
+                }
+            }
+            Value::Array(items) => items.iter_mut().for_each(|item| rename_transitions(item, renamed)),
+            _ => {}
+        }
+    }
+
+    #[test]
+    fn state_names_are_unique_and_every_transition_stays_in_its_scope() {
+        let definition = rendered();
+        let mut names = Vec::new();
+        check_scope(&definition, &mut names);
+        let mut sorted = names.clone();
+        sorted.sort();
+        sorted.dedup();
+        assert_eq!(sorted.len(), names.len(), "duplicate state names in {names:?}");
+    }
+
+    /// Every `StartAt`/`Next`/`Default` names a state of the same scope (a Map's processor is a
+    /// scope of its own); collects every state name.
+    fn check_scope(scope: &Value, names: &mut Vec<String>) {
+        let states = scope["States"].as_object().unwrap();
+        assert!(states.contains_key(scope["StartAt"].as_str().unwrap()), "StartAt {}", scope["StartAt"]);
+        for (name, state) in states {
+            names.push(name.clone());
+            let mut targets: Vec<&Value> = vec![&state["Next"], &state["Default"]];
+            for list in ["Choices", "Catch"] {
+                if let Some(rules) = state[list].as_array() {
+                    targets.extend(rules.iter().map(|r| &r["Next"]));
+                }
+            }
+            for target in targets.into_iter().filter_map(Value::as_str) {
+                assert!(states.contains_key(target), "{name} -> {target}: not in its scope");
+            }
+            if state["Type"] == "Map" {
+                check_scope(&state["ItemProcessor"], names);
+            }
+        }
     }
 }
