@@ -67,6 +67,36 @@ data "aws_iam_policy_document" "state_machine" {
   }
 
   statement {
+    # Waves of more than 10 batches run as a Distributed Map (PatchTargetsDistributed): it starts
+    # one child execution of this same state machine per batch, and watches and stops them. The
+    # ARN is built from the name (local.state_machine_arn): referring to the resource would be a
+    # cycle through this policy.
+    sid       = "DistributedMapChildren"
+    actions   = ["states:StartExecution"]
+    resources = [local.state_machine_arn]
+  }
+
+  statement {
+    sid       = "DistributedMapChildrenStatus"
+    actions   = ["states:DescribeExecution", "states:StopExecution"]
+    resources = ["arn:${local.partition}:states:${local.region}:${local.account_id}:execution:${local.state_machine_name}/*"]
+  }
+
+  statement {
+    # ItemReader lists the wave's batch objects (runs/<runId>/waves/<nnn>/batches/); ListBucket
+    # is the permission ListObjectsV2 needs, limited to the runs/ prefix.
+    sid       = "DistributedMapListBatches"
+    actions   = ["s3:ListBucket"]
+    resources = ["arn:${local.partition}:s3:::${local.bucket_name}"]
+
+    condition {
+      test     = "StringLike"
+      variable = "s3:prefix"
+      values   = ["runs/*"]
+    }
+  }
+
+  statement {
     sid       = "HubKey"
     actions   = ["kms:Decrypt", "kms:GenerateDataKey"]
     resources = [local.kms_key_arn]
