@@ -35,12 +35,16 @@ data "aws_iam_policy_document" "kms" {
 
   statement {
     sid = "CloudWatchLogsOfThisHub"
+    # The actions of AWS's documented key policy for CloudWatch Logs, spelt out: the wildcards
+    # there (Encrypt*, Describe*, ...) also grant key pairs, MACs and custom key stores.
     actions = [
-      "kms:Encrypt*",
-      "kms:Decrypt*",
-      "kms:ReEncrypt*",
-      "kms:GenerateDataKey*",
-      "kms:Describe*",
+      "kms:Encrypt",
+      "kms:Decrypt",
+      "kms:ReEncryptFrom",
+      "kms:ReEncryptTo",
+      "kms:GenerateDataKey",
+      "kms:GenerateDataKeyWithoutPlaintext",
+      "kms:DescribeKey",
     ]
     resources = ["*"]
 
@@ -62,7 +66,7 @@ data "aws_iam_policy_document" "kms" {
 
   statement {
     sid       = "AlarmsPublishToEncryptedTopic"
-    actions   = ["kms:Decrypt", "kms:GenerateDataKey*"]
+    actions   = ["kms:Decrypt", "kms:GenerateDataKey"]
     resources = ["*"]
 
     principals {
@@ -79,7 +83,7 @@ data "aws_iam_policy_document" "kms" {
 
   statement {
     sid       = "EventBridgeDeadLetters"
-    actions   = ["kms:Decrypt", "kms:GenerateDataKey*"]
+    actions   = ["kms:Decrypt", "kms:GenerateDataKey"]
     resources = ["*"]
 
     principals {

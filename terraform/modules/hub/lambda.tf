@@ -36,6 +36,13 @@ locals {
   waves_environment = {
     EC2PATCH_WAVES = jsonencode([for w in var.wave_rules : { name = w.name, accounts = w.accounts, regions = w.regions }])
   }
+  # Whether a function writes anything the hub key encrypts (table items, objects, the topic).
+  function_writes = {
+    for name, fn in local.functions : name => (
+      length([for a in fn.table : a if !contains(["dynamodb:GetItem", "dynamodb:Query"], a)]) > 0
+      || contains(fn.bucket, "s3:PutObject") || fn.publish
+    )
+  }
   function_environment = {
     for name, fn in local.functions : name => merge(local.common_environment, fn.waves ? local.waves_environment : {})
   }
@@ -76,7 +83,7 @@ data "aws_iam_policy_document" "function" {
   statement {
     sid       = "OwnLogGroup"
     actions   = ["logs:CreateLogStream", "logs:PutLogEvents"]
-    resources = ["${aws_cloudwatch_log_group.function[each.key].arn}:*"]
+    resources = ["${local.function_log_group_arn[each.key]}:*"]
   }
 
   statement {
@@ -87,8 +94,10 @@ data "aws_iam_policy_document" "function" {
   }
 
   statement {
+    # Decrypt: the environment, SecureString parameter, objects and items it reads. Only a
+    # function that writes the table or objects, or publishes to the topic, also encrypts.
     sid       = "HubKey"
-    actions   = ["kms:Decrypt", "kms:GenerateDataKey"]
+    actions   = local.function_writes[each.key] ? ["kms:Decrypt", "kms:GenerateDataKey"] : ["kms:Decrypt"]
     resources = [local.kms_key_arn]
   }
 
@@ -97,7 +106,7 @@ data "aws_iam_policy_document" "function" {
     content {
       sid       = "RunsTable"
       actions   = statement.value
-      resources = [aws_dynamodb_table.runs.arn]
+      resources = [local.table_arn]
     }
   }
 
@@ -106,7 +115,7 @@ data "aws_iam_policy_document" "function" {
     content {
       sid       = "RunArtifacts"
       actions   = statement.value
-      resources = ["${aws_s3_bucket.artifacts.arn}/runs/*"]
+      resources = ["${local.bucket_arn}/runs/*"]
     }
   }
 
@@ -129,7 +138,7 @@ data "aws_iam_policy_document" "function" {
   }
 
   dynamic "statement" {
-    for_each = each.value.publish ? [aws_sns_topic.alerts.arn] : []
+    for_each = each.value.publish ? [local.topic_arn] : []
     content {
       sid       = "AlertsTopic"
       actions   = ["sns:Publish"]
@@ -138,7 +147,7 @@ data "aws_iam_policy_document" "function" {
   }
 
   dynamic "statement" {
-    for_each = each.value.hmac_key ? [aws_ssm_parameter.hmac_key.arn] : []
+    for_each = each.value.hmac_key ? [local.hmac_parameter_arn] : []
     content {
       sid       = "ApprovalLinkKey"
       actions   = ["ssm:GetParameter"]
@@ -147,11 +156,14 @@ data "aws_iam_policy_document" "function" {
   }
 
   dynamic "statement" {
-    for_each = each.value.task_callback ? [local.state_machine_arn] : []
+    # SendTaskSuccess/SendTaskFailure support no resource-level permissions: a statement naming
+    # the state machine's ARN would authorize nothing (AccessDenied at the first decision). The
+    # task token itself is the capability; it is stored only in the runs table.
+    for_each = each.value.task_callback ? [1] : []
     content {
       sid       = "ApprovalDecision"
       actions   = ["states:SendTaskSuccess", "states:SendTaskFailure"]
-      resources = [statement.value]
+      resources = ["*"]
     }
   }
 

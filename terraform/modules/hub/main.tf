@@ -71,5 +71,19 @@ locals {
   hmac_parameter_name = "/${var.name_prefix}/approval-hmac-key"
   kms_key_arn         = var.kms_key_arn != null ? var.kms_key_arn : aws_kms_key.hub[0].arn
 
+  # The ARNs the policies name, built from the names rather than read from the resources, so
+  # that `terraform plan` shows every policy document in full before anything is applied (a
+  # policy naming a resource's computed ARN is "known after apply"). Only the KMS key's ARN is
+  # unknown until the key exists (tests/e2e/tests/least_privilege.rs plans both cases).
+  table_arn              = "arn:${local.partition}:dynamodb:${local.region}:${local.account_id}:table/${local.table_name}"
+  bucket_arn             = "arn:${local.partition}:s3:::${local.bucket_name}"
+  topic_arn              = "arn:${local.partition}:sns:${local.region}:${local.account_id}:${local.topic_name}"
+  hmac_parameter_arn     = "arn:${local.partition}:ssm:${local.region}:${local.account_id}:parameter${local.hmac_parameter_name}"
+  schedule_dlq_name      = "${var.name_prefix}-schedule-dlq"
+  schedule_dlq_arn       = "arn:${local.partition}:sqs:${local.region}:${local.account_id}:${local.schedule_dlq_name}"
+  log_group_arn_prefix   = "arn:${local.partition}:logs:${local.region}:${local.account_id}:log-group:"
+  function_log_group_arn = { for name, fn in local.function_names : name => "${local.log_group_arn_prefix}/aws/lambda/${fn}" }
+  wave_rule_arns         = [for w in var.wave_rules : "arn:${local.partition}:events:${local.region}:${local.account_id}:rule/${var.name_prefix}-${w.name}"]
+
   tags = merge({ "ec2patch:hub" = var.name_prefix }, var.tags)
 }

@@ -18,7 +18,7 @@ locals {
 }
 
 resource "aws_sqs_queue" "schedule_dlq" {
-  name                      = "${var.name_prefix}-schedule-dlq"
+  name                      = local.schedule_dlq_name
   message_retention_seconds = 1209600
   kms_master_key_id         = local.kms_key_arn
   tags                      = local.tags
@@ -37,7 +37,7 @@ data "aws_iam_policy_document" "schedule_dlq" {
   statement {
     sid       = "WaveRulesDeadLetters"
     actions   = ["sqs:SendMessage"]
-    resources = [aws_sqs_queue.schedule_dlq.arn]
+    resources = [local.schedule_dlq_arn]
 
     principals {
       type        = "Service"
@@ -47,7 +47,7 @@ data "aws_iam_policy_document" "schedule_dlq" {
     condition {
       test     = "ArnEquals"
       variable = "aws:SourceArn"
-      values   = [for rule in aws_cloudwatch_event_rule.wave : rule.arn]
+      values   = local.wave_rule_arns
     }
   }
 }
@@ -80,7 +80,7 @@ data "aws_iam_policy_document" "events" {
   statement {
     sid       = "StartRuns"
     actions   = ["states:StartExecution"]
-    resources = [aws_sfn_state_machine.orchestrator.arn]
+    resources = [local.state_machine_arn]
   }
 }
 

@@ -10,7 +10,7 @@ locals {
     { for name, fn in local.functions : "${fn.asl_var}_function_arn" => aws_lambda_function.this[name].arn if fn.asl_var != null },
     { table_name = aws_dynamodb_table.runs.name },
   )
-  state_machine_functions = [for name, fn in local.functions : aws_lambda_function.this[name].arn if fn.asl_var != null]
+  state_machine_function_arns = [for name, fn in local.functions : local.function_arns[name] if fn.asl_var != null]
 }
 
 resource "aws_cloudwatch_log_group" "state_machine" {
@@ -48,14 +48,14 @@ data "aws_iam_policy_document" "state_machine" {
   statement {
     sid       = "InvokeStepFunctions"
     actions   = ["lambda:InvokeFunction"]
-    resources = concat(local.state_machine_functions, [for arn in local.state_machine_functions : "${arn}:*"])
+    resources = concat(local.state_machine_function_arns, [for arn in local.state_machine_function_arns : "${arn}:*"])
   }
 
   statement {
     # The failure and outcome records the state machine writes itself (dynamodb:putItem).
     sid       = "RecordFailures"
     actions   = ["dynamodb:PutItem"]
-    resources = [aws_dynamodb_table.runs.arn]
+    resources = [local.table_arn]
   }
 
   statement {
@@ -63,7 +63,7 @@ data "aws_iam_policy_document" "state_machine" {
     # only notify the hub's topic.
     sid       = "NotifyAlertsTopic"
     actions   = ["sns:Publish"]
-    resources = [aws_sns_topic.alerts.arn]
+    resources = [local.topic_arn]
   }
 
   statement {
@@ -94,6 +94,19 @@ data "aws_iam_policy_document" "state_machine" {
       variable = "s3:prefix"
       values   = ["runs/*"]
     }
+  }
+
+  statement {
+    # ItemReader reads the listed objects' metadata; ResultWriter writes the map run's results
+    # (runs/<runId>/map-runs/..., in parts for large runs).
+    sid = "DistributedMapReadBatchesWriteResults"
+    actions = [
+      "s3:GetObject",
+      "s3:PutObject",
+      "s3:ListMultipartUploadParts",
+      "s3:AbortMultipartUpload",
+    ]
+    resources = ["arn:${local.partition}:s3:::${local.bucket_name}/runs/*"]
   }
 
   statement {

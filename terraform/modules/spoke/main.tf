@@ -53,23 +53,22 @@ resource "aws_iam_role" "patch_exec" {
 
 data "aws_iam_policy_document" "patch_exec" {
   statement {
-    # Describe/List/Get actions of EC2 and SSM take no resource-level restriction.
+    # Exactly the reads the hub's functions make (inventory, ssm-send, ssm-poll, verify); these
+    # actions take no resource-level restriction.
     sid = "ReadInstancesAndPatchState"
     actions = [
       "ec2:DescribeInstances",
       "ec2:DescribeInstanceStatus",
-      "ec2:DescribeRegions",
       "ssm:DescribeInstanceInformation",
       "ssm:ListCommands",
       "ssm:ListCommandInvocations",
-      "ssm:GetCommandInvocation",
     ]
     resources = ["*"]
   }
 
   statement {
     sid     = "PatchStateOfThisAccountsInstances"
-    actions = ["ssm:DescribeInstancePatchStates", "ssm:DescribeInstancePatches"]
+    actions = ["ssm:DescribeInstancePatchStates"]
     resources = [
       "arn:${local.partition}:ec2:*:${local.account_id}:instance/*",
       "arn:${local.partition}:ssm:*:${local.account_id}:managed-instance/*",
