@@ -145,7 +145,10 @@ fn serde_error(path: &str, message: &str) -> Error {
     };
     let quoted = |prefix: &str| message.strip_prefix(prefix).and_then(|rest| rest.split('`').next()).map(str::to_owned);
     if let Some(name) = quoted("unknown field `") {
-        return Error::invalid(join(&name), "is not a known field (check its spelling; see docs/api.md)");
+        // The path already ends with the whole name; the message's quoting cannot be trusted
+        // for it, because a name containing a backtick (``a`b``) would be cut short there.
+        let field = if path == "." || path.is_empty() { name } else { path.to_owned() };
+        return Error::invalid(field, "is not a known field (check its spelling; see docs/api.md)");
     }
     if let Some(name) = quoted("missing field `") {
         return Error::invalid(join(&name), "is required");
