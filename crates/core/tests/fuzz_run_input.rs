@@ -152,6 +152,7 @@ const FIELD_NAMES: &[&str] = &[
     "bedrock",
     "wavePauseSeconds",
     "abortOnIssues",
+    "scheduledTime",
     "name",
     "tagKey",
     "tagValue",
@@ -190,6 +191,10 @@ fn tricky_string() -> impl Strategy<Value = String> {
             "arn:aws:sns:us-east-1:111111111111:t",
             "arn:aws:sns:us-east-1:111111111111:",
             "arn:aws-cn:sns:x:111111111111:t:extra",
+            "2026-11-29T03:00:00Z",
+            "2026-11-29T03:00:00.999999999+14:00",
+            "+275760-09-13T00:00:00Z",
+            "9999-12-31T23:59:60Z",
         ])
         .prop_map(str::to_owned),
         prop::sample::select(FIELD_NAMES.to_vec()).prop_map(str::to_owned),
