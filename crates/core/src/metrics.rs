@@ -46,6 +46,12 @@ pub fn document(namespace: &str, wave: Option<&str>, metrics: &[Metric], timesta
 
 /// Prints the metrics as one EMF line.
 pub fn emit(wave: Option<&str>, metrics: &[Metric]) {
+    // Only Lambda ships stdout to CloudWatch, where EMF lines become metrics. Elsewhere (the
+    // local stack runs the handlers inside the CLI or a test) they would be noise in a
+    // terminal or corrupt a command's JSON output.
+    if std::env::var_os("AWS_LAMBDA_FUNCTION_NAME").is_none() {
+        return;
+    }
     let namespace = std::env::var("EC2PATCH_METRIC_NAMESPACE").unwrap_or_else(|_| "ec2patch".to_owned());
     let now =
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or_default();

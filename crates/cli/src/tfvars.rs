@@ -1,0 +1,116 @@
+//! The hub's Terraform variables (`*.tfvars`), read the way `terraform/modules/hub` reads them,
+//! so the CLI checks and schedules exactly what `terraform apply` would deploy.
+
+use std::path::Path;
+
+use anyhow::Context;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use ec2patch_core::config::{NamedWave, RunDefaults};
+
+/// The hub variables the CLI uses; other variables in the file are ignored.
+#[derive(Debug, Clone, Deserialize)]
+pub struct HubVars {
+    #[serde(default = "default_prefix")]
+    pub name_prefix: String,
+    #[serde(default)]
+    pub region: Option<String>,
+    #[serde(default)]
+    pub orchestrator_account_id: Option<String>,
+    #[serde(default)]
+    pub wave_rules: Vec<WaveRule>,
+    #[serde(default = "default_tag_key")]
+    pub tag_key: String,
+    #[serde(default = "default_tag_value")]
+    pub tag_value: String,
+    #[serde(default)]
+    pub wave_pause_seconds: i64,
+    #[serde(default = "default_true")]
+    pub abort_on_issues: bool,
+    #[serde(default)]
+    pub bedrock_agent_id: Option<String>,
+    #[serde(default)]
+    pub bedrock_agent_alias_id: Option<String>,
+    #[serde(default)]
+    pub default_regions: Vec<String>,
+}
+
+/// One `wave_rules` entry: an EventBridge rule that starts a run of one wave.
+#[derive(Debug, Clone, Deserialize)]
+pub struct WaveRule {
+    pub name: String,
+    pub schedule_expression: String,
+    pub accounts: Vec<String>,
+    pub regions: Vec<String>,
+}
+
+fn default_prefix() -> String {
+    "ec2patch".to_owned()
+}
+fn default_tag_key() -> String {
+    "PatchGroup".to_owned()
+}
+fn default_tag_value() -> String {
+    "default".to_owned()
+}
+fn default_true() -> bool {
+    true
+}
+
+impl HubVars {
+    pub fn read(path: &Path) -> anyhow::Result<Self> {
+        let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        hcl::from_str(&text).with_context(|| format!("{} is not a valid hub tfvars file", path.display()))
+    }
+
+    /// The SNS topic Terraform creates, as the run inputs name it.
+    pub fn topic_arn(&self) -> String {
+        format!(
+            "arn:aws:sns:{}:{}:{}-PatchAlerts",
+            self.region.as_deref().unwrap_or("us-east-1"),
+            self.orchestrator_account_id.as_deref().unwrap_or("111111111111"),
+            self.name_prefix
+        )
+    }
+
+    /// The run input the wave's EventBridge rule sends (terraform/modules/hub/schedule.tf).
+    pub fn wave_input(&self, rule: &WaveRule) -> Value {
+        let mut input = json!({
+            "accountWaves": [{"name": rule.name, "accounts": rule.accounts, "regions": rule.regions}],
+            "ec2": {"tagKey": self.tag_key, "tagValue": self.tag_value},
+            "snsTopicArn": self.topic_arn(),
+            "wavePauseSeconds": self.wave_pause_seconds,
+            "abortOnIssues": self.abort_on_issues,
+        });
+        if let (Some(agent), Some(alias), Some(object)) =
+            (&self.bedrock_agent_id, &self.bedrock_agent_alias_id, input.as_object_mut())
+        {
+            object.insert("bedrock".to_owned(), json!({"agentId": agent, "agentAliasId": alias}));
+        }
+        input
+    }
+
+    /// The defaults the hub's functions get from these variables (EC2PATCH_* environment).
+    pub fn run_defaults(&self) -> RunDefaults {
+        let mut defaults = RunDefaults {
+            tag_key: self.tag_key.clone(),
+            tag_value: self.tag_value.clone(),
+            sns_topic_arn: Some(self.topic_arn()),
+            abort_on_issues: self.abort_on_issues,
+            wave_pause_seconds: u32::try_from(self.wave_pause_seconds).unwrap_or_default(),
+            waves: self
+                .wave_rules
+                .iter()
+                .map(|w| NamedWave { name: w.name.clone(), accounts: w.accounts.clone(), regions: w.regions.clone() })
+                .collect(),
+            ..RunDefaults::default()
+        };
+        if !self.default_regions.is_empty() {
+            defaults.regions = self.default_regions.clone();
+        } else if let Some(region) = &self.region {
+            defaults.regions = vec![region.clone()];
+        }
+        defaults
+    }
+}
