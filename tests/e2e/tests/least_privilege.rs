@@ -1347,7 +1347,8 @@ async fn moto_enforces_the_planned_spoke_role_and_hub_function_policies() {
                     assert!(error.to_string().contains("AccessDenied"), "{function} -> {account}: {error}")
                 }
                 _ => panic!(
-                    "{function} assuming PatchExecRole in {account}: expected allowed={expected}, got {result:?}"
+                    "{function} assuming PatchExecRole in {account}: expected allowed={expected}, got {:?}",
+                    result.as_ref().map(|_| "allowed").map_err(ToString::to_string)
                 ),
             }
             if *function == "PreEC2Inventory" && *account == SPOKE_ACCOUNT {
