@@ -126,7 +126,7 @@ pub async fn run(args: &DemoArgs, interactive: bool) -> anyhow::Result<DemoResul
         args.accounts,
         args.regions.len(),
         args.instances,
-        args.failing,
+        failing_instances(args),
         args.denied
     );
     let estate = seed(&stack, args).await?;
@@ -191,8 +191,7 @@ async fn seed(stack: &LocalStack, args: &DemoArgs) -> anyhow::Result<Estate> {
             first_account: 0,
         })
         .await?;
-    // A few instances whose patch fails: one each in the first (reachable) accounts.
-    let failing = args.failing.min(args.accounts - args.denied);
+    let failing = failing_instances(args);
     if failing > 0 {
         let extra = stack
             .seed(&EstateSpec {
@@ -207,6 +206,12 @@ async fn seed(stack: &LocalStack, args: &DemoArgs) -> anyhow::Result<Estate> {
         estate.instances.extend(extra.instances);
     }
     Ok(estate)
+}
+
+/// Instances whose patch fails: one each in the first (reachable) accounts, so at most one per
+/// reachable account.
+fn failing_instances(args: &DemoArgs) -> usize {
+    args.failing.min(args.accounts.saturating_sub(args.denied))
 }
 
 /// Wave 1 is a small canary (a quarter of the accounts, at least one), wave 2 the rest.
