@@ -94,6 +94,10 @@ pub struct PatchSettings {
     pub poll_max_seconds: u32,
     /// CloudWatch Logs group for command output (`EC2PATCH_COMMAND_LOG_GROUP`, optional).
     pub command_log_group: Option<String>,
+    /// Run lock: what every lease renewal adds for the steps until the next renewal
+    /// (`EC2PATCH_RUN_LOCK_MARGIN_SECONDS`, default 900). Keep it above the longest function
+    /// timeout: an expired lease then means no invocation of that run is still in flight.
+    pub run_lock_margin_seconds: u32,
 }
 
 impl Default for PatchSettings {
@@ -107,6 +111,7 @@ impl Default for PatchSettings {
             poll_initial_seconds: 30,
             poll_max_seconds: 300,
             command_log_group: None,
+            run_lock_margin_seconds: 900,
         }
     }
 }
@@ -212,6 +217,11 @@ impl HubConfig {
                     poll_initial_seconds: small("EC2PATCH_POLL_INITIAL_SECONDS", defaults.poll_initial_seconds)?.max(1),
                     poll_max_seconds: small("EC2PATCH_POLL_MAX_SECONDS", defaults.poll_max_seconds)?.max(1),
                     command_log_group: get("EC2PATCH_COMMAND_LOG_GROUP"),
+                    run_lock_margin_seconds: small(
+                        "EC2PATCH_RUN_LOCK_MARGIN_SECONDS",
+                        defaults.run_lock_margin_seconds,
+                    )?
+                    .max(1),
                 }
             },
             defaults: RunDefaults {

@@ -42,6 +42,12 @@ pub enum Error {
     /// The hub's configuration (Lambda environment) is missing or malformed.
     #[error("configuration: {0}")]
     ConfigError(String),
+
+    /// Another run holds the run lock of the same waves (and scheduled time): this run must not
+    /// patch. Also raised when a run finds it lost its lock (its lease expired and a later run
+    /// took over), so two runs never send patch commands for the same waves at once.
+    #[error("duplicate run: {lock} is held by run {holder}: {reason}")]
+    DuplicateRun { lock: String, holder: String, reason: String },
 }
 
 impl Error {
@@ -60,6 +66,7 @@ impl Error {
             Error::StateStoreFailed(_) => "StateStoreFailed",
             Error::NotFound(_) => "NotFound",
             Error::ConfigError(_) => "ConfigError",
+            Error::DuplicateRun { .. } => "DuplicateRun",
         }
     }
 
@@ -101,5 +108,18 @@ mod tests {
         assert!(throttled.is_transient());
         assert!(!Error::invalid("x", "y").is_transient());
         assert!(!Error::StateStoreFailed("x".into()).is_transient());
+    }
+
+    #[test]
+    fn a_duplicate_run_is_named_and_says_who_holds_the_lock() {
+        let error = Error::DuplicateRun {
+            lock: "RUNLOCK#wave-1#0123/AT#2026-11-29T18:00:00Z".into(),
+            holder: "run-a".into(),
+            reason: "its lease runs until 2026-11-29T20:00:00Z".into(),
+        };
+        assert!(!error.is_transient(), "a retry must not turn a duplicate into a second patch run");
+        let diagnostic = Diagnostic::from(error);
+        assert_eq!(diagnostic.error_type, "DuplicateRun");
+        assert!(diagnostic.error_message.contains("run-a"), "{}", diagnostic.error_message);
     }
 }

@@ -38,6 +38,9 @@ struct RunInput {
     bedrock: Option<BedrockInput>,
     wave_pause_seconds: Option<i64>,
     abort_on_issues: Option<bool>,
+    /// When the schedule fired (ISO 8601, the EventBridge event's `time`): keys the run lock,
+    /// so a second delivery of the same event is refused (see [`scheduled_time`]).
+    scheduled_time: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -79,6 +82,9 @@ pub fn plan_run(run_id: &str, input: &Value, defaults: &RunDefaults) -> Result<R
         serde_error(&path, &error.into_inner().to_string())
     })?;
     validate_run_id(run_id)?;
+    if let Some(time) = &input.scheduled_time {
+        normalize_scheduled_time(time)?;
+    }
 
     let waves = waves(&input, defaults)?;
     let tag_filters = tag_filters(&input, defaults)?;
@@ -119,6 +125,30 @@ pub fn plan_run(run_id: &str, input: &Value, defaults: &RunDefaults) -> Result<R
         abort_on_issues: input.abort_on_issues.unwrap_or(defaults.abort_on_issues),
         snapshot_id: snapshot_id(run_id),
     })
+}
+
+/// The run input's `scheduledTime`, normalised to `YYYY-MM-DDThh:mm:ssZ` (so `...:00Z` and
+/// `...:00.000Z` key the same lock), or `None` for a run started by hand. Call after
+/// [`plan_run`] accepted the input.
+pub fn scheduled_time(input: &Value) -> Result<Option<String>> {
+    match input.get("scheduledTime") {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(time)) => normalize_scheduled_time(time).map(Some),
+        Some(other) => Err(Error::invalid("scheduledTime", format!("must be an ISO 8601 time string, got {other}"))),
+    }
+}
+
+fn normalize_scheduled_time(time: &str) -> Result<String> {
+    use aws_smithy_types::date_time::{DateTime, Format};
+    let parsed = DateTime::from_str(time.trim(), Format::DateTime).map_err(|_| {
+        Error::invalid(
+            "scheduledTime",
+            format!("must be an ISO 8601 UTC time such as 2026-11-29T03:00:00Z, got {time:?}"),
+        )
+    })?;
+    DateTime::from_secs(parsed.secs())
+        .fmt(Format::DateTime)
+        .map_err(|e| Error::invalid("scheduledTime", format!("is out of range: {e}")))
 }
 
 /// A UUID-shaped id derived from the run id (deterministic, so a retried plan is identical).

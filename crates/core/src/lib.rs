@@ -5,6 +5,7 @@
 //! - [`error`]: the one error enum, with stable `error_type` names the state machine retries and catches on.
 //! - [`sessions`]: cross-account sessions into each spoke's `PatchExecRole`, cached per account.
 //! - [`store`]: where run state lives (DynamoDB items, S3 objects) and how it is keyed.
+//! - [`run_lock`]: one run per waves and scheduled time, with a lease; resume of stopped runs.
 //! - [`asl`]: rendering the state machine template the way Terraform's `templatefile` does.
 
 pub mod approval;
@@ -18,6 +19,7 @@ pub mod metrics;
 pub mod patching;
 pub mod plan;
 pub mod regions;
+pub mod run_lock;
 pub mod sessions;
 pub mod store;
 pub mod telemetry;

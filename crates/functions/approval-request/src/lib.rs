@@ -65,6 +65,14 @@ pub async fn handle(hub: &Hub, deps: &Deps, request: ApprovalRequest) -> Result<
             "no SNS topic: set snsTopicArn in the run input or EC2PATCH_SNS_TOPIC_ARN on the hub".to_owned(),
         )
     })?;
+    // The run lock's lease must outlast the approval window; a run that lost its lock asks no one
+    // (DuplicateRun: the wave is recorded as not patched).
+    let lease = ec2patch_core::run_lock::lease_seconds(
+        &hub.config,
+        plan.wave_pause_seconds,
+        ec2patch_core::run_lock::Renewal::AwaitingApproval,
+    );
+    ec2patch_core::run_lock::renew_for_run(&hub.store, &plan.run_id, lease).await?;
 
     let inventory = &request.inventory;
     let link_expires_at = now_epoch_seconds() + u64::from(hub.config.approval_timeout_seconds);

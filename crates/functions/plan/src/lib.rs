@@ -1,10 +1,15 @@
 //! PlanRun: the first step of every execution. Validates the run input (either seed shape) into a
-//! [`RunPlan`], stores it in S3 for the later steps, records the run, and returns a summary small
-//! enough to carry through the whole execution.
+//! [`RunPlan`], takes the run lock (one run per waves and scheduled time: see
+//! [`ec2patch_core::run_lock`]), stores the plan in S3 for the later steps, records the run, and
+//! returns a summary small enough to carry through the whole execution.
+//!
+//! A run refused by the lock fails with `DuplicateRun` and is recorded as such (`RUN` item with
+//! `status = DUPLICATE` and the holder), without a plan: it patches nothing.
 
-use ec2patch_core::input::plan_run;
+use ec2patch_core::input::{plan_run, scheduled_time};
+use ec2patch_core::run_lock::{self, Renewal, RunLock};
 use ec2patch_core::store::{self, ObjectRef, n, s};
-use ec2patch_core::{Hub, Result, RunPlan};
+use ec2patch_core::{Error, Hub, Result, RunPlan};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -32,13 +37,31 @@ pub struct PlannedRun {
     /// Where wave summaries are published (`null`: nowhere).
     pub sns_topic_arn: Option<String>,
     pub plan: ObjectRef,
+    /// The run lock, which the state machine releases when the run ends.
+    pub lock: RunLock,
 }
 
 pub async fn handle(hub: &Hub, request: PlanRequest) -> Result<PlannedRun> {
     let plan = plan_run(&request.run_id, &request.input, &hub.config.defaults)?;
+    let scheduled_time = scheduled_time(&request.input)?;
+    let key = run_lock::lock_key(&plan, scheduled_time.as_deref());
+    let lease = run_lock::lease_seconds(&hub.config, plan.wave_pause_seconds, Renewal::Planned);
+    let lock = match run_lock::acquire(&hub.store, key, &plan.run_id, scheduled_time, lease).await {
+        Ok(lock) => lock,
+        Err(error @ Error::DuplicateRun { .. }) => {
+            tracing::warn!(run_id = %plan.run_id, %error, "duplicate run refused");
+            record_duplicate(hub, &plan, &error).await?;
+            return Err(error);
+        }
+        Err(error) => return Err(error),
+    };
+    // The plan and the lock record are written after the lock is ours: a refused run leaves
+    // nothing a later step could pick up.
     let plan_ref = hub.store.put_json(&store::plan_key(&plan.run_id), &plan).await?;
-    record_run(hub, &plan).await?;
-    tracing::info!(run_id = %plan.run_id, waves = plan.waves.len(), targets = plan.target_count(), dry_run = plan.dry_run, "run planned");
+    hub.store.put_json(&run_lock::object_key(&plan.run_id), &lock).await?;
+    record_run(hub, &plan, &lock).await?;
+    tracing::info!(run_id = %plan.run_id, waves = plan.waves.len(), targets = plan.target_count(), dry_run = plan.dry_run,
+        resumes = ?lock.resumes, "run planned");
     Ok(PlannedRun {
         run_id: plan.run_id.clone(),
         dry_run: plan.dry_run,
@@ -49,11 +72,13 @@ pub async fn handle(hub: &Hub, request: PlanRequest) -> Result<PlannedRun> {
         approval_timeout_seconds: hub.config.approval_timeout_seconds,
         sns_topic_arn: plan.sns_topic_arn.clone(),
         plan: plan_ref,
+        lock,
     })
 }
 
-async fn record_run(hub: &Hub, plan: &RunPlan) -> Result<()> {
+async fn record_run(hub: &Hub, plan: &RunPlan, lock: &RunLock) -> Result<()> {
     let wave_names: Vec<_> = plan.waves.iter().map(|w| s(w.name.clone())).collect();
+    let resumes: Vec<_> = lock.resumes.iter().map(s).collect();
     let item = [
         ("pk", s(store::run_pk(&plan.run_id))),
         ("sk", s("RUN")),
@@ -63,6 +88,32 @@ async fn record_run(hub: &Hub, plan: &RunPlan) -> Result<()> {
         ("waveCount", n(plan.waves.len())),
         ("targetCount", n(plan.target_count())),
         ("waves", aws_sdk_dynamodb::types::AttributeValue::L(wave_names)),
+        ("plannedAt", n(now_epoch_seconds())),
+        ("lock", s(lock.name())),
+        ("resumes", aws_sdk_dynamodb::types::AttributeValue::L(resumes)),
+        ("expiresAt", hub.store.expires_at()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect();
+    hub.store.put_item(item).await
+}
+
+/// The refused run's record: what it was, and which run holds the lock.
+async fn record_duplicate(hub: &Hub, plan: &RunPlan, error: &Error) -> Result<()> {
+    let (lock, holder) = match error {
+        Error::DuplicateRun { lock, holder, .. } => (lock.clone(), holder.clone()),
+        _ => (String::new(), String::new()),
+    };
+    let item = [
+        ("pk", s(store::run_pk(&plan.run_id))),
+        ("sk", s("RUN")),
+        ("runId", s(plan.run_id.clone())),
+        ("status", s("DUPLICATE")),
+        ("errorType", s(error.error_type())),
+        ("error", s(error.to_string())),
+        ("lock", s(lock)),
+        ("duplicateOf", s(holder)),
         ("plannedAt", n(now_epoch_seconds())),
         ("expiresAt", hub.store.expires_at()),
     ]

@@ -6,15 +6,22 @@
 //! completed with its command id after. A retried invocation reuses recorded commands, and a
 //! claim without an id (the previous attempt died between sending and recording) is matched to
 //! the command SSM already has by its Comment before anything is sent again.
+//!
+//! Across runs: the run must still hold its run lock (renewed here, before anything is sent; see
+//! [`ec2patch_core::run_lock`]), and a run that resumes stopped runs of the same waves adopts
+//! their commands for the instances they already sent to (recorded under this run with
+//! `adoptedFrom`), so an instance gets `AWS-RunPatchBaseline` once however often a run is
+//! stopped and started again.
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_ssm::types::CloudWatchOutputConfig;
 use ec2patch_core::approval::{format_epoch, now_epoch_seconds};
 use ec2patch_core::aws::AwsResultExt;
 use ec2patch_core::patching::{self, CommandRecord, DOCUMENT, INSTANCES_PER_COMMAND, outcome};
+use ec2patch_core::run_lock::{self, Renewal};
 use ec2patch_core::sessions::SpokeSessions;
 use ec2patch_core::store::{self, s};
-use ec2patch_core::wave::{BatchManifest, TargetManifest};
+use ec2patch_core::wave::{BatchManifest, TargetManifest, WaveManifest};
 use ec2patch_core::{AccountId, Error, Hub, Region, Result, RunPlan};
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
@@ -50,16 +57,32 @@ struct TargetSent {
     unreachable: bool,
 }
 
+/// Chunk numbers from here on hold commands adopted from resumed runs (sent chunks count from 0).
+const ADOPTED_CHUNK_BASE: usize = 500;
+
+/// An earlier (stopped) run's wave manifest, to find its commands for a target.
+struct Predecessor {
+    run_id: String,
+    manifest: WaveManifest,
+}
+
 pub async fn handle(hub: &Hub, request: SendRequest) -> Result<SendResult> {
     let plan = hub.store.load_plan(&request.run_id).await?;
     let batch: BatchManifest =
         hub.store.get_json(&store::batch_key(&plan.run_id, request.wave_index, request.batch)).await?;
+    // Fencing: a run that lost its lock (another run took over after its lease expired) must not
+    // send; the renewal also covers the polls that follow.
+    let lease = run_lock::lease_seconds(&hub.config, plan.wave_pause_seconds, Renewal::Patching);
+    let lock = run_lock::renew_for_run(&hub.store, &plan.run_id, lease).await?;
+    let predecessors =
+        load_predecessors(hub, lock.as_ref().map(|l| l.resumes.as_slice()).unwrap_or_default(), request.wave_index)
+            .await?;
     let sessions = hub.spoke_sessions(&plan.run_id);
-    let (plan, sessions, request) = (&plan, &sessions, &request);
+    let (plan, sessions, request, predecessors) = (&plan, &sessions, &request, &predecessors);
     // Owned targets: a borrowed item in a spawned-future stream trips the compiler's
     // higher-ranked lifetime inference (rust-lang/rust#102211).
     let sent: Vec<TargetSent> = futures::stream::iter(batch.targets.clone())
-        .map(|target| async move { send_target(hub, sessions, plan, request, &target).await })
+        .map(|target| async move { send_target(hub, sessions, plan, request, predecessors, &target).await })
         .buffer_unordered(hub.config.inventory_concurrency)
         .collect::<Vec<_>>()
         .await
@@ -81,11 +104,77 @@ pub async fn handle(hub: &Hub, request: SendRequest) -> Result<SendResult> {
     Ok(result)
 }
 
+/// The manifests of this wave in the runs this one resumes, newest first (a run that never got
+/// to this wave has none).
+async fn load_predecessors(hub: &Hub, resumes: &[String], wave_index: usize) -> Result<Vec<Predecessor>> {
+    let mut predecessors = Vec::new();
+    for run_id in resumes.iter().rev() {
+        match hub.store.get_json::<WaveManifest>(&store::manifest_key(run_id, wave_index)).await {
+            Ok(manifest) => predecessors.push(Predecessor { run_id: run_id.clone(), manifest }),
+            Err(Error::NotFound(_)) => {}
+            Err(error) => return Err(error),
+        }
+    }
+    Ok(predecessors)
+}
+
+/// The batch an earlier run put `target` in: the same rule as the inventory's batching
+/// (targets with patchable instances, in manifest order, `targets_per_batch` to a batch).
+fn batch_of(manifest: &WaveManifest, account: &str, region: &str, per_batch: usize) -> Option<usize> {
+    manifest
+        .targets
+        .iter()
+        .filter(|t| t.failure.is_none() && t.instances.iter().any(|i| i.is_patchable()))
+        .position(|t| t.account == account && t.region == region)
+        .map(|position| position / per_batch.max(1))
+}
+
+/// Commands earlier runs sent to instances of `target`: (command id, run, instances), at most
+/// one per instance, the newest run's first.
+async fn adoptable_commands(
+    hub: &Hub,
+    ssm: &aws_sdk_ssm::Client,
+    predecessors: &[Predecessor],
+    wave_index: usize,
+    (account, region): (&AccountId, &Region),
+    instance_ids: &[String],
+) -> Result<Vec<(String, String, Vec<String>)>> {
+    let mut left: Vec<String> = instance_ids.to_vec();
+    let mut adopted = Vec::new();
+    for predecessor in predecessors {
+        let Some(batch) =
+            batch_of(&predecessor.manifest, account.as_str(), region.as_str(), hub.config.patching.targets_per_batch)
+        else {
+            continue;
+        };
+        let pk = store::run_pk(&predecessor.run_id);
+        let chunks = (0..).map(|chunk| store::command_sk(wave_index, batch, account, region, chunk));
+        for sk in chunks.take(ADOPTED_CHUNK_BASE) {
+            let Some(item) = hub.store.get_item(&pk, &sk).await? else { break };
+            let record = CommandRecord::from_item(&item)?;
+            let command_id = match record.command_id.clone() {
+                Some(id) => Some(id),
+                // The earlier run died between claiming and recording: SSM knows if it sent.
+                None => find_sent(ssm, &record, &patching::claim_comment(&predecessor.run_id, &sk)).await?,
+            };
+            let Some(command_id) = command_id else { continue };
+            let covered: Vec<String> = left.iter().filter(|id| record.instance_ids.contains(id)).cloned().collect();
+            if covered.is_empty() {
+                continue;
+            }
+            left.retain(|id| !covered.contains(id));
+            adopted.push((command_id, predecessor.run_id.clone(), covered));
+        }
+    }
+    Ok(adopted)
+}
+
 async fn send_target(
     hub: &Hub,
     sessions: &SpokeSessions,
     plan: &RunPlan,
     request: &SendRequest,
+    predecessors: &[Predecessor],
     target: &TargetManifest,
 ) -> Result<TargetSent> {
     let account = AccountId::parse(&target.account)
@@ -114,8 +203,28 @@ async fn send_target(
         }
     };
     let ssm = aws_sdk_ssm::Client::new(&config);
-    let ids: Vec<String> = target.instances.iter().map(|i| i.instance_id.clone()).collect();
+    let mut ids: Vec<String> = target.instances.iter().map(|i| i.instance_id.clone()).collect();
     let mut sent = TargetSent { commands: 0, reused: 0, instances: ids.len(), unreachable: false };
+    let adopted = adoptable_commands(hub, &ssm, predecessors, request.wave_index, (&account, &region), &ids).await?;
+    for (index, (command_id, from_run, instance_ids)) in adopted.into_iter().enumerate() {
+        let sk = store::command_sk(request.wave_index, request.batch, &account, &region, ADOPTED_CHUNK_BASE + index);
+        let record = CommandRecord {
+            sk: sk.clone(),
+            account: account.clone(),
+            region: region.clone(),
+            instance_ids: instance_ids.clone(),
+            claimed_at: now_epoch_seconds(),
+            command_id: Some(command_id.clone()),
+        };
+        let mut item = record.to_item(&store::run_pk(&plan.run_id), hub.store.expires_at());
+        item.insert("adoptedFrom".to_owned(), s(&from_run));
+        hub.store.put_item(item).await?;
+        ids.retain(|id| !instance_ids.contains(id));
+        sent.commands += 1;
+        sent.reused += 1;
+        tracing::info!(%account, %region, %command_id, from_run, instances = instance_ids.len(),
+            "adopted the patch command of a resumed run instead of sending again");
+    }
     for (chunk, instance_ids) in ids.chunks(INSTANCES_PER_COMMAND).enumerate() {
         let sk = store::command_sk(request.wave_index, request.batch, &account, &region, chunk);
         let reused = send_once(hub, &ssm, plan, &sk, &account, &region, instance_ids).await?;
@@ -148,8 +257,17 @@ async fn send_once(
                 claimed_at: now_epoch_seconds(),
                 command_id: None,
             };
-            hub.store.put_item_if_absent(record.to_item(&pk, hub.store.expires_at())).await?;
-            (record, false)
+            match hub.store.put_item_if_absent(record.to_item(&pk, hub.store.expires_at())).await {
+                Ok(()) => (record, false),
+                Err(error) if error.is_transient() => return Err(error),
+                // The claim exists after all: an earlier attempt of this put reached DynamoDB
+                // but its answer was lost (connection reset, 5xx), and the SDK's retry found its
+                // own item. Treat it as an earlier claim (which may have a command behind it).
+                Err(error) => match hub.store.get_item(&pk, sk).await? {
+                    Some(item) => (CommandRecord::from_item(&item)?, true),
+                    None => return Err(error),
+                },
+            }
         }
     };
     if record.command_id.is_some() {
