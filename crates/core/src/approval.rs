@@ -86,9 +86,15 @@ pub fn is_approval_id(id: &str) -> bool {
     id.len() == 32 && id.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
-/// The hub's HMAC key for approval links.
+/// The hub's HMAC keys for approval links: the current key, which signs, and any previous keys,
+/// which still verify. Rotation without breaking links already mailed: store `<new>,<old>` in the
+/// SSM parameter (current first, comma-separated), and drop `<old>` once the approval timeout has
+/// passed since the change (every link signed with it has expired by then).
 #[derive(Clone)]
-pub struct SigningKey(Vec<u8>);
+pub struct SigningKey(Vec<Vec<u8>>);
+
+/// Keys one SSM parameter may hold (current + previous ones).
+pub const MAX_KEYS: usize = 4;
 
 impl fmt::Debug for SigningKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -105,13 +111,43 @@ pub enum SignatureError {
 
 impl SigningKey {
     pub fn new(key: &[u8]) -> Result<Self> {
-        if key.len() < MIN_KEY_BYTES {
+        Self::with_previous(key, &[])
+    }
+
+    /// `current` signs; `previous` keys (newest first) only verify.
+    pub fn with_previous(current: &[u8], previous: &[&[u8]]) -> Result<Self> {
+        let keys: Vec<&[u8]> = std::iter::once(current).chain(previous.iter().copied()).collect();
+        if keys.len() > MAX_KEYS {
             return Err(Error::ConfigError(format!(
-                "the approval HMAC key has {} bytes; at least {MIN_KEY_BYTES} are required",
-                key.len()
+                "the approval HMAC key parameter holds {} keys; at most {MAX_KEYS} (current first) are accepted",
+                keys.len()
             )));
         }
-        Ok(Self(key.to_vec()))
+        for (index, key) in keys.iter().enumerate() {
+            if key.len() < MIN_KEY_BYTES {
+                // The position, never the key: this message can reach a log.
+                return Err(Error::ConfigError(format!(
+                    "approval HMAC key #{} has {} bytes; at least {MIN_KEY_BYTES} are required",
+                    index + 1,
+                    key.len()
+                )));
+            }
+        }
+        Ok(Self(keys.into_iter().map(<[u8]>::to_vec).collect()))
+    }
+
+    /// Parses a parameter value: `<current>[,<previous>...]` (whitespace around keys ignored).
+    pub fn parse(value: &str) -> Result<Self> {
+        let keys: Vec<&[u8]> = value.split(',').map(|k| k.trim().as_bytes()).collect();
+        match keys.split_first() {
+            Some((current, previous)) => Self::with_previous(current, previous),
+            None => Err(Error::ConfigError("the approval HMAC key parameter is empty".to_owned())),
+        }
+    }
+
+    /// How many keys verify (1 + previous keys).
+    pub fn key_count(&self) -> usize {
+        self.0.len()
     }
 
     /// Reads the key from an SSM SecureString parameter (once per cold start).
@@ -126,12 +162,17 @@ impl SigningKey {
             .parameter
             .and_then(|p| p.value)
             .ok_or_else(|| Error::ConfigError(format!("SSM parameter {parameter} has no value")))?;
-        Self::new(value.as_bytes())
+        Self::parse(&value).map_err(|e| Error::ConfigError(format!("SSM parameter {parameter}: {e}")))
     }
 
     fn mac(&self, id: &str, action: Action, expires_at: u64) -> Hmac<Sha256> {
+        self.mac_with(0, id, action, expires_at)
+    }
+
+    fn mac_with(&self, key: usize, id: &str, action: Action, expires_at: u64) -> Hmac<Sha256> {
+        let key = self.0.get(key).map(Vec::as_slice).unwrap_or_default();
         // new_from_slice accepts keys of any length for HMAC; the length was checked in new().
-        let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(&self.0).unwrap_or_else(|_| unreachable_hmac());
+        let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(key).unwrap_or_else(|_| unreachable_hmac());
         // Unambiguous framing: fields are separated by a byte none of them can contain.
         mac.update(format!("ec2patch-approval-v1\n{id}\n{}\n{expires_at}", action.as_str()).as_bytes());
         mac
@@ -148,7 +189,12 @@ impl SigningKey {
         if bytes.len() != 32 {
             return Err(SignatureError::Malformed);
         }
-        self.mac(id, action, expires_at).verify_slice(&bytes).map_err(|_| SignatureError::Mismatch)
+        // Every key is tried (each comparison constant-time), so which key matched does not show
+        // in the timing beyond the number of keys, which is not secret.
+        let matched = (0..self.0.len())
+            .map(|key| self.mac_with(key, id, action, expires_at).verify_slice(&bytes).is_ok())
+            .fold(false, |any, ok| any | ok);
+        if matched { Ok(()) } else { Err(SignatureError::Mismatch) }
     }
 
     /// The full link for `action`.
@@ -301,6 +347,42 @@ mod tests {
         assert_ne!(a, b);
         assert!(!is_approval_id("../../etc/passwd"));
         assert!(!is_approval_id(&"A".repeat(32)));
+    }
+
+    #[test]
+    fn links_signed_with_the_previous_key_still_verify_after_rotation() {
+        let old = b"0123456789abcdef0123456789abcdef";
+        let new = b"NEW-KEY-0123456789abcdef01234567";
+        let before = SigningKey::new(old).unwrap();
+        let id = new_approval_id().unwrap();
+        let mailed = before.sign(&id, Action::Approve, 1_900_000_000);
+
+        let rotated =
+            SigningKey::parse(&format!("{},{}", std::str::from_utf8(new).unwrap(), std::str::from_utf8(old).unwrap()))
+                .unwrap();
+        assert_eq!(rotated.key_count(), 2);
+        assert_eq!(rotated.verify(&id, Action::Approve, 1_900_000_000, &mailed), Ok(()), "the old link still works");
+        // New links use the current key: the old key alone does not verify them.
+        let fresh = rotated.sign(&id, Action::Approve, 1_900_000_000);
+        assert_ne!(fresh, mailed);
+        assert_eq!(SigningKey::new(new).unwrap().verify(&id, Action::Approve, 1_900_000_000, &fresh), Ok(()));
+        assert_eq!(before.verify(&id, Action::Approve, 1_900_000_000, &fresh), Err(SignatureError::Mismatch));
+        // Rotation does not loosen anything else: a changed field still fails under every key.
+        assert_eq!(rotated.verify(&id, Action::Reject, 1_900_000_000, &mailed), Err(SignatureError::Mismatch));
+        // Once the old key is dropped, its links stop working.
+        let dropped = SigningKey::parse(std::str::from_utf8(new).unwrap()).unwrap();
+        assert_eq!(dropped.verify(&id, Action::Approve, 1_900_000_000, &mailed), Err(SignatureError::Mismatch));
+    }
+
+    #[test]
+    fn key_lists_are_checked_without_printing_keys() {
+        let long = "k".repeat(32);
+        assert!(SigningKey::parse(&format!("{long}, {long}")).is_ok(), "spaces around keys are ignored");
+        let error = SigningKey::parse(&format!("{long},short-secret")).unwrap_err().to_string();
+        assert!(error.contains("#2") && !error.contains("short-secret"), "{error}");
+        assert!(SigningKey::parse(&[long.as_str(); MAX_KEYS + 1].join(",")).is_err());
+        assert!(SigningKey::parse("").is_err());
+        assert_eq!(format!("{:?}", SigningKey::parse(&format!("{long},{long}")).unwrap()), "SigningKey(<redacted>)");
     }
 
     #[test]

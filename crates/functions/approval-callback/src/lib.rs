@@ -85,7 +85,7 @@ async fn respond(hub: &Hub, deps: &Deps, event: &ApiGatewayV2httpRequest) -> Pag
     let Some(params) = parse_params(&encoded) else {
         return Page::bad_request();
     };
-    if deps.key.verify(&params.id, params.action, params.expires_at, &params.sig).is_err() {
+    if !signature_ok(hub, deps, &params).await {
         tracing::warn!(approval_id = %params.id, "approval link with an invalid signature");
         return Page::bad_request();
     }
@@ -110,6 +110,44 @@ async fn respond(hub: &Hub, deps: &Deps, event: &ApiGatewayV2httpRequest) -> Pag
     } else {
         Page::confirm(&record.details, &params, &deps.key)
     }
+}
+
+/// How long keys re-read after a signature mismatch are used before the next re-read: bounds
+/// the SSM calls a stream of forged links can cause to one a minute per container.
+const KEY_RELOAD_INTERVAL: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Keys re-read from SSM after a mismatch, and when.
+static RELOADED_KEYS: std::sync::Mutex<Option<(std::time::Instant, SigningKey)>> = std::sync::Mutex::new(None);
+
+/// Checks a link's signature against the keys loaded at cold start and, on a mismatch, against
+/// the parameter's current keys: after a rotation (`<new>,<old>` in SSM) a warm container still
+/// holding only the old key must accept links the new key signed.
+async fn signature_ok(hub: &Hub, deps: &Deps, params: &LinkParams) -> bool {
+    let verify = |key: &SigningKey| key.verify(&params.id, params.action, params.expires_at, &params.sig);
+    match verify(&deps.key) {
+        Ok(()) => return true,
+        Err(approval::SignatureError::Malformed) => return false,
+        Err(approval::SignatureError::Mismatch) => {}
+    }
+    let cached = {
+        let guard = RELOADED_KEYS.lock().unwrap_or_else(|p| p.into_inner());
+        guard.as_ref().filter(|(at, _)| at.elapsed() < KEY_RELOAD_INTERVAL).map(|(_, key)| key.clone())
+    };
+    let keys = match cached {
+        Some(keys) => keys,
+        None => match hub.load_signing_key().await {
+            Ok(keys) => {
+                *RELOADED_KEYS.lock().unwrap_or_else(|p| p.into_inner()) =
+                    Some((std::time::Instant::now(), keys.clone()));
+                keys
+            }
+            Err(error) => {
+                tracing::error!(%error, "cannot re-read the approval link keys");
+                return false;
+            }
+        },
+    };
+    verify(&keys).is_ok()
 }
 
 fn body_bytes(event: &ApiGatewayV2httpRequest) -> Option<Vec<u8>> {
@@ -207,7 +245,10 @@ pub enum Delivery {
 /// The result of one attempt to decide an approval.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DecisionOutcome {
-    Decided { decision: Decision, delivery: Delivery },
+    Decided {
+        decision: Decision,
+        delivery: Delivery,
+    },
     /// Decided before (this attempt changed nothing); an undelivered earlier decision was re-sent.
     AlreadyDecided(Decision),
     Expired,
@@ -263,7 +304,11 @@ pub async fn pending_approvals(hub: &Hub) -> Result<Vec<PendingApproval>> {
         .send();
     while let Some(page) = pages.next().await {
         let page = page.map_err(|e| {
-            Error::StateStoreFailed(format!("scanning {} for pending approvals: {}", hub.store.table(), DisplayErrorContext(&e)))
+            Error::StateStoreFailed(format!(
+                "scanning {} for pending approvals: {}",
+                hub.store.table(),
+                DisplayErrorContext(&e)
+            ))
         })?;
         for item in page.items.unwrap_or_default() {
             let text = |key: &str| item.get(key).and_then(|v| v.as_s().ok());
@@ -294,6 +339,10 @@ async fn record_decision(
         decided_at: format_epoch(now),
         source_ip: decider.source_ip.clone(),
     };
+    // Tells this request's own write apart from an earlier one: when the answer to the write is
+    // lost (connection reset, 5xx) the SDK writes again and the condition fails on our own
+    // decision, which must still be delivered and reported as decided, not as "already decided".
+    let write_id = approval::new_approval_id().unwrap_or_else(|_| format!("{now}-{}", decision.decided_by));
     let written = hub
         .store
         .dynamodb()
@@ -302,7 +351,7 @@ async fn record_decision(
         .key("pk", AttributeValue::S(approval::approval_pk(id)))
         .key("sk", AttributeValue::S(approval::APPROVAL_SK.to_owned()))
         .update_expression(
-            "SET #status = :decision, decidedBy = :by, decidedAt = :at, sourceIp = :ip, userAgent = :ua, notified = :no",
+            "SET #status = :decision, decidedBy = :by, decidedAt = :at, sourceIp = :ip, userAgent = :ua, notified = :no, decisionWrite = :write",
         )
         .condition_expression("#status = :pending AND linkExpiresAt > :now")
         .expression_attribute_names("#status", "status")
@@ -314,6 +363,7 @@ async fn record_decision(
         .expression_attribute_values(":no", AttributeValue::S("no".to_owned()))
         .expression_attribute_values(":pending", AttributeValue::S(approval::PENDING.to_owned()))
         .expression_attribute_values(":now", AttributeValue::N(now.to_string()))
+        .expression_attribute_values(":write", AttributeValue::S(write_id.clone()))
         .send()
         .await;
     if let Err(error) = written {
@@ -322,22 +372,45 @@ async fn record_decision(
             tracing::error!(approval_id = %id, error = %DisplayErrorContext(&error).to_string(), "cannot record the decision");
             return DecisionOutcome::Unavailable;
         }
-        // Decided before (a replay, or the other button), or expired in between.
-        return match load(hub, id).await {
-            Ok(Some(Record { decision: Some(earlier), task_token, notified, details })) => {
-                // The earlier decision was recorded but could not resume the execution: finish
-                // that job now (the decision stands as recorded; this request adds nothing).
-                if notified.as_deref() == Some("no") {
-                    let _ = notify(sfn, &task_token, id, &earlier, &details).await;
-                    mark_notified(hub, id, "yes").await;
-                }
-                DecisionOutcome::AlreadyDecided(earlier)
-            }
-            Ok(Some(_)) => DecisionOutcome::Expired,
-            Ok(None) => DecisionOutcome::NotFound,
-            Err(_) => DecisionOutcome::Unavailable,
+        let ours = match hub.store.get_item(&approval::approval_pk(id), approval::APPROVAL_SK).await {
+            Ok(Some(item)) => item.get("decisionWrite").and_then(|v| v.as_s().ok()) == Some(&write_id),
+            _ => false,
         };
+        if !ours {
+            // Decided before (a replay, or the other button), or expired in between.
+            return decided_before(hub, sfn, id).await;
+        }
+        tracing::info!(approval_id = %id, "the decision's write succeeded although its answer was lost");
     }
+    deliver_decision(hub, sfn, id, decision, record).await
+}
+
+/// The answer when the approval was decided by an earlier request (or expired meanwhile).
+async fn decided_before(hub: &Hub, sfn: &aws_sdk_sfn::Client, id: &str) -> DecisionOutcome {
+    match load(hub, id).await {
+        Ok(Some(Record { decision: Some(earlier), task_token, notified, details })) => {
+            // The earlier decision was recorded but could not resume the execution: finish
+            // that job now (the decision stands as recorded; this request adds nothing).
+            if notified.as_deref() == Some("no") {
+                let _ = notify(sfn, &task_token, id, &earlier, &details).await;
+                mark_notified(hub, id, "yes").await;
+            }
+            DecisionOutcome::AlreadyDecided(earlier)
+        }
+        Ok(Some(_)) => DecisionOutcome::Expired,
+        Ok(None) => DecisionOutcome::NotFound,
+        Err(_) => DecisionOutcome::Unavailable,
+    }
+}
+
+/// After this request recorded `decision`: resume (or fail) the waiting execution.
+async fn deliver_decision(
+    hub: &Hub,
+    sfn: &aws_sdk_sfn::Client,
+    id: &str,
+    decision: Decision,
+    record: Record,
+) -> DecisionOutcome {
     // The decision ends the wait: the hub's PendingApprovals alarm watches this go back to 0.
     ec2patch_core::metrics::emit(
         Some(&record.details.wave_name),
