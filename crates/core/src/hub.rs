@@ -26,14 +26,11 @@ impl Hub {
         Self { config, sdk, store }
     }
 
-    /// Loads the SDK configuration from the Lambda environment (adaptive retries: throttling
-    /// across 1000 accounts is the normal case, not the exception) and the hub configuration.
+    /// Loads the SDK configuration from the Lambda environment ([`retry_config`]) and the hub
+    /// configuration.
     pub async fn from_env() -> crate::Result<Self> {
         let config = HubConfig::from_env()?;
-        let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
-            .retry_config(aws_config::retry::RetryConfig::adaptive().with_max_attempts(5))
-            .load()
-            .await;
+        let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest()).retry_config(retry_config()).load().await;
         Ok(Self::new(sdk, config))
     }
 
@@ -59,6 +56,19 @@ impl Hub {
             .ok_or_else(|| crate::Error::ConfigError("EC2PATCH_HMAC_KEY_PARAMETER is not set".to_owned()))?;
         crate::approval::SigningKey::load(&aws_sdk_ssm::Client::new(&self.sdk), parameter).await
     }
+}
+
+/// The SDK's retries: 5 attempts with exponential back-off and jitter per request (standard
+/// mode), then the state machine's own retries (docs/api.md).
+///
+/// Not adaptive mode: its client-side rate limiter is shared by every client of a service and
+/// region in the process (the SDK's default retry partition, e.g. `ssm-us-east-1`), whatever the
+/// credentials, so throttling in one spoke account would slow the calls into every other spoke
+/// of that region, while AWS's limits are per account and region. With 30 % of STS/EC2/SSM calls
+/// throttled, adaptive mode slowed a 6-target run to 4 polls in 150 s (the limiter drops to
+/// 0.5 calls/s); standard mode finishes it (docs/reliability.md).
+pub fn retry_config() -> aws_config::retry::RetryConfig {
+    aws_config::retry::RetryConfig::standard().with_max_attempts(5)
 }
 
 /// S3 against a custom endpoint (the local stack) needs path-style addressing.

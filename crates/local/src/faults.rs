@@ -2,6 +2,15 @@
 //!
 //! Emulator gaps (throttling, denied roles, slow endpoints) are created here, as documented
 //! rules, never as special cases in handlers.
+//!
+//! Effects: an AWS error (in the service's protocol), latency, a dropped connection
+//! ([`Reset`]: before the call reaches moto, or after moto applied it and before the answer
+//! leaves), or a canned answer (e.g. garbage with status 200). Our Lambda functions are matched
+//! as service `lambda`, operation `Invoke:<function name>`: an error with a status >= 400 is the
+//! Invoke API failing without running the handler (Step Functions reports `Lambda.<code>`); an
+//! error with status 200 is a function error after the handler ran (Lambda's
+//! `X-Amz-Function-Error: Unhandled`, error type = the code), e.g. `Sandbox.Timedout`, a handler
+//! that did its work but ran out of time.
 
 use std::sync::Mutex;
 use std::time::Duration;
@@ -14,6 +23,23 @@ pub struct Fault {
     pub code: String,
     pub message: String,
     pub status: u16,
+}
+
+/// Where a connection is dropped without an answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reset {
+    /// The call never reaches moto: safe to retry.
+    BeforeForwarding,
+    /// moto applies the call, then the answer is lost: a retry repeats a call that succeeded.
+    AfterForwarding,
+}
+
+/// A fixed answer instead of moto's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CannedResponse {
+    pub status: u16,
+    pub content_type: String,
+    pub body: Vec<u8>,
 }
 
 /// One rule: which calls it matches (unset fields match anything) and what happens to them.
@@ -30,6 +56,10 @@ pub struct FaultRule {
     pub skip: u64,
     /// Then affect only this many matching calls.
     pub first_n: Option<u64>,
+    /// Drop the connection instead of answering.
+    pub reset: Option<Reset>,
+    /// Answer with this instead of forwarding.
+    pub response: Option<CannedResponse>,
 }
 
 impl FaultRule {
@@ -48,7 +78,48 @@ impl FaultRule {
             probability: 1.0,
             skip: 0,
             first_n: None,
+            reset: None,
+            response: None,
         }
+    }
+
+    /// Matching calls lose their connection (no answer at all), by default before moto sees
+    /// them; see [`FaultRule::after_forwarding`].
+    pub fn reset(service: &str, operation: &str) -> Self {
+        Self { error: None, reset: Some(Reset::BeforeForwarding), ..Self::error(service, operation, "Reset", 0) }
+    }
+
+    /// The reset happens after moto applied the call: the caller cannot know it succeeded.
+    pub fn after_forwarding(mut self) -> Self {
+        if self.reset.is_some() {
+            self.reset = Some(Reset::AfterForwarding);
+        }
+        self
+    }
+
+    /// Matching calls get `body` with `status` and `content_type` instead of moto's answer.
+    pub fn respond(service: &str, operation: &str, status: u16, content_type: &str, body: &[u8]) -> Self {
+        Self {
+            error: None,
+            response: Some(CannedResponse { status, content_type: content_type.to_owned(), body: body.to_vec() }),
+            ..Self::error(service, operation, "Canned", status)
+        }
+    }
+
+    /// Lambda's Invoke API fails for `function` (the full function name) with `code` (e.g.
+    /// `ServiceException`, status 500): the handler does not run; Step Functions sees `Lambda.<code>`.
+    pub fn lambda_service_error(function: &str, code: &str, status: u16) -> Self {
+        Self::error("lambda", &format!("Invoke:{function}"), code, status)
+    }
+
+    /// `function`'s handler runs (its side effects happen) but the invocation ends as Lambda ends
+    /// one that ran out of time: a function error `Sandbox.Timedout`.
+    pub fn lambda_timeout(function: &str) -> Self {
+        let mut rule = Self::error("lambda", &format!("Invoke:{function}"), "Sandbox.Timedout", 200);
+        if let Some(error) = &mut rule.error {
+            error.message = "Task timed out after 3.00 seconds (injected by the ec2patch local stack)".to_owned();
+        }
+        rule
     }
 
     /// `AssumeRole` into `account` is refused, as a missing role or a wrong ExternalId would be.
@@ -67,6 +138,8 @@ impl FaultRule {
             probability: 1.0,
             skip: 0,
             first_n: None,
+            reset: None,
+            response: None,
         }
     }
 
@@ -98,11 +171,14 @@ impl FaultRule {
     }
 }
 
-/// What happens to one call: an optional delay, then an optional error.
+/// What happens to one call: an optional delay, then an optional error, reset or canned answer
+/// (the first matching rule's).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Decision {
     pub latency: Option<Duration>,
     pub error: Option<Fault>,
+    pub reset: Option<Reset>,
+    pub response: Option<CannedResponse>,
 }
 
 #[derive(Debug)]
@@ -150,8 +226,10 @@ impl FaultPlan {
             if let Some(latency) = rule.latency {
                 decision.latency = Some(decision.latency.unwrap_or_default() + latency);
             }
-            if decision.error.is_none() {
+            if decision.error.is_none() && decision.reset.is_none() && decision.response.is_none() {
                 decision.error = rule.error.clone();
+                decision.reset = rule.reset;
+                decision.response = rule.response.clone();
             }
         }
         (decision != Decision::default()).then_some(decision)
@@ -196,6 +274,21 @@ mod tests {
         plan.add(FaultRule::error("ec2", "*", "Throttling", 400).with_probability(0.3));
         let hits = (0..1000).filter(|_| plan.decide(&call("ec2", "DescribeInstances", "1")).is_some()).count();
         assert!((200..400).contains(&hits), "{hits}");
+    }
+
+    #[test]
+    fn resets_and_canned_answers_are_decisions_too() {
+        let plan = FaultPlan::default();
+        plan.add(FaultRule::reset("dynamodb", "PutItem").after_forwarding().first(1));
+        plan.add(FaultRule::respond("bedrock", "InvokeAgent", 200, "text/plain", b"garbage"));
+        let put = call("dynamodb", "PutItem", "1");
+        assert_eq!(plan.decide(&put).unwrap().reset, Some(Reset::AfterForwarding));
+        assert!(plan.decide(&put).is_none(), "first(1)");
+        let answer = plan.decide(&call("bedrock", "InvokeAgent", "1")).unwrap().response.unwrap();
+        assert_eq!((answer.status, answer.body.as_slice()), (200, b"garbage".as_slice()));
+        let timeout = FaultRule::lambda_timeout("ec2patch-SendSsmCommand");
+        assert_eq!(timeout.operation.as_deref(), Some("Invoke:ec2patch-SendSsmCommand"));
+        assert_eq!(timeout.error.unwrap().status, 200, "a function error, not an Invoke API error");
     }
 
     #[test]

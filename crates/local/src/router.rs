@@ -6,7 +6,6 @@
 //! forwarded to moto. On the way it counts calls per AWS operation and can inject faults.
 
 use std::collections::{BTreeMap, HashMap};
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
@@ -23,7 +22,7 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
 use crate::apigw;
-use crate::faults::{Fault, FaultPlan};
+use crate::faults::{Fault, FaultPlan, Reset};
 use crate::functions::FunctionHost;
 use crate::http;
 
@@ -62,6 +61,9 @@ pub struct RouterState {
     faults: FaultPlan,
     calls: Mutex<BTreeMap<String, u64>>,
     accounts: Mutex<Accounts>,
+    /// Secret parts of the session credentials STS issued through the router (for tests that
+    /// check no credential leaks, e.g. into logs).
+    issued_secrets: Mutex<Vec<String>>,
 }
 
 impl std::fmt::Debug for RouterState {
@@ -105,6 +107,7 @@ impl Router {
             faults: FaultPlan::default(),
             calls: Mutex::new(BTreeMap::new()),
             accounts: Mutex::new(Accounts::default()),
+            issued_secrets: Mutex::new(Vec::new()),
         });
         let accept_state = state.clone();
         let task = tokio::spawn(async move {
@@ -142,6 +145,11 @@ impl Router {
         lock(&self.state.mailbox).clone()
     }
 
+    /// The secret access keys and session tokens of every session AssumeRole issued so far.
+    pub fn issued_secrets(&self) -> Vec<String> {
+        lock(&self.state.issued_secrets).clone()
+    }
+
     /// Tells the router which account an access key belongs to.
     pub fn register_access_key(&self, access_key: &str, account: &str) {
         lock(&self.state.accounts).by_access_key.insert(access_key.to_owned(), account.to_owned());
@@ -154,11 +162,17 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 type RouterResponse = Response<Full<Bytes>>;
 
+/// Returned instead of a response to make hyper close the connection without answering (an
+/// injected connection reset).
+fn dropped_connection() -> std::io::Error {
+    std::io::Error::new(std::io::ErrorKind::ConnectionReset, "connection reset (injected by the ec2patch local stack)")
+}
+
 async fn route(
     state: Arc<RouterState>,
     request: Request<Incoming>,
     peer: SocketAddr,
-) -> Result<RouterResponse, Infallible> {
+) -> Result<RouterResponse, std::io::Error> {
     let (parts, body) = request.into_parts();
     let body = match body.collect().await {
         Ok(collected) => collected.to_bytes(),
@@ -173,7 +187,37 @@ async fn route(
         && let Some(function) = lambda_invoke_target(parts.uri.path())
     {
         count(&state, &format!("lambda:Invoke:{}", short_name(&function)));
-        return Ok(invoke(&state, &function, &body).await);
+        let call = CallInfo {
+            service: "lambda".to_owned(),
+            operation: format!("Invoke:{}", short_name(&function)),
+            account: Some(state.hub_account.clone()),
+        };
+        let decision = state.faults.decide(&call).unwrap_or_default();
+        if let Some(latency) = decision.latency {
+            tokio::time::sleep(latency).await;
+        }
+        if decision.reset == Some(Reset::BeforeForwarding) {
+            return Err(dropped_connection());
+        }
+        if let Some(error) = decision.error.as_ref().filter(|e| e.status >= 400) {
+            // The Invoke API itself fails: the handler never runs.
+            let status = StatusCode::from_u16(error.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            return Ok(lambda_error(status, &error.code, &error.message));
+        }
+        let response = invoke(&state, &function, &body).await;
+        if decision.reset == Some(Reset::AfterForwarding) {
+            return Err(dropped_connection());
+        }
+        if let Some(error) = &decision.error {
+            // The handler ran (its side effects stand), but the invocation ends as a function
+            // error, as Lambda ends one that ran out of time.
+            return Ok(json_response(
+                StatusCode::OK,
+                &json!({"errorType": error.code, "errorMessage": error.message}),
+                Some("Unhandled"),
+            ));
+        }
+        return Ok(response);
     }
     let call = describe_call(&state, &parts, &body);
     count(&state, &format!("{}:{}", call.service, call.operation));
@@ -183,6 +227,22 @@ async fn route(
         }
         if let Some(error) = &fault.error {
             return Ok(fault_response(&call, error));
+        }
+        if let Some(canned) = &fault.response {
+            let mut response = Response::new(Full::new(Bytes::from(canned.body.clone())));
+            *response.status_mut() = StatusCode::from_u16(canned.status).unwrap_or(StatusCode::OK);
+            if let Ok(value) = HeaderValue::from_str(&canned.content_type) {
+                response.headers_mut().insert("content-type", value);
+            }
+            return Ok(response);
+        }
+        match fault.reset {
+            Some(Reset::BeforeForwarding) => return Err(dropped_connection()),
+            Some(Reset::AfterForwarding) => {
+                let _applied = forward(&state, parts, body, &call).await;
+                return Err(dropped_connection());
+            }
+            None => {}
         }
     }
     Ok(forward(&state, parts, body, &call).await)
@@ -278,6 +338,9 @@ fn lambda_error(status: StatusCode, kind: &str, message: &str) -> RouterResponse
     if let Ok(value) = HeaderValue::from_str(kind) {
         response.headers_mut().insert("x-amzn-errortype", value);
     }
+    // Lambda names every answer's request; moto's interpreter reads it when it reports an
+    // Invoke API error (Lambda.<code>), and fails with KeyError('RequestId') without it.
+    response.headers_mut().insert("x-amzn-requestid", HeaderValue::from_static("ec2patch-local-invoke"));
     response
 }
 
@@ -351,6 +414,8 @@ fn rest_operation(service: &str, method: &Method, path: &str) -> String {
         ("s3", "GET", _) => "GetObject".to_owned(),
         ("s3", "HEAD", _) => "HeadObject".to_owned(),
         ("s3", "DELETE", _) => "DeleteObject".to_owned(),
+        // bedrock-agent-runtime: POST /agents/{id}/agentAliases/{alias}/sessions/{session}/text
+        ("bedrock", "POST", _) if path.starts_with("/agents/") && path.ends_with("/text") => "InvokeAgent".to_owned(),
         (_, method, _) => format!("{method} {path}"),
     }
 }
@@ -390,6 +455,12 @@ async fn forward(
         && let (Some(key), Some(account)) = (http::xml_text(&body_text, "AccessKeyId"), &call.account)
     {
         lock(&state.accounts).by_access_key.insert(key.to_owned(), account.clone());
+        let mut secrets = lock(&state.issued_secrets);
+        for tag in ["SecretAccessKey", "SessionToken"] {
+            if let Some(secret) = http::xml_text(&body_text, tag) {
+                secrets.push(secret.to_owned());
+            }
+        }
     }
     let (parts, body) = response.into_parts();
     let mut out = Response::new(Full::new(body));

@@ -39,6 +39,10 @@ pub struct LocalStackOptions {
     pub targets_per_batch: usize,
     /// After this long a batch's commands count as timed out.
     pub command_timeout_seconds: u32,
+    /// Run lock: what each lease renewal adds beyond the step's own wait
+    /// (`EC2PATCH_RUN_LOCK_MARGIN_SECONDS`). Small values let tests watch a stopped run's lease
+    /// expire.
+    pub run_lock_margin_seconds: u32,
 }
 
 impl Default for LocalStackOptions {
@@ -51,6 +55,7 @@ impl Default for LocalStackOptions {
             approval_timeout_seconds: 3600,
             targets_per_batch: 2,
             command_timeout_seconds: 30,
+            run_lock_margin_seconds: 900,
         }
     }
 }
@@ -87,7 +92,8 @@ impl LocalStack {
             .region(SdkRegion::new(options.region.clone()))
             .credentials_provider(credentials.clone())
             .endpoint_url(router.url())
-            .retry_config(aws_config::retry::RetryConfig::adaptive().with_max_attempts(5))
+            // The retries the functions get in Lambda (Hub::from_env).
+            .retry_config(ec2patch_core::hub::retry_config())
             .load()
             .await;
         let topic_arn = create_topic(&sdk, &options.name_prefix, &router.url()).await?;
@@ -108,6 +114,7 @@ impl LocalStack {
                 poll_initial_seconds: 1,
                 poll_max_seconds: 2,
                 command_timeout_seconds: options.command_timeout_seconds,
+                run_lock_margin_seconds: options.run_lock_margin_seconds,
                 ..PatchSettings::default()
             },
             defaults: RunDefaults {
