@@ -15,6 +15,13 @@ locals {
       local.bedrock_enabled ? { bedrock = { agentId = var.bedrock_agent_id, agentAliasId = var.bedrock_agent_alias_id } } : {},
     ))
   }
+  # The same input plus the time the schedule fired: the target's input transformer fills
+  # <time> from the event's `time`. EventBridge delivers at least once, and the run lock
+  # (crates/core/src/run_lock.rs) keyed by the wave and this time refuses a second execution
+  # for the same firing (DuplicateRun), even one delivered after the first run ended.
+  wave_input_templates = {
+    for name, input in local.wave_inputs : name => "${trimsuffix(input, "}")},\"scheduledTime\":\"<time>\"}"
+  }
 }
 
 resource "aws_sqs_queue" "schedule_dlq" {
@@ -107,7 +114,11 @@ resource "aws_cloudwatch_event_target" "wave" {
   target_id = "orchestrator"
   arn       = aws_sfn_state_machine.orchestrator.arn
   role_arn  = aws_iam_role.events.arn
-  input     = local.wave_inputs[each.key]
+
+  input_transformer {
+    input_paths    = { time = "$.time" }
+    input_template = local.wave_input_templates[each.key]
+  }
 
   retry_policy {
     maximum_event_age_in_seconds = 3600
@@ -120,7 +131,7 @@ resource "aws_cloudwatch_event_target" "wave" {
 
   lifecycle {
     precondition {
-      condition     = length(local.wave_inputs[each.key]) <= 8192
+      condition     = length(local.wave_input_templates[each.key]) <= 8192
       error_message = "The run input of wave ${each.key} exceeds EventBridge's 8192 characters: split the wave into several waves (each about 400 accounts at most)."
     }
   }
