@@ -144,9 +144,11 @@ data "aws_iam_policy_document" "artifacts_bucket" {
 
 # The approval links' HMAC key: 64 hex digits from two of Terraform's uuid() (version 4 UUIDs
 # drawn from Go's crypto/rand: 244 random bits), generated at apply time so no plan prints it.
-# It is written once and never changed by later plans (ignore_changes). Replace it whenever you
-# like, e.g. `aws ssm put-parameter --overwrite --type SecureString --name <name> --value
-# "$(openssl rand -hex 32)"`; Terraform keeps your value. Links already mailed stop working.
+# It is written once and never changed by later plans (ignore_changes). Rotate it without
+# breaking links already mailed: write the new key first and keep the old one after a comma,
+# e.g. `aws ssm put-parameter --overwrite --type SecureString --name <name> --value
+# "$(openssl rand -hex 32),<old key>"` (the first key signs, every listed key verifies), and drop
+# the old key once the approval timeout has passed; Terraform keeps your value.
 # The first value is in the Terraform state (marked sensitive): keep state encrypted.
 resource "aws_ssm_parameter" "hmac_key" {
   name        = local.hmac_parameter_name
