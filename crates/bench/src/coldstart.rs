@@ -1,0 +1,331 @@
+//! Cold start and peak memory: each function binary, started as Lambda starts it (a fresh
+//! process with the Lambda environment, talking to a Runtime API), against a Python handler
+//! (boto3 + `awslambdaric`) doing the same AWS calls against the same emulator.
+//!
+//! Measured: from spawning the process to the Runtime API receiving the first invocation's
+//! answer (init + first invoke, as a cold invoke's duration), and the process's peak resident
+//! set (`VmHWM`) at that moment. The router counts each process's AWS calls, so the report shows
+//! that both sides made the same ones.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use bytes::Bytes;
+use ec2patch_core::store::ObjectRef;
+use ec2patch_core::wave::WaveInventory;
+use ec2patch_local::LocalStack;
+use http_body_util::Full;
+use serde::Serialize;
+use serde_json::{Value, json};
+use tokio::process::Command;
+
+use crate::runtime_api::RuntimeApi;
+
+/// The run every cold-start event refers to (its plan is stored first).
+const FIXTURE_RUN: &str = "bench-cold";
+
+/// One function: its Lambda name, cargo binary, Python module, and the first invocation both
+/// sides get. The events are chosen so that the Rust handler makes a small, known set of AWS
+/// calls (its first ones) and answers; the Python module makes the same calls.
+#[derive(Debug, Clone)]
+pub struct Case {
+    pub function: &'static str,
+    pub bin: &'static str,
+    pub python_module: &'static str,
+    pub event: Value,
+    /// What the invocation does, for the report.
+    pub calls: &'static str,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Sample {
+    pub millis: f64,
+    pub peak_rss_kib: u64,
+    /// `response`, `error` (a handled error, as intended for some events) or `init-error`.
+    pub answer: String,
+    pub aws_calls: BTreeMap<String, u64>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ColdStart {
+    pub function: String,
+    pub bin: String,
+    pub calls: String,
+    /// Medians over the measured runs.
+    pub rust_millis: f64,
+    pub rust_peak_rss_mib: f64,
+    pub python_millis: f64,
+    pub python_peak_rss_mib: f64,
+    pub rust: Vec<Sample>,
+    pub python: Vec<Sample>,
+    /// Both sides made the same AWS calls (by operation and count).
+    pub same_calls: bool,
+}
+
+/// The cases, with events built for `stack` (the fixture run's plan must exist: [`prepare`]).
+pub fn cases(stack: &LocalStack) -> anyhow::Result<Vec<Case>> {
+    let inventory = serde_json::to_value(WaveInventory {
+        run_id: FIXTURE_RUN.to_owned(),
+        wave_index: 9,
+        wave_name: "wave-1".to_owned(),
+        targets: 0,
+        targets_failed: 0,
+        instances: 0,
+        patchable: 0,
+        offline: 0,
+        unmanaged: 0,
+        failures: Vec::new(),
+        failures_omitted: 0,
+        manifest: ObjectRef { bucket: stack.hub.config.bucket.clone(), key: "none".to_owned() },
+        batches: 0,
+        batch_indexes: Vec::new(),
+    })?;
+    let callback = {
+        let request = hyper::Request::get("/callback?id=bench&action=approve&expires=1&sig=bad")
+            .header("user-agent", "ec2patch-bench")
+            .body(Full::new(Bytes::new()))?;
+        let (parts, _) = request.into_parts();
+        ec2patch_local::apigw::event(&parts, &Bytes::new(), ([127, 0, 0, 1], 9).into(), ec2patch_local::HUB_ACCOUNT)
+    };
+    let account = ec2patch_local::estate::spoke_account(0);
+    Ok(vec![
+        Case {
+            function: "PlanRun",
+            bin: "plan",
+            python_module: "plan",
+            // Made unique per sample (see `sample_event`): a second run of the same waves would
+            // be refused by the run lock.
+            event: json!({"runId": "bench-cold-plan", "input": {"accountWaves": [{"name": "cold", "accounts": [account], "regions": ["us-east-1"]}]}}),
+            calls: "validate; DynamoDB PutItem (run lock), S3 PutObject x2 (plan, lock), DynamoDB PutItem (run)",
+        },
+        Case {
+            function: "PreEC2Inventory",
+            bin: "inventory",
+            python_module: "inventory",
+            event: json!({"runId": FIXTURE_RUN, "waveIndex": 9}),
+            calls: "S3 GetObject (plan); wave out of range: error",
+        },
+        Case {
+            function: "SendApprovalRequest",
+            bin: "approval-request",
+            python_module: "approval_request",
+            event: json!({"taskToken": "bench-token", "runId": FIXTURE_RUN, "waveIndex": 9, "inventory": inventory}),
+            calls: "init: SSM GetParameter (key); S3 GetObject (plan); error",
+        },
+        Case {
+            function: "ApprovalCallback",
+            bin: "approval-callback",
+            python_module: "approval_callback",
+            event: callback,
+            calls: "init: SSM GetParameter (key); bad signature: 400 page, no read",
+        },
+        Case {
+            function: "SendSsmCommand",
+            bin: "ssm-send",
+            python_module: "ssm_send",
+            event: json!({"runId": FIXTURE_RUN, "waveIndex": 0, "batch": 999}),
+            calls: "S3 GetObject (plan), S3 GetObject (batch: none); error",
+        },
+        Case {
+            function: "PollSsmCommand",
+            bin: "ssm-poll",
+            python_module: "ssm_poll",
+            event: json!({"runId": FIXTURE_RUN, "waveIndex": 0, "batch": 999, "attempt": 0}),
+            calls: "DynamoDB Query (commands: none)",
+        },
+        Case {
+            function: "PostEC2Verify",
+            bin: "verify",
+            python_module: "verify",
+            event: json!({"step": "batch", "runId": FIXTURE_RUN, "waveIndex": 0, "batch": 999, "timedOut": false}),
+            calls: "S3 GetObject (plan), DynamoDB Query (commands: none)",
+        },
+        Case {
+            function: "AnalyzeWithBedrock",
+            bin: "bedrock-analysis",
+            python_module: "bedrock_analysis",
+            event: json!({"mode": "prePatch", "runId": FIXTURE_RUN, "waveIndex": 9, "inventory": inventory}),
+            calls: "S3 GetObject (plan); wave out of range: error",
+        },
+    ])
+}
+
+/// Stores the fixture run's plan (through the real PlanRun handler, in-process).
+pub async fn prepare(stack: &LocalStack) -> anyhow::Result<()> {
+    let request: ec2patch_plan::PlanRequest = serde_json::from_value(json!({
+        "runId": FIXTURE_RUN,
+        "input": {"accounts": [ec2patch_local::estate::spoke_account(0)], "regions": ["us-east-1"]}
+    }))?;
+    ec2patch_plan::handle(&stack.hub, request).await.context("storing the cold-start fixture plan")?;
+    Ok(())
+}
+
+/// How to start one function process.
+#[derive(Debug, Clone)]
+pub enum Launch {
+    Rust { binary: PathBuf },
+    Python { python: PathBuf, handlers: PathBuf, module: String },
+}
+
+/// The Lambda environment of a function process against `stack`.
+fn environment(stack: &LocalStack, case: &Case, runtime_api: &str) -> Vec<(String, String)> {
+    let config = &stack.hub.config;
+    let credentials = &stack.hub_credentials;
+    let mut env = vec![
+        ("AWS_LAMBDA_RUNTIME_API", runtime_api.to_owned()),
+        ("AWS_LAMBDA_FUNCTION_NAME", format!("ec2patch-{}", case.function)),
+        ("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST".to_owned()),
+        ("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "256".to_owned()),
+        ("AWS_LAMBDA_LOG_GROUP_NAME", format!("/aws/lambda/ec2patch-{}", case.function)),
+        ("AWS_LAMBDA_LOG_STREAM_NAME", "bench".to_owned()),
+        ("AWS_REGION", stack.options.region.clone()),
+        ("AWS_DEFAULT_REGION", stack.options.region.clone()),
+        ("AWS_ENDPOINT_URL", stack.router.url()),
+        ("AWS_ACCESS_KEY_ID", credentials.access_key_id().to_owned()),
+        ("AWS_SECRET_ACCESS_KEY", credentials.secret_access_key().to_owned()),
+        // No shared config files and no instance metadata: Lambda has neither.
+        ("AWS_CONFIG_FILE", "/dev/null".to_owned()),
+        ("AWS_SHARED_CREDENTIALS_FILE", "/dev/null".to_owned()),
+        ("AWS_EC2_METADATA_DISABLED", "true".to_owned()),
+        ("EC2PATCH_TABLE", config.table.clone()),
+        ("EC2PATCH_BUCKET", config.bucket.clone()),
+        ("EC2PATCH_EXTERNAL_ID", config.external_id.clone().unwrap_or_default()),
+        ("EC2PATCH_CALLBACK_BASE_URL", stack.router.url()),
+        ("EC2PATCH_HMAC_KEY_PARAMETER", config.hmac_key_parameter.clone().unwrap_or_default()),
+        ("PATH", std::env::var("PATH").unwrap_or_default()),
+    ];
+    if let Ok(value) = std::env::var("LANG") {
+        env.push(("LANG", value));
+    }
+    env.into_iter().map(|(k, v)| (k.to_owned(), v)).collect()
+}
+
+/// One cold start: spawn, wait for the answer, read the peak RSS, kill.
+pub async fn sample(stack: &LocalStack, case: &Case, launch: &Launch, log: &Path, n: usize) -> anyhow::Result<Sample> {
+    let event = sample_event(case, n);
+    let mut api =
+        RuntimeApi::serve(&event, &format!("arn:aws:lambda:us-east-1:111111111111:function:{}", case.function)).await?;
+    let mut command = match launch {
+        Launch::Rust { binary } => Command::new(binary),
+        Launch::Python { python, handlers, module } => {
+            let mut command = Command::new(python);
+            command.args(["-m", "awslambdaric", &format!("{module}.handler")]).current_dir(handlers);
+            command
+        }
+    };
+    command.env_clear().envs(environment(stack, case, &api.address()));
+    if let Launch::Python { handlers, .. } = launch {
+        command.env("PYTHONPATH", handlers.as_os_str()).env("LAMBDA_TASK_ROOT", handlers.as_os_str());
+    }
+    let log_file = std::fs::OpenOptions::new().create(true).append(true).open(log)?;
+    command.stdin(Stdio::null()).stdout(log_file.try_clone()?).stderr(log_file).kill_on_drop(true);
+    stack.router.reset_calls();
+    let started = Instant::now();
+    let mut child = command.spawn().with_context(|| format!("starting {launch:?}"))?;
+    let pid = child.id().context("the function process has no pid")?;
+    let answer = tokio::select! {
+        answer = api.answer() => answer?,
+        status = child.wait() => bail!("{} exited ({:?}) before answering; see {}", case.function, status?, log.display()),
+        () = tokio::time::sleep(Duration::from_secs(120)) => bail!("{} did not answer within 120 s", case.function),
+    };
+    let peak_rss_kib = peak_rss_kib(pid).with_context(|| format!("reading the peak RSS of {}", case.function))?;
+    let _ = child.start_kill();
+    let _ = child.wait().await;
+    if answer.kind == "init-error" {
+        bail!("{} failed at init: {}", case.function, answer.body);
+    }
+    Ok(Sample {
+        millis: answer.at.duration_since(started).as_secs_f64() * 1000.0,
+        peak_rss_kib,
+        answer: answer.kind.to_owned(),
+        aws_calls: stack.router.calls(),
+    })
+}
+
+/// The case's event for sample `n`: PlanRun gets a run id and wave name of its own each time.
+fn sample_event(case: &Case, n: usize) -> Value {
+    let mut event = case.event.clone();
+    if case.function == "PlanRun" {
+        event["runId"] = Value::from(format!("bench-cold-plan-{n}"));
+        event["input"]["accountWaves"][0]["name"] = Value::from(format!("cold-{n}"));
+    }
+    event
+}
+
+/// `VmHWM` (peak resident set) of a live process, in KiB.
+fn peak_rss_kib(pid: u32) -> anyhow::Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .context("no VmHWM line")
+}
+
+pub fn median(values: &mut [f64]) -> f64 {
+    values.sort_by(f64::total_cmp);
+    match values.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => values[n / 2],
+        n => (values[n / 2 - 1] + values[n / 2]) / 2.0,
+    }
+}
+
+/// Every case, `runs` measured times per side, after one unmeasured warm-up run if `warmup` (so
+/// both sides start with their files in the page cache, as Lambda's workers do).
+pub async fn measure(
+    stack: &LocalStack,
+    binaries: &Path,
+    python: &Path,
+    handlers: &Path,
+    runs: usize,
+    warmup: bool,
+    logs: &Path,
+) -> anyhow::Result<Vec<ColdStart>> {
+    prepare(stack).await?;
+    std::fs::create_dir_all(logs)?;
+    let mut results = Vec::new();
+    for case in cases(stack)? {
+        let rust = Launch::Rust { binary: binaries.join(case.bin) };
+        if !binaries.join(case.bin).exists() {
+            bail!("{} is missing: build the function binaries first", binaries.join(case.bin).display());
+        }
+        let py = Launch::Python {
+            python: python.to_owned(),
+            handlers: handlers.to_owned(),
+            module: case.python_module.to_owned(),
+        };
+        let mut rust_samples = Vec::new();
+        let mut python_samples = Vec::new();
+        let skip = usize::from(warmup);
+        for run in 0..runs + skip {
+            // Alternate the sides so that any drift in the machine's load hits both.
+            let r = sample(stack, &case, &rust, &logs.join(format!("{}-rust.log", case.bin)), 2 * run).await?;
+            let p = sample(stack, &case, &py, &logs.join(format!("{}-python.log", case.bin)), 2 * run + 1).await?;
+            if run >= skip {
+                rust_samples.push(r);
+                python_samples.push(p);
+            }
+        }
+        let med = |samples: &[Sample], f: fn(&Sample) -> f64| median(&mut samples.iter().map(f).collect::<Vec<_>>());
+        let same_calls = rust_samples.iter().zip(&python_samples).all(|(r, p)| r.aws_calls == p.aws_calls);
+        results.push(ColdStart {
+            function: case.function.to_owned(),
+            bin: case.bin.to_owned(),
+            calls: case.calls.to_owned(),
+            rust_millis: med(&rust_samples, |s| s.millis),
+            rust_peak_rss_mib: med(&rust_samples, |s| s.peak_rss_kib as f64 / 1024.0),
+            python_millis: med(&python_samples, |s| s.millis),
+            python_peak_rss_mib: med(&python_samples, |s| s.peak_rss_kib as f64 / 1024.0),
+            rust: rust_samples,
+            python: python_samples,
+            same_calls,
+        });
+    }
+    Ok(results)
+}

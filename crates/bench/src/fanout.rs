@@ -1,0 +1,314 @@
+//! Inventory fan-out: the real PreEC2Inventory handler over one wave of N accounts x regions,
+//! (a) against the emulator's own capacity for the same calls (a tight concurrent client that
+//! makes them with no logic in between), and (b) with the router delaying every AWS call by a
+//! realistic latency, against a sequential loop making the same calls one after another.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use aws_config::SdkConfig;
+use aws_credential_types::Credentials;
+use aws_sdk_dynamodb::types::{AttributeValue, PutRequest, WriteRequest};
+use aws_sdk_ec2::types::Filter;
+use aws_sdk_ssm::types::InstanceInformationStringFilter;
+use ec2patch_local::{EstateSpec, FaultRule, LocalStack, SeedKind};
+use futures::StreamExt;
+use serde::Serialize;
+use serde_json::json;
+
+#[derive(Debug, Clone)]
+pub struct FanOutOptions {
+    pub accounts: usize,
+    /// Regions of the fan-out wave (the figure: 2).
+    pub regions: Vec<String>,
+    /// One more region seeded and inventoried once, for the 1000 x 3 inventory summary size
+    /// (the largest state payload's growing part); `None` skips it.
+    pub extra_region: Option<String>,
+    pub instances_per_target: usize,
+    pub latency: Duration,
+    /// Accounts the sequential loop covers; its time is scaled to all accounts by the number of
+    /// targets (every target makes the same calls, one at a time, so the loop is linear).
+    pub sequential_accounts: usize,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FanOut {
+    pub accounts: usize,
+    pub regions: usize,
+    pub targets: usize,
+    pub instances: usize,
+    pub concurrency: usize,
+    pub seed_seconds: f64,
+    /// (a) The handler as is, and the tight client making the same calls.
+    pub inventory_seconds: f64,
+    pub inventory_calls: BTreeMap<String, u64>,
+    pub raw_seconds: f64,
+    pub raw_calls: BTreeMap<String, u64>,
+    /// (b) With `latency_ms` added to every AWS call.
+    pub latency_ms: u64,
+    pub inventory_latency_seconds: f64,
+    pub sequential_sample_targets: usize,
+    pub sequential_sample_seconds: f64,
+    /// The sample's time x targets / sample targets.
+    pub sequential_seconds: f64,
+    /// The inventory's answer (a `WaveInventory`) over accounts x (regions + extra region), in
+    /// bytes of JSON: what the state machine carries of a wave of that size.
+    pub summary_bytes_all_regions: Option<usize>,
+    pub summary_targets_all_regions: Option<usize>,
+}
+
+/// Seeds the estate, runs the measurements, and leaves the router without latency.
+pub async fn measure(stack: &LocalStack, options: &FanOutOptions) -> anyhow::Result<FanOut> {
+    let mut seeded_regions = options.regions.clone();
+    seeded_regions.extend(options.extra_region.clone());
+    let seed_started = Instant::now();
+    let estate = stack
+        .seed(&EstateSpec {
+            accounts: options.accounts,
+            regions: seeded_regions.clone(),
+            per_target: BTreeMap::from([(SeedKind::Patchable, options.instances_per_target)]),
+            denied_accounts: 0,
+            concurrency: 16,
+            first_account: 10_000,
+        })
+        .await
+        .context("seeding the fan-out estate")?;
+    let seed_seconds = seed_started.elapsed().as_secs_f64();
+    let targets: Vec<(String, String)> =
+        estate.accounts.iter().flat_map(|a| options.regions.iter().map(move |r| (a.clone(), r.clone()))).collect();
+
+    // (a) The real handler, in-process, as the router would run it for the state machine.
+    let (inventory_seconds, inventory_calls, _) =
+        inventory(stack, "bench-fanout", &estate.accounts, &options.regions).await?;
+    let raw_started = Instant::now();
+    stack.router.reset_calls();
+    let concurrency = stack.hub.config.inventory_concurrency;
+    tight_client(stack, &targets, concurrency, "raw").await?;
+    let raw_seconds = raw_started.elapsed().as_secs_f64();
+    let raw_calls = stack.router.calls();
+
+    // (b) Every AWS call 50 ms slower, as from a Lambda to AWS endpoints across regions.
+    stack.router.faults().add(FaultRule::latency(options.latency));
+    let result = async {
+        let (inventory_latency_seconds, _, _) =
+            inventory(stack, "bench-fanout-latency", &estate.accounts, &options.regions).await?;
+        let sample_accounts = &estate.accounts[..options.sequential_accounts.clamp(1, estate.accounts.len())];
+        let sample: Vec<(String, String)> =
+            targets.iter().filter(|(a, _)| sample_accounts.contains(a)).cloned().collect();
+        let started = Instant::now();
+        tight_client(stack, &sample, 1, "sequential").await?;
+        Ok::<_, anyhow::Error>((inventory_latency_seconds, sample.len(), started.elapsed().as_secs_f64()))
+    }
+    .await;
+    stack.router.faults().clear();
+    let (inventory_latency_seconds, sample_targets, sample_seconds) = result?;
+
+    let (summary_bytes, summary_targets) = match &options.extra_region {
+        Some(_) => {
+            let (_, _, summary) = inventory(stack, "bench-fanout-all", &estate.accounts, &seeded_regions).await?;
+            (Some(serde_json::to_vec(&summary)?.len()), Some(summary.targets))
+        }
+        None => (None, None),
+    };
+    Ok(FanOut {
+        accounts: options.accounts,
+        regions: options.regions.len(),
+        targets: targets.len(),
+        instances: targets.len() * options.instances_per_target,
+        concurrency,
+        seed_seconds,
+        inventory_seconds,
+        inventory_calls,
+        raw_seconds,
+        raw_calls,
+        latency_ms: u64::try_from(options.latency.as_millis()).unwrap_or(u64::MAX),
+        inventory_latency_seconds,
+        sequential_sample_targets: sample_targets,
+        sequential_sample_seconds: sample_seconds,
+        sequential_seconds: sample_seconds * targets.len() as f64 / sample_targets.max(1) as f64,
+        summary_bytes_all_regions: summary_bytes,
+        summary_targets_all_regions: summary_targets,
+    })
+}
+
+/// Plans a one-wave run and times the PreEC2Inventory handler over it.
+async fn inventory(
+    stack: &LocalStack,
+    run_id: &str,
+    accounts: &[String],
+    regions: &[String],
+) -> anyhow::Result<(f64, BTreeMap<String, u64>, ec2patch_core::wave::WaveInventory)> {
+    let plan: ec2patch_plan::PlanRequest = serde_json::from_value(json!({
+        "runId": run_id,
+        // A wave named after the run: the run lock keys runs by their waves, and these runs are
+        // never ended by a state machine (which would release it).
+        "input": {
+            "accountWaves": [{"name": run_id, "accounts": accounts, "regions": regions}],
+            "ec2": {"tagKey": "PatchGroup", "tagValue": "default"},
+            "dryRun": true
+        }
+    }))?;
+    ec2patch_plan::handle(&stack.hub, plan).await.with_context(|| format!("planning {run_id}"))?;
+    stack.router.reset_calls();
+    let started = Instant::now();
+    let request: ec2patch_inventory::InventoryRequest =
+        serde_json::from_value(json!({"runId": run_id, "waveIndex": 0}))?;
+    let summary =
+        ec2patch_inventory::handle(&stack.hub, request).await.with_context(|| format!("inventory of {run_id}"))?;
+    let seconds = started.elapsed().as_secs_f64();
+    anyhow::ensure!(
+        summary.targets_failed == 0,
+        "{run_id}: {} targets failed: {:?}",
+        summary.targets_failed,
+        summary.failures
+    );
+    Ok((seconds, stack.router.calls(), summary))
+}
+
+/// The calls the inventory makes, with nothing in between: per account AssumeRole (once), per
+/// target DescribeInstances (running + tag filter), DescribeInstanceInformation (the ids) and
+/// one BatchWriteItem of the same items (a target record + one per instance); then the wave's
+/// objects (manifest, batches) and record. `concurrency` targets at a time.
+async fn tight_client(
+    stack: &LocalStack,
+    targets: &[(String, String)],
+    concurrency: usize,
+    label: &str,
+) -> anyhow::Result<()> {
+    let sts = aws_sdk_sts::Client::new(&stack.sdk);
+    let dynamodb = aws_sdk_dynamodb::Client::new(&stack.sdk);
+    let table = stack.hub.config.table.clone();
+    let external_id = stack.hub.config.external_id.clone();
+    // One AssumeRole per account, all first (the handler assumes lazily, once per account).
+    let mut accounts: Vec<&String> = targets.iter().map(|(a, _)| a).collect();
+    accounts.dedup();
+    let assumed: Vec<anyhow::Result<(String, Credentials)>> = futures::stream::iter(accounts)
+        .map(|account| {
+            let (sts, external_id) = (&sts, external_id.clone());
+            async move {
+                let output = sts
+                    .assume_role()
+                    .role_arn(format!("arn:aws:iam::{account}:role/PatchExecRole"))
+                    .role_session_name(format!("ec2patch-bench-{label}"))
+                    .set_external_id(external_id)
+                    .send()
+                    .await
+                    .with_context(|| format!("AssumeRole {account}"))?;
+                let c = output.credentials.context("AssumeRole returned no credentials")?;
+                let credentials =
+                    Credentials::new(c.access_key_id, c.secret_access_key, Some(c.session_token), None, "bench");
+                Ok((account.clone(), credentials))
+            }
+        })
+        .buffer_unordered(concurrency.max(1))
+        .collect()
+        .await;
+    let credentials: HashMap<String, Credentials> = assumed.into_iter().collect::<anyhow::Result<_>>()?;
+    let (dynamodb, table, credentials) = (&dynamodb, &table, &credentials);
+    let results: Vec<anyhow::Result<serde_json::Value>> = futures::stream::iter(targets.iter().enumerate())
+        .map(|(index, (account, region))| async move {
+            let creds = credentials.get(account).context("no credentials for the account")?.clone();
+            let config: SdkConfig = stack
+                .sdk
+                .to_builder()
+                .credentials_provider(aws_credential_types::provider::SharedCredentialsProvider::new(creds))
+                .region(aws_config::Region::new(region.clone()))
+                .build();
+            let ec2 = aws_sdk_ec2::Client::new(&config);
+            let described = ec2
+                .describe_instances()
+                .filters(Filter::builder().name("instance-state-name").values("running").build())
+                .filters(Filter::builder().name("tag:PatchGroup").values("default").build())
+                .send()
+                .await
+                .with_context(|| format!("DescribeInstances {account} {region}"))?;
+            let ids: Vec<String> = described
+                .reservations()
+                .iter()
+                .flat_map(|r| r.instances())
+                .filter_map(|i| i.instance_id().map(str::to_owned))
+                .collect();
+            aws_sdk_ssm::Client::new(&config)
+                .describe_instance_information()
+                .filters(
+                    InstanceInformationStringFilter::builder()
+                        .key("InstanceIds")
+                        .set_values(Some(ids.clone()))
+                        .build()?,
+                )
+                .send()
+                .await
+                .with_context(|| format!("DescribeInstanceInformation {account} {region}"))?;
+            let pk = format!("RUN#bench-{label}");
+            let item = |sk: String| -> anyhow::Result<WriteRequest> {
+                let attributes: HashMap<String, AttributeValue> = [
+                    ("pk", pk.clone()),
+                    ("sk", sk),
+                    ("account", account.clone()),
+                    ("region", region.clone()),
+                    ("platform", "Linux/UNIX".to_owned()),
+                    ("ssm", "ONLINE".to_owned()),
+                    ("outcome", "PENDING".to_owned()),
+                ]
+                .into_iter()
+                .map(|(k, v)| (k.to_owned(), AttributeValue::S(v)))
+                .collect();
+                Ok(WriteRequest::builder()
+                    .put_request(PutRequest::builder().set_item(Some(attributes)).build()?)
+                    .build())
+            };
+            let mut writes = vec![item(format!("TARGET#{index}"))?];
+            for id in &ids {
+                writes.push(item(format!("INSTANCE#{account}#{region}#{id}"))?);
+            }
+            for chunk in writes.chunks(25) {
+                dynamodb
+                    .batch_write_item()
+                    .request_items(table.clone(), chunk.to_vec())
+                    .send()
+                    .await
+                    .context("BatchWriteItem")?;
+            }
+            Ok(json!({"account": account, "region": region, "instances": ids}))
+        })
+        .buffer_unordered(concurrency.max(1))
+        .collect()
+        .await;
+    let manifest: Vec<serde_json::Value> = results.into_iter().collect::<anyhow::Result<_>>()?;
+
+    // The wave's objects: the manifest, one object per batch of targets, and the wave record.
+    let s3 = aws_sdk_s3::Client::from_conf(ec2patch_core::hub::s3_config(&stack.sdk));
+    let bucket = stack.hub.config.bucket.clone();
+    let per_batch = stack.hub.config.patching.targets_per_batch.max(1);
+    let mut objects = vec![(format!("bench/{label}/manifest.json"), serde_json::to_vec(&manifest)?)];
+    for (batch, targets) in manifest.chunks(per_batch).enumerate() {
+        objects.push((format!("bench/{label}/batches/{batch:05}.json"), serde_json::to_vec(targets)?));
+    }
+    let (s3, bucket) = (&s3, &bucket);
+    let puts: Vec<anyhow::Result<()>> = futures::stream::iter(objects)
+        .map(|(key, body)| async move {
+            s3.put_object()
+                .bucket(bucket)
+                .key(&key)
+                .body(body.into())
+                .send()
+                .await
+                .with_context(|| format!("PutObject {key}"))?;
+            Ok(())
+        })
+        .buffer_unordered(concurrency.max(1))
+        .collect()
+        .await;
+    puts.into_iter().collect::<anyhow::Result<Vec<()>>>()?;
+    dynamodb
+        .put_item()
+        .table_name(table.clone())
+        .item("pk", AttributeValue::S(format!("RUN#bench-{label}")))
+        .item("sk", AttributeValue::S("WAVE#000".to_owned()))
+        .send()
+        .await
+        .context("PutItem (wave)")?;
+    Ok(())
+}

@@ -1,0 +1,411 @@
+//! ec2patch's benchmark: every figure docs/performance.md reports, measured side by side in one
+//! run on the local stack (moto + router), printed as a table and written as JSON.
+//!
+//! - [`coldstart`]: each function binary's cold start and peak memory vs a Python equivalent;
+//! - [`fanout`]: the inventory over N accounts x regions vs the emulator's capacity, and with
+//!   per-call latency vs a sequential loop;
+//! - [`waves`]: real patch waves through the committed state machine, for transitions, history,
+//!   payloads, Lambda durations and AWS calls;
+//! - [`figures`]: the figures, their targets and the projections to full scale.
+
+pub mod coldstart;
+pub mod fanout;
+pub mod figures;
+pub mod runtime_api;
+pub mod waves;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
+use ec2patch_core::config::PatchSettings;
+use ec2patch_local::{LocalStack, LocalStackOptions};
+use serde::Serialize;
+
+use crate::figures::{Bound, Figure};
+
+/// The function crates (their binaries are what Lambda runs).
+pub const FUNCTION_CRATES: &[&str] = &[
+    "ec2patch-plan",
+    "ec2patch-inventory",
+    "ec2patch-approval-request",
+    "ec2patch-approval-callback",
+    "ec2patch-ssm-send",
+    "ec2patch-ssm-poll",
+    "ec2patch-verify",
+    "ec2patch-bedrock-analysis",
+];
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Options {
+    /// Where the function binaries are (`target/release` or `target/debug`).
+    pub binaries: PathBuf,
+    /// Build them first with this cargo profile (`release` or `dev`); `None`: use what is there.
+    pub build_profile: Option<String>,
+    pub cold_start_runs: usize,
+    /// One unmeasured cold start per function and side first (page cache warm for both).
+    pub cold_start_warmup: bool,
+    pub fanout_accounts: usize,
+    pub fanout_regions: Vec<String>,
+    pub extra_region: Option<String>,
+    pub fanout_instances: usize,
+    pub latency_ms: u64,
+    pub sequential_accounts: usize,
+    pub wave_accounts: usize,
+    pub wave_regions: Vec<String>,
+    pub wave_instances_small: usize,
+    pub wave_instances_large: usize,
+    /// The scale the history and payload figures are stated for.
+    pub scale_accounts: usize,
+    pub scale_regions: usize,
+    pub scale_instances: usize,
+    pub output: PathBuf,
+}
+
+impl Options {
+    /// The documented full run (`cargo run -p ec2patch-bench --release -- all`).
+    pub fn full(root: &Path) -> Self {
+        Self {
+            binaries: target_dir(root).join("release"),
+            build_profile: Some("release".to_owned()),
+            cold_start_runs: 5,
+            cold_start_warmup: true,
+            fanout_accounts: 1000,
+            fanout_regions: vec!["us-east-1".to_owned(), "eu-west-1".to_owned()],
+            extra_region: Some("ap-southeast-2".to_owned()),
+            fanout_instances: 2,
+            latency_ms: 50,
+            sequential_accounts: 100,
+            wave_accounts: 20,
+            wave_regions: vec!["us-east-1".to_owned(), "eu-west-1".to_owned(), "ap-southeast-2".to_owned()],
+            wave_instances_small: 5,
+            wave_instances_large: 50,
+            scale_accounts: 1000,
+            scale_regions: 3,
+            scale_instances: 50,
+            output: target_dir(root).join("bench/results.json"),
+        }
+    }
+
+    /// The CI smoke run: every figure, at a scale that takes well under a minute, with the debug
+    /// binaries `cargo test` already built.
+    pub fn smoke(root: &Path) -> Self {
+        Self {
+            binaries: target_dir(root).join("debug"),
+            build_profile: None,
+            cold_start_runs: 1,
+            cold_start_warmup: false,
+            fanout_accounts: 10,
+            extra_region: Some("ap-southeast-2".to_owned()),
+            fanout_instances: 1,
+            sequential_accounts: 2,
+            wave_accounts: 2,
+            wave_instances_small: 1,
+            wave_instances_large: 3,
+            output: target_dir(root).join("bench/smoke-results.json"),
+            ..Self::full(root)
+        }
+    }
+}
+
+/// `CARGO_TARGET_DIR`, else `<root>/target`.
+pub fn target_dir(root: &Path) -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| root.join("target"))
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Machine {
+    pub cpus: usize,
+    pub cpu_model: String,
+    pub memory_gib: f64,
+    pub kernel: String,
+}
+
+impl Machine {
+    pub fn detect() -> Self {
+        let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+        let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+        let memory_kib: f64 = meminfo
+            .lines()
+            .find_map(|l| l.strip_prefix("MemTotal:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap_or(0.0);
+        Self {
+            cpus: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+            cpu_model: cpuinfo
+                .lines()
+                .find_map(|l| l.strip_prefix("model name"))
+                .map(|v| v.trim_start_matches([' ', '\t', ':']).to_owned())
+                .unwrap_or_default(),
+            memory_gib: memory_kib / 1024.0 / 1024.0,
+            kernel: std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default().trim().to_owned(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Results {
+    pub machine: Machine,
+    pub options: Options,
+    pub started_at_epoch_seconds: u64,
+    pub wall_seconds: f64,
+    pub phase_seconds: BTreeMap<String, f64>,
+    pub figures: Vec<Figure>,
+    pub cold_start: Vec<coldstart::ColdStart>,
+    pub fanout: fanout::FanOut,
+    pub waves: Vec<waves::WaveRun>,
+    pub calls_per_poll: BTreeMap<String, u64>,
+    /// `ValidateStateMachineDefinition` of the deployed definition (Distributed Map included) by
+    /// the emulator's ASL parser: `OK`, or its diagnostics.
+    pub definition_check: String,
+}
+
+/// Asks the emulator to validate the definition the stack deployed: moto's interpreter cannot
+/// run the Distributed Map, but its parser checks the whole definition, that state included.
+pub async fn validate_definition(stack: &LocalStack) -> anyhow::Result<String> {
+    let definition = ec2patch_core::asl::render(ec2patch_core::asl::ORCHESTRATOR_TEMPLATE, &stack.template_values())?;
+    let output = stack
+        .sfn()
+        .validate_state_machine_definition()
+        .definition(definition)
+        .send()
+        .await
+        .context("ValidateStateMachineDefinition")?;
+    let diagnostics: Vec<String> =
+        output.diagnostics().iter().map(|d| format!("{}: {} at {:?}", d.code(), d.message(), d.location())).collect();
+    Ok(if diagnostics.is_empty() { output.result().as_str().to_owned() } else { diagnostics.join("; ") })
+}
+
+/// Builds the function binaries (and this crate, so cargo resolves the same features and the
+/// later `cargo run` reuses everything) with one cargo command.
+pub fn build(root: &Path, profile: &str) -> anyhow::Result<()> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+    let mut command = std::process::Command::new(cargo);
+    command.current_dir(root).args(["build", "--locked", "--profile", profile]);
+    for krate in FUNCTION_CRATES.iter().chain(&["ec2patch-bench"]) {
+        command.args(["-p", krate]);
+    }
+    eprintln!("bench: building the function binaries ({profile}) ...");
+    let status = command.status().context("running cargo build")?;
+    if !status.success() {
+        bail!("cargo build of the function binaries failed: {status}");
+    }
+    Ok(())
+}
+
+/// Runs every measurement on one local stack and computes the figures.
+pub async fn run(root: &Path, options: &Options) -> anyhow::Result<Results> {
+    let started = Instant::now();
+    let started_at = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs();
+    let mut phases = BTreeMap::new();
+    let mut phase = |name: &str, since: Instant| {
+        let seconds = since.elapsed().as_secs_f64();
+        eprintln!("bench: {name} done in {seconds:.1} s");
+        phases.insert(name.to_owned(), seconds);
+    };
+
+    if let Some(profile) = &options.build_profile {
+        let t = Instant::now();
+        build(root, profile)?;
+        phase("build", t);
+    }
+    let t = Instant::now();
+    let python =
+        ec2patch_local::moto::ensure_venv_at(root, ".venv-bench", &root.join("crates/bench/python/requirements.txt"))
+            .context("the Python baseline's virtualenv")?;
+    phase("python venv", t);
+
+    let settings = PatchSettings::default();
+    let t = Instant::now();
+    let stack = LocalStack::start(LocalStackOptions {
+        name_prefix: "bench".to_owned(),
+        // The deployed batch size, so per-batch durations and counts are the deployed ones.
+        targets_per_batch: settings.targets_per_batch,
+        // 50 instances at SSM's 10% concurrency take ~20 simulated seconds: far from a timeout.
+        command_timeout_seconds: 600,
+        ..LocalStackOptions::default()
+    })
+    .await?;
+    phase("local stack", t);
+    let definition_check = validate_definition(&stack).await?;
+
+    let logs = target_dir(root).join("bench/logs");
+    let t = Instant::now();
+    eprintln!("bench: cold starts ({} runs per side) ...", options.cold_start_runs);
+    let cold = coldstart::measure(
+        &stack,
+        &options.binaries,
+        &python,
+        &root.join("crates/bench/python"),
+        options.cold_start_runs,
+        options.cold_start_warmup,
+        &logs,
+    )
+    .await?;
+    phase("cold start", t);
+
+    let batches = options.wave_accounts * options.wave_regions.len();
+    let batches = batches.div_ceil(settings.targets_per_batch);
+    if batches as u64 > ec2patch_core::asl::INLINE_MAP_MAX_BATCHES {
+        bail!(
+            "{} accounts x {} regions is {batches} batches: more than the inline Map's {}, and moto cannot run the Distributed Map",
+            options.wave_accounts,
+            options.wave_regions.len(),
+            ec2patch_core::asl::INLINE_MAP_MAX_BATCHES
+        );
+    }
+    let t = Instant::now();
+    eprintln!("bench: patch waves ...");
+    let small = waves::run(
+        &stack,
+        "bench-wave-small",
+        options.wave_accounts,
+        &options.wave_regions,
+        options.wave_instances_small,
+        0,
+    )
+    .await?;
+    let large = waves::run(
+        &stack,
+        "bench-wave-large",
+        options.wave_accounts,
+        &options.wave_regions,
+        options.wave_instances_large,
+        100,
+    )
+    .await?;
+    // One poll of a finished batch, in-process: the calls a poll invocation makes.
+    stack.router.reset_calls();
+    let poll: ec2patch_ssm_poll::PollRequest =
+        serde_json::from_value(serde_json::json!({"runId": large.run_id, "waveIndex": 0, "batch": 0, "attempt": 0}))?;
+    ec2patch_ssm_poll::handle(&stack.hub, poll).await.context("measuring one poll")?;
+    let calls_per_poll = stack.router.calls();
+    phase("patch waves", t);
+
+    let t = Instant::now();
+    eprintln!("bench: inventory fan-out over {} accounts ...", options.fanout_accounts);
+    let fanout = fanout::measure(
+        &stack,
+        &fanout::FanOutOptions {
+            accounts: options.fanout_accounts,
+            regions: options.fanout_regions.clone(),
+            extra_region: options.extra_region.clone(),
+            instances_per_target: options.fanout_instances,
+            latency: Duration::from_millis(options.latency_ms),
+            sequential_accounts: options.sequential_accounts,
+        },
+    )
+    .await?;
+    phase("inventory fan-out", t);
+
+    let main_tf = std::fs::read_to_string(root.join("terraform/modules/hub/main.tf"))
+        .context("reading the hub module's function table")?;
+    let memory = figures::configured_memory_mb(&main_tf);
+    let processor = waves::processor_states()?;
+    let figures = figures::figures(&figures::Inputs {
+        cold: &cold,
+        fanout: &fanout,
+        small: &small,
+        large: &large,
+        calls_per_poll: &calls_per_poll,
+        processor: &processor,
+        memory: &memory,
+        scale_accounts: options.scale_accounts,
+        scale_regions: options.scale_regions,
+        scale_instances: options.scale_instances,
+        settings: &settings,
+    });
+    Ok(Results {
+        machine: Machine::detect(),
+        options: options.clone(),
+        started_at_epoch_seconds: started_at,
+        wall_seconds: started.elapsed().as_secs_f64(),
+        phase_seconds: phases,
+        figures,
+        cold_start: cold,
+        fanout,
+        waves: vec![small, large],
+        calls_per_poll,
+        definition_check,
+    })
+}
+
+pub fn write_json(results: &Results, path: &Path) -> anyhow::Result<()> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    std::fs::write(path, serde_json::to_vec_pretty(results)?).with_context(|| format!("writing {}", path.display()))
+}
+
+fn number(value: f64) -> String {
+    if !value.is_finite() {
+        return value.to_string();
+    }
+    let magnitude = value.abs();
+    if magnitude >= 100.0 {
+        format!("{value:.0}")
+    } else if magnitude >= 1.0 {
+        format!("{value:.2}")
+    } else if magnitude >= 0.01 {
+        format!("{value:.3}")
+    } else {
+        format!("{value:.6}")
+    }
+}
+
+fn with_unit(value: f64, unit: &str) -> String {
+    match unit {
+        "$" => format!("${}", number(value)),
+        unit => format!("{} {unit}", number(value)),
+    }
+}
+
+/// The table: every figure, its baseline and ratio, the target and whether it is met.
+pub fn table(results: &Results) -> Table {
+    let mut table = Table::new();
+    table.load_preset(UTF8_FULL_CONDENSED).set_header([
+        "figure",
+        "measured",
+        "compared with",
+        "ratio",
+        "target",
+        "result",
+    ]);
+    for figure in &results.figures {
+        let baseline = match (&figure.baseline, &figure.baseline_label) {
+            (Some(value), Some(label)) => format!("{} ({label})", with_unit(*value, figure.unit)),
+            _ => String::new(),
+        };
+        let ratio = figure.ratio.map(|r| format!("{}x", number(r))).unwrap_or_default();
+        let target = figure
+            .target
+            .as_ref()
+            .map(|t| {
+                let bound = if t.bound == Bound::AtMost { "<=" } else { ">=" };
+                if t.applies_to == "ratio" {
+                    format!("ratio {bound} {}", number(t.value))
+                } else {
+                    format!("{bound} {}", with_unit(t.value, figure.unit))
+                }
+            })
+            .unwrap_or_default();
+        let result = match (figure.met, figure.miss_factor) {
+            (Some(true), _) => "met".to_owned(),
+            (Some(false), Some(factor)) => format!("MISSED by {}x", number(factor)),
+            (Some(false), None) => "MISSED".to_owned(),
+            (None, _) => String::new(),
+        };
+        table.add_row([figure.label.clone(), with_unit(figure.value, figure.unit), baseline, ratio, target, result]);
+    }
+    table
+}
+
+/// Every figure's key, for checks that a run produced all of them.
+pub fn figure_keys(results: &Results) -> Vec<&str> {
+    results.figures.iter().map(|f| f.key.as_str()).collect()
+}
