@@ -49,6 +49,8 @@ const SPOKE_ACCOUNT: &str = "222222222222";
 const OUTSIDE_ACCOUNT: &str = "999999999999";
 const PREFIX: &str = "ec2patch";
 const REGION: &str = "us-east-1";
+/// The organization of the "organization" plan (`organization_id`: any account of it).
+const ORGANIZATION: &str = "o-ec2patch0001";
 /// The key of the "brought key" plan.
 const BROUGHT_KEY: &str = "arn:aws:kms:us-east-1:111111111111:key/0c0ffee0-0000-4000-8000-000000000001";
 
@@ -476,9 +478,12 @@ async fn plan_examples() -> Plans {
         let show = terraform(&dir, &["show", "-json", &format!("{name}.tfplan")]).await;
         (name, serde_json::from_str::<Value>(&show).unwrap())
     };
-    let (hub_key, hub_brought, spoke_plan) = tokio::join!(
+    // The hub's documented variant past ~180 accounts: any account of the organization.
+    let organization = vec![hub_vars.to_owned(), key_var.clone(), format!("-var=organization_id={ORGANIZATION}")];
+    let (hub_key, hub_brought, hub_organization, spoke_plan) = tokio::join!(
         plan(hub.clone(), "hub-module-key", vec![hub_vars.to_owned()]),
         plan(hub.clone(), "hub-brought-key", vec![hub_vars.to_owned(), key_var]),
+        plan(hub.clone(), "hub-organization", organization),
         plan(spoke.clone(), "spoke", vec!["-var-file=../../examples/spoke.tfvars.example".to_owned()]),
     );
     drop(moto);
@@ -493,7 +498,7 @@ async fn plan_examples() -> Plans {
         hub_external_id: String::new(),
         hub_spoke_role_name: String::new(),
     };
-    for (name, show) in [hub_key, hub_brought, spoke_plan] {
+    for (name, show) in [hub_key, hub_brought, hub_organization, spoke_plan] {
         std::fs::create_dir_all(out.join(name)).unwrap();
         std::fs::write(out.join(name).join("plan.json"), serde_json::to_string_pretty(&show).unwrap()).unwrap();
         extract(name, &show, &out.join(name), &mut plans);
@@ -812,6 +817,7 @@ async fn every_policy_document_is_in_the_plan() {
     assert_eq!(plans.unknown.get("hub-module-key").cloned().unwrap_or_default(), naming_the_key);
     // With a brought key, and in the spoke, every document is known at plan time.
     assert_eq!(plans.unknown.get("hub-brought-key"), None, "policies known only after apply");
+    assert_eq!(plans.unknown.get("hub-organization"), None, "policies known only after apply");
     assert_eq!(plans.unknown.get("spoke"), None, "policies known only after apply");
     assert!(
         plans.managed.is_empty(),
@@ -834,7 +840,7 @@ async fn every_policy_document_is_in_the_plan() {
             "{address} lets any API or route invoke the function: {source:?}"
         );
     }
-    assert_eq!(plans.lambda_permissions.len(), 2, "one per hub plan: {:?}", plans.lambda_permissions);
+    assert_eq!(plans.lambda_permissions.len(), 3, "one per hub plan: {:?}", plans.lambda_permissions);
 
     // The examples' hub and spoke agree: the spoke trusts the ExternalId the hub presents.
     let trust = plans.document("spoke", "module.spoke.aws_iam_role.patch_exec#assume_role_policy");
@@ -1154,6 +1160,31 @@ async fn planned_policies_decide_what_moto_cannot_evaluate() {
             "{name}: the hub never runs commands itself"
         );
     }
+    // With organization_id: the spoke role in any account, of the organization only (moto
+    // ignores aws:ResourceOrgID, so this is decided here only).
+    for (name, works_in_spokes) in FUNCTIONS {
+        let policy =
+            plans.document("hub-organization", &format!("module.hub.aws_iam_role_policy.function[\"{name}\"]#policy"));
+        let assume = |account: &str, organization: Option<&str>| {
+            let mut request = Request::new("sts:AssumeRole", &format!("arn:aws:iam::{account}:role/PatchExecRole"));
+            if let Some(id) = organization {
+                request = request.with("aws:ResourceOrgID", id);
+            }
+            evaluate(policy, &request)
+        };
+        let inside = if *works_in_spokes { Decision::Allow } else { Decision::ImplicitDeny };
+        assert_eq!(assume(OUTSIDE_ACCOUNT, Some(ORGANIZATION)), inside, "{name}: an account of the organization");
+        assert_eq!(
+            assume(OUTSIDE_ACCOUNT, Some("o-someoneelse1")),
+            Decision::ImplicitDeny,
+            "{name}: another organization"
+        );
+        assert_eq!(assume(OUTSIDE_ACCOUNT, None), Decision::ImplicitDeny, "{name}: no organization");
+        let other_role = Request::new("sts:AssumeRole", &format!("arn:aws:iam::{OUTSIDE_ACCOUNT}:role/Admin"))
+            .with("aws:ResourceOrgID", ORGANIZATION);
+        assert_eq!(evaluate(policy, &other_role), Decision::ImplicitDeny, "{name}: another role");
+    }
+
     // The bucket refuses plain HTTP to everyone, itself included.
     let bucket = plans.document("hub-brought-key", "module.hub.aws_s3_bucket_policy.artifacts#policy");
     let object = format!("arn:aws:s3:::{PREFIX}-artifacts-{HUB_ACCOUNT}-{REGION}/runs/x/plan.json");
