@@ -6,8 +6,8 @@
 //!
 //! | pk                              | sk                     | what                         |
 //! |---------------------------------|------------------------|------------------------------|
-//! | `RUNLOCK#<wave names>#<hash>`   | `AT#<scheduled time>`  | a scheduled run's lock       |
-//! | `RUNLOCK#<wave names>#<hash>`   | `MANUAL`               | the lock of hand-started runs|
+//! | `RUNLOCK#<hash>`                | `AT#<scheduled time>`  | a scheduled run's lock       |
+//! | `RUNLOCK#<hash>`                | `MANUAL`               | the lock of hand-started runs|
 //!
 //! - The lock is one conditional `PutItem`: created if absent; otherwise the current holder is
 //!   returned with the refusal (`ReturnValuesOnConditionCheckFailure`) and this module decides
@@ -50,9 +50,9 @@ const MAX_RESUMED_RUNS: usize = 10;
 /// Optimistic takeover attempts before giving up (each loses only to another run's write).
 const ACQUIRE_ATTEMPTS: usize = 5;
 
-/// Where the lock of a run lives, and what the run knows about it: written to S3 by PlanRun
-/// (`runs/<runId>/lock.json`) for the steps that renew it, and passed to the state machine
-/// (which releases it at the end).
+/// Where the lock of a run lives, and what the run knows about it: stored by PlanRun with the
+/// plan (`runLock` in `runs/<runId>/plan.json`, so the run's S3 writes stay as they were) for the
+/// steps that renew it, and passed to the state machine (which releases it at the end).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct RunLock {
@@ -60,6 +60,9 @@ pub struct RunLock {
     pub sk: String,
     pub run_id: String,
     pub scheduled_time: Option<String>,
+    /// The waves' names, for people reading the lock item.
+    #[serde(default)]
+    pub waves: Vec<String>,
     /// Earlier runs of the same lock that ended without releasing it (stopped, crashed), newest
     /// last: their patch commands are adopted, not sent again.
     pub resumes: Vec<String>,
@@ -71,11 +74,42 @@ impl RunLock {
     pub fn name(&self) -> String {
         format!("{}/{}", self.pk, self.sk)
     }
+
+    /// What the state machine carries to release the lock at the end.
+    pub fn to_ref(&self) -> LockRef {
+        LockRef { pk: self.pk.clone(), sk: self.sk.clone(), expires_at: self.expires_at.clone() }
+    }
 }
 
-/// `runs/<runId>/lock.json`.
-pub fn object_key(run_id: &str) -> String {
-    format!("runs/{run_id}/lock.json")
+/// The lock's key and TTL, as the execution carries them (`$.run.lock`) to release it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LockRef {
+    pub pk: String,
+    pub sk: String,
+    /// DynamoDB TTL (epoch seconds, a string for the state machine's `N.$`).
+    pub expires_at: String,
+}
+
+/// `plan.json` as PlanRun writes it: the plan plus the run's lock.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PlanWithLock<'a> {
+    #[serde(flatten)]
+    pub plan: &'a RunPlan,
+    pub run_lock: &'a RunLock,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct StoredLock {
+    run_lock: Option<RunLock>,
+}
+
+/// The lock of `run_id` as PlanRun stored it; `None` for a run planned before run locks existed.
+pub async fn load(store: &RunStore, run_id: &str) -> Result<Option<RunLock>> {
+    let stored: StoredLock = store.get_json(&crate::store::plan_key(run_id)).await?;
+    Ok(stored.run_lock)
 }
 
 /// The lock's key for `plan` (and the run input's normalised `scheduledTime`).
@@ -93,17 +127,10 @@ pub fn lock_key(plan: &RunPlan, scheduled_time: Option<&str>) -> (String, String
         fnv1a(0xcbf2_9ce4_8422_2325, identity.as_bytes()),
         fnv1a(0x8422_2325_cbf2_9ce4, identity.as_bytes())
     );
-    // The names make the item readable in the console; the hash makes it exact.
-    let mut names = plan.waves.iter().map(|w| w.name.as_str()).collect::<Vec<_>>().join("+");
-    if names.len() > 100 {
-        let mut end = 100;
-        while !names.is_char_boundary(end) {
-            end -= 1;
-        }
-        names.truncate(end);
-    }
+    // Only the hash: the key travels in every state of the execution, which is kept small (the
+    // lock item carries the wave names for people).
     let sk = scheduled_time.map_or_else(|| MANUAL_SK.to_owned(), |time| format!("AT#{time}"));
-    (format!("RUNLOCK#{names}#{hash}"), sk)
+    (format!("RUNLOCK#{hash}"), sk)
 }
 
 /// The lock as last seen in DynamoDB.
@@ -225,6 +252,9 @@ fn lock_item(lock: &RunLock, lease_expires_at: u64, now: u64) -> Item {
     if let Some(time) = &lock.scheduled_time {
         item.insert("scheduledTime".to_owned(), s(time));
     }
+    if !lock.waves.is_empty() {
+        item.insert("waves".to_owned(), AttributeValue::L(lock.waves.iter().map(s).collect()));
+    }
     item
 }
 
@@ -232,10 +262,11 @@ fn lock_item(lock: &RunLock, lease_expires_at: u64, now: u64) -> Item {
 pub async fn acquire(
     store: &RunStore,
     (pk, sk): (String, String),
-    run_id: &str,
+    plan: &RunPlan,
     scheduled_time: Option<String>,
     lease_seconds: u64,
 ) -> Result<RunLock> {
+    let run_id = plan.run_id.as_str();
     let mut seen: Option<Holder> = None;
     for _ in 0..ACQUIRE_ATTEMPTS {
         let now = now_epoch_seconds();
@@ -250,6 +281,7 @@ pub async fn acquire(
             sk: sk.clone(),
             run_id: run_id.to_owned(),
             scheduled_time: scheduled_time.clone(),
+            waves: plan.waves.iter().map(|w| w.name.clone()).collect(),
             resumes,
             expires_at: expires_at(store),
         };
@@ -262,8 +294,11 @@ pub async fn acquire(
         put = match &seen {
             None => put.condition_expression("attribute_not_exists(pk)"),
             // Optimistic: only over exactly the holder (and lease) this decision was made on.
+            // A released item carries no lease (the state machine writes it without one).
             Some(holder) => put
-                .condition_expression("runId = :run AND leaseExpiresAt = :lease AND #status = :status")
+                .condition_expression(
+                    "runId = :run AND #status = :status AND (leaseExpiresAt = :lease OR attribute_not_exists(leaseExpiresAt))",
+                )
                 .expression_attribute_names("#status", "status")
                 .expression_attribute_values(":run", s(&holder.run_id))
                 .expression_attribute_values(":lease", n(holder.lease_expires_at))
@@ -332,14 +367,10 @@ pub async fn renew(store: &RunStore, lock: &RunLock, lease_seconds: u64) -> Resu
     }
 }
 
-/// Renews the lease of `run_id` by its lock record in S3. A run planned before run locks existed
-/// (no `lock.json`) has nothing to renew.
+/// Renews the lease of `run_id` by the lock stored with its plan. A run planned before run locks
+/// existed has nothing to renew.
 pub async fn renew_for_run(store: &RunStore, run_id: &str, lease_seconds: u64) -> Result<Option<RunLock>> {
-    let lock: RunLock = match store.get_json(&object_key(run_id)).await {
-        Ok(lock) => lock,
-        Err(Error::NotFound(_)) => return Ok(None),
-        Err(error) => return Err(error),
-    };
+    let Some(lock) = load(store, run_id).await? else { return Ok(None) };
     renew(store, &lock, lease_seconds).await?;
     Ok(Some(lock))
 }
@@ -379,7 +410,7 @@ mod tests {
         let time = scheduled_time(&input).unwrap();
         assert_eq!(time.as_deref(), Some("2026-11-29T03:00:00Z"));
         let (pk, sk) = lock_key(&plan(input.clone()), time.as_deref());
-        assert!(pk.starts_with("RUNLOCK#w1#") && pk.len() == "RUNLOCK#w1#".len() + 32, "{pk}");
+        assert!(pk.starts_with("RUNLOCK#") && pk.len() == "RUNLOCK#".len() + 32, "{pk}");
         assert_eq!(sk, "AT#2026-11-29T03:00:00Z");
 
         // Same waves, another run id, topic or pause: the same lock.
@@ -471,6 +502,29 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn the_lock_travels_inside_plan_json_without_disturbing_the_plan() {
+        let plan = plan(json!({"accounts": ["222222222222"]}));
+        let lock = RunLock {
+            pk: "RUNLOCK#manual#0".into(),
+            sk: MANUAL_SK.into(),
+            run_id: "run-1".into(),
+            scheduled_time: None,
+            waves: vec!["manual".into()],
+            resumes: vec!["run-0".into()],
+            expires_at: "1".into(),
+        };
+        let stored = serde_json::to_value(PlanWithLock { plan: &plan, run_lock: &lock }).unwrap();
+        assert_eq!(
+            serde_json::from_value::<RunPlan>(stored.clone()).unwrap(),
+            plan,
+            "readers of the plan see the plan"
+        );
+        assert_eq!(serde_json::from_value::<StoredLock>(stored).unwrap().run_lock, Some(lock));
+        let older = serde_json::to_value(&plan).unwrap();
+        assert_eq!(serde_json::from_value::<StoredLock>(older).unwrap().run_lock, None);
     }
 
     #[test]

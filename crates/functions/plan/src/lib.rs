@@ -7,7 +7,7 @@
 //! `status = DUPLICATE` and the holder), without a plan: it patches nothing.
 
 use ec2patch_core::input::{plan_run, scheduled_time};
-use ec2patch_core::run_lock::{self, Renewal, RunLock};
+use ec2patch_core::run_lock::{self, LockRef, Renewal, RunLock};
 use ec2patch_core::store::{self, ObjectRef, n, s};
 use ec2patch_core::{Error, Hub, Result, RunPlan};
 use serde::{Deserialize, Serialize};
@@ -38,7 +38,7 @@ pub struct PlannedRun {
     pub sns_topic_arn: Option<String>,
     pub plan: ObjectRef,
     /// The run lock, which the state machine releases when the run ends.
-    pub lock: RunLock,
+    pub lock: LockRef,
 }
 
 pub async fn handle(hub: &Hub, request: PlanRequest) -> Result<PlannedRun> {
@@ -46,7 +46,7 @@ pub async fn handle(hub: &Hub, request: PlanRequest) -> Result<PlannedRun> {
     let scheduled_time = scheduled_time(&request.input)?;
     let key = run_lock::lock_key(&plan, scheduled_time.as_deref());
     let lease = run_lock::lease_seconds(&hub.config, plan.wave_pause_seconds, Renewal::Planned);
-    let lock = match run_lock::acquire(&hub.store, key, &plan.run_id, scheduled_time, lease).await {
+    let lock = match run_lock::acquire(&hub.store, key, &plan, scheduled_time, lease).await {
         Ok(lock) => lock,
         Err(error @ Error::DuplicateRun { .. }) => {
             tracing::warn!(run_id = %plan.run_id, %error, "duplicate run refused");
@@ -55,10 +55,10 @@ pub async fn handle(hub: &Hub, request: PlanRequest) -> Result<PlannedRun> {
         }
         Err(error) => return Err(error),
     };
-    // The plan and the lock record are written after the lock is ours: a refused run leaves
-    // nothing a later step could pick up.
-    let plan_ref = hub.store.put_json(&store::plan_key(&plan.run_id), &plan).await?;
-    hub.store.put_json(&run_lock::object_key(&plan.run_id), &lock).await?;
+    // The plan (with the lock, for the steps that renew it) is written once the lock is ours: a
+    // refused run leaves nothing a later step could pick up.
+    let stored = run_lock::PlanWithLock { plan: &plan, run_lock: &lock };
+    let plan_ref = hub.store.put_json(&store::plan_key(&plan.run_id), &stored).await?;
     record_run(hub, &plan, &lock).await?;
     tracing::info!(run_id = %plan.run_id, waves = plan.waves.len(), targets = plan.target_count(), dry_run = plan.dry_run,
         resumes = ?lock.resumes, "run planned");
@@ -72,7 +72,7 @@ pub async fn handle(hub: &Hub, request: PlanRequest) -> Result<PlannedRun> {
         approval_timeout_seconds: hub.config.approval_timeout_seconds,
         sns_topic_arn: plan.sns_topic_arn.clone(),
         plan: plan_ref,
-        lock,
+        lock: lock.to_ref(),
     })
 }
 
