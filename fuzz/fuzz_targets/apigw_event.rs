@@ -50,7 +50,9 @@ fuzz_target!(|data: &[u8]| {
     } else {
         let (event, expected) = structured_event(mode, rest);
         let decoded = serde_json::from_value::<ApiGatewayV2httpRequest>(event.clone());
-        let Ok(decoded) = decoded else { panic!("a valid event with odd field values must decode: {decoded:?}\n{event}") };
+        let Ok(decoded) = decoded else {
+            panic!("a valid event with odd field values must decode: {decoded:?}\n{event}")
+        };
         assert_eq!(answer(decoded), expected, "{event}");
     }
 });
