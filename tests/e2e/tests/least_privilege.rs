@@ -3,20 +3,22 @@
 //! 1. The hub and spoke roots are planned with the example variables (`terraform plan -out`,
 //!    `terraform show -json`, offline, against a plain emulator for the data sources): once as
 //!    the example stands (the module creates the KMS key, so the documents naming the key are
-//!    "known after apply"), once with a brought key (`kms_key_arn`, every document known). Every
+//!    "known after apply"), once with a brought key (`kms_key_arn`, every document known), once
+//!    with `organization_id` as well (the spoke role in any account of the organization). Every
 //!    IAM policy document of the plans (inline role policies, managed policies, trust policies,
 //!    resource policies: KMS key, S3 bucket, SQS queue, SNS topic, ...) is written under
 //!    target/least-privilege/policies/.
 //! 2. parliament and cloudsplaining (`scan-policy-file`) lint every document; the test fails on
 //!    any finding that is not in [`ALLOWED_FINDINGS`] (each entry with its reason), and on an
-//!    entry no finding needs any more. checkov runs on the modules in tests/e2e/tests/terraform.rs.
+//!    entry no finding needs any more. checkov runs on the resolved plans here (and on the modules
+//!    in tests/e2e/tests/terraform.rs), under the same allow-list.
 //! 3. Identity policies use `Resource: "*"` only for the actions in [`STAR_RESOURCE_ACTIONS`]
 //!    (actions AWS gives no resource-level permission), and no wildcard actions.
 //! 4. A separate moto server with IAM enforcement on (moto's `INITIAL_NO_AUTH_ACTION_COUNT`,
 //!    switched to 0 through `/moto-api/reset-auth` once the identities exist) holds the spoke
 //!    `PatchExecRole` and the hub function roles with the planned documents; the test assumes them
-//!    through `SpokeSessions` (the production code path, ExternalId from the planned Lambda
-//!    environment) and asserts what moto allows and denies.
+//!    through `SpokeSessions` (the production code path, with the ExternalId and role name the
+//!    planned hub gives its functions) and asserts what moto allows and denies.
 //! 5. What moto does not evaluate (SSM resource ARNs, conditions other than a present
 //!    `sts:ExternalId` under StringEquals, cross-account trust policies) is decided by a small
 //!    IAM evaluator on the planned JSON instead, and each of moto's gaps is pinned by an assertion
