@@ -663,7 +663,17 @@ async fn inspect_local_apply(stack: &LocalStack, local: &Path, apply_log: &str) 
     ] {
         let target = resource(&format!("module.hub.aws_cloudwatch_event_target.wave[\"{wave}\"]"))?;
         check(target["arn"] == json!(arn), format!("{wave} target {}", target["arn"]))?;
-        let input = json_field(&target, "input");
+        // The rule adds the firing time (`scheduledTime`, the run lock's key) with an input
+        // transformer: fill `<time>` as EventBridge does and check what PlanRun gets.
+        let transformer = &target["input_transformer"][0];
+        check(
+            transformer["input_paths"] == json!({"time": "$.time"}),
+            format!("{wave} input paths {}", transformer["input_paths"]),
+        )?;
+        let template = transformer["input_template"].as_str().unwrap_or_default();
+        let input: Value = serde_json::from_str(&template.replace("<time>", "2026-12-05T03:00:00Z"))
+            .map_err(|e| format!("{wave}: input template is not JSON once filled: {e}\n{template}"))?;
+        check(input["scheduledTime"] == "2026-12-05T03:00:00Z", format!("{wave}: scheduledTime {}", input["scheduledTime"]))?;
         let plan = plan_run("terraform-check", &input, &config.defaults)
             .map_err(|e| format!("wave rule {wave}'s input is not a valid run input: {e}\n{input:#}"))?;
         let plan = serde_json::to_value(&plan).map_err(|e| e.to_string())?;

@@ -116,8 +116,11 @@ async fn respond(hub: &Hub, deps: &Deps, event: &ApiGatewayV2httpRequest) -> Pag
 /// the SSM calls a stream of forged links can cause to one a minute per container.
 const KEY_RELOAD_INTERVAL: std::time::Duration = std::time::Duration::from_secs(60);
 
-/// Keys re-read from SSM after a mismatch, and when.
-static RELOADED_KEYS: std::sync::Mutex<Option<(std::time::Instant, SigningKey)>> = std::sync::Mutex::new(None);
+/// The last re-read of the keys after a mismatch: when, and the keys (`None`: the re-read
+/// failed; a failure is remembered too, or forged links would each cost an SSM call while SSM
+/// is failing).
+type Reloaded = Option<(std::time::Instant, Option<SigningKey>)>;
+static RELOADED_KEYS: std::sync::Mutex<Reloaded> = std::sync::Mutex::new(None);
 
 /// Checks a link's signature against the keys loaded at cold start and, on a mismatch, against
 /// the parameter's current keys: after a rotation (`<new>,<old>` in SSM) a warm container still
@@ -129,25 +132,25 @@ async fn signature_ok(hub: &Hub, deps: &Deps, params: &LinkParams) -> bool {
         Err(approval::SignatureError::Malformed) => return false,
         Err(approval::SignatureError::Mismatch) => {}
     }
-    let cached = {
+    let recent = {
         let guard = RELOADED_KEYS.lock().unwrap_or_else(|p| p.into_inner());
-        guard.as_ref().filter(|(at, _)| at.elapsed() < KEY_RELOAD_INTERVAL).map(|(_, key)| key.clone())
+        guard.as_ref().filter(|(at, _)| at.elapsed() < KEY_RELOAD_INTERVAL).map(|(_, keys)| keys.clone())
     };
-    let keys = match cached {
+    let keys = match recent {
         Some(keys) => keys,
-        None => match hub.load_signing_key().await {
-            Ok(keys) => {
-                *RELOADED_KEYS.lock().unwrap_or_else(|p| p.into_inner()) =
-                    Some((std::time::Instant::now(), keys.clone()));
-                keys
-            }
-            Err(error) => {
-                tracing::error!(%error, "cannot re-read the approval link keys");
-                return false;
-            }
-        },
+        None => {
+            let keys = match hub.load_signing_key().await {
+                Ok(keys) => Some(keys),
+                Err(error) => {
+                    tracing::error!(%error, "cannot re-read the approval link keys");
+                    None
+                }
+            };
+            *RELOADED_KEYS.lock().unwrap_or_else(|p| p.into_inner()) = Some((std::time::Instant::now(), keys.clone()));
+            keys
+        }
     };
-    verify(&keys).is_ok()
+    keys.is_some_and(|keys| verify(&keys).is_ok())
 }
 
 fn body_bytes(event: &ApiGatewayV2httpRequest) -> Option<Vec<u8>> {
