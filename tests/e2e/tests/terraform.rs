@@ -673,7 +673,10 @@ async fn inspect_local_apply(stack: &LocalStack, local: &Path, apply_log: &str) 
         let template = transformer["input_template"].as_str().unwrap_or_default();
         let input: Value = serde_json::from_str(&template.replace("<time>", "2026-12-05T03:00:00Z"))
             .map_err(|e| format!("{wave}: input template is not JSON once filled: {e}\n{template}"))?;
-        check(input["scheduledTime"] == "2026-12-05T03:00:00Z", format!("{wave}: scheduledTime {}", input["scheduledTime"]))?;
+        check(
+            input["scheduledTime"] == "2026-12-05T03:00:00Z",
+            format!("{wave}: scheduledTime {}", input["scheduledTime"]),
+        )?;
         let plan = plan_run("terraform-check", &input, &config.defaults)
             .map_err(|e| format!("wave rule {wave}'s input is not a valid run input: {e}\n{input:#}"))?;
         let plan = serde_json::to_value(&plan).map_err(|e| e.to_string())?;
