@@ -1,1 +1,6 @@
-//! End-to-end tests live in tests/.
+//! End-to-end tests live in tests/; this library holds what several of them share.
+
+// Test support: a failed setup step is a failed test, so panicking is the right answer here.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+pub mod terraform;

@@ -36,6 +36,7 @@ use aws_sdk_ssm::config::{Credentials, SharedCredentialsProvider};
 use aws_sdk_ssm::error::{ProvideErrorMetadata, SdkError};
 use ec2patch_core::config::HubConfig;
 use ec2patch_core::{AccountId, Hub, Region};
+use ec2patch_e2e::terraform::copy_tree;
 use ec2patch_local::http::{query_call, xml_text};
 use ec2patch_local::moto::{MotoServer, ensure_venv_at, free_port, repo_root, venv_tool};
 use ec2patch_local::{LocalStack, LocalStackOptions};
@@ -204,106 +205,17 @@ fn record(what: &str, elapsed: Duration) {
         .and_then(|mut file| std::io::Write::write_all(&mut file, line.as_bytes()));
 }
 
-fn provider_mirror() -> PathBuf {
-    let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_default();
-    let candidates: Vec<PathBuf> = std::env::var_os("EC2PATCH_TF_PLUGIN_MIRROR")
-        .map(PathBuf::from)
-        .into_iter()
-        .chain([
-            PathBuf::from("/opt/tf-plugins"),
-            PathBuf::from("/usr/local/share/terraform/plugins"),
-            PathBuf::from("/usr/share/terraform/plugins"),
-            home.join(".terraform.d/plugins"),
-            home.join(".local/share/terraform/plugins"),
-        ])
-        .collect();
-    candidates
-        .iter()
-        .find(|dir| dir.join("registry.terraform.io/hashicorp/aws").is_dir())
-        .cloned()
-        .unwrap_or_else(|| {
-            panic!("no filesystem mirror of registry.terraform.io/hashicorp/aws in any of {candidates:?}; set EC2PATCH_TF_PLUGIN_MIRROR")
-        })
-}
-
 fn cli_config() -> PathBuf {
-    let path = test_dir().join(format!("terraformrc-{}", std::process::id()));
-    if !path.exists() {
-        std::fs::write(
-            &path,
-            format!(
-                "provider_installation {{\n  filesystem_mirror {{\n    path    = \"{}\"\n    include = [\"registry.terraform.io/hashicorp/aws\"]\n  }}\n}}\n",
-                provider_mirror().display()
-            ),
-        )
-        .unwrap();
-    }
-    path
-}
-
-fn copy_tree(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let name = entry.file_name();
-        let name = name.to_string_lossy();
-        if name == ".terraform" || name.contains(".tfstate") || name == ".terraform.lock.hcl" {
-            continue;
-        }
-        if entry.file_type().unwrap().is_dir() {
-            copy_tree(&entry.path(), &to.join(&*name));
-        } else {
-            std::fs::copy(entry.path(), to.join(&*name)).unwrap();
-        }
-    }
-}
-
-/// A process group killed when dropped before its command finished.
-struct ProcessGroup(Option<u32>);
-
-impl Drop for ProcessGroup {
-    fn drop(&mut self) {
-        if let Some(pgid) = self.0 {
-            let _ = std::process::Command::new("kill").args(["-KILL", "--", &format!("-{pgid}")]).status();
-        }
-    }
+    ec2patch_e2e::terraform::cli_config(&test_dir())
 }
 
 async fn terraform(dir: &Path, args: &[&str]) -> String {
     let started = Instant::now();
-    let child = tokio::process::Command::new("terraform")
-        .args(args)
-        .current_dir(dir)
-        .env("TF_CLI_CONFIG_FILE", cli_config())
-        .env("TF_IN_AUTOMATION", "1")
-        .env("TF_INPUT", "0")
-        .env("CHECKPOINT_DISABLE", "1")
-        .env_remove("TF_PLUGIN_CACHE_DIR")
-        .env_remove("TF_DATA_DIR")
-        .env_remove("TF_WORKSPACE")
-        .env_remove("AWS_PROFILE")
-        .env_remove("AWS_ACCESS_KEY_ID")
-        .env_remove("AWS_SECRET_ACCESS_KEY")
-        .env_remove("AWS_SESSION_TOKEN")
-        .process_group(0)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("running terraform (is it installed and on PATH?): {e}"));
-    let mut group = ProcessGroup(child.id());
-    let output = child.wait_with_output().await.unwrap();
-    group.0 = None;
+    let output = ec2patch_e2e::terraform::run(dir, args, &cli_config()).await;
     let label: Vec<&str> = args.iter().copied().take_while(|a| !a.starts_with("-var")).collect();
     record(&format!("terraform {} ({})", label.join(" "), dir.display()), started.elapsed());
-    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-    assert!(
-        output.status.success(),
-        "terraform {args:?} in {}: {}\n--- stdout\n{stdout}\n--- stderr\n{}",
-        dir.display(),
-        output.status,
-        String::from_utf8_lossy(&output.stderr)
-    );
-    stdout
+    assert!(output.success(), "terraform {args:?} in {}: {}", dir.display(), output.text());
+    output.stdout
 }
 
 /// An IAM user with an access key in `account` on a (not yet enforcing) moto server.

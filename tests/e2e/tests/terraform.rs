@@ -26,6 +26,7 @@ use std::time::{Duration, Instant};
 use ec2patch_core::asl;
 use ec2patch_core::config::HubConfig;
 use ec2patch_core::input::plan_run;
+use ec2patch_e2e::terraform::{TerraformOutput, copy_tree};
 use ec2patch_local::moto::{ensure_venv, ensure_venv_at, repo_root, venv_tool};
 use ec2patch_local::{LocalStack, LocalStackOptions};
 use serde_json::{Value, json};
@@ -106,46 +107,9 @@ fn test_dir() -> PathBuf {
     dir
 }
 
-/// The machine's filesystem mirror of the AWS provider (these machines ship one; nothing is
-/// ever downloaded). `EC2PATCH_TF_PLUGIN_MIRROR` overrides the search.
-fn provider_mirror() -> PathBuf {
-    let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_default();
-    let candidates: Vec<PathBuf> = std::env::var_os("EC2PATCH_TF_PLUGIN_MIRROR")
-        .map(PathBuf::from)
-        .into_iter()
-        .chain([
-            PathBuf::from("/opt/tf-plugins"),
-            PathBuf::from("/usr/local/share/terraform/plugins"),
-            PathBuf::from("/usr/share/terraform/plugins"),
-            home.join(".terraform.d/plugins"),
-            home.join(".local/share/terraform/plugins"),
-        ])
-        .collect();
-    candidates
-        .iter()
-        .find(|dir| dir.join("registry.terraform.io/hashicorp/aws").is_dir())
-        .cloned()
-        .unwrap_or_else(|| {
-            panic!("no filesystem mirror of registry.terraform.io/hashicorp/aws in any of {candidates:?}; set EC2PATCH_TF_PLUGIN_MIRROR")
-        })
-}
-
-/// A CLI config installing providers from the mirror only (TF_CLI_CONFIG_FILE on these machines
-/// points at a file that does not exist).
+/// A CLI config installing providers from the mirror only.
 fn cli_config() -> PathBuf {
-    let path = test_dir().join(format!("terraformrc-{}", std::process::id()));
-    if !path.exists() {
-        let mirror = provider_mirror();
-        std::fs::write(
-            &path,
-            format!(
-                "provider_installation {{\n  filesystem_mirror {{\n    path    = \"{}\"\n    include = [\"registry.terraform.io/hashicorp/aws\"]\n  }}\n}}\n",
-                mirror.display()
-            ),
-        )
-        .unwrap();
-    }
-    path
+    ec2patch_e2e::terraform::cli_config(&test_dir())
 }
 
 /// A fresh copy of terraform/, examples/ and statemachine/ under target/terraform-test/<name>,
@@ -158,23 +122,6 @@ fn working_copy(name: &str) -> PathBuf {
         copy_tree(&root.join(dir), &copy.join(dir));
     }
     copy
-}
-
-fn copy_tree(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let name = entry.file_name();
-        let name = name.to_string_lossy();
-        if name == ".terraform" || name.contains(".tfstate") || name == ".terraform.lock.hcl" {
-            continue;
-        }
-        if entry.file_type().unwrap().is_dir() {
-            copy_tree(&entry.path(), &to.join(&*name));
-        } else {
-            std::fs::copy(entry.path(), to.join(&*name)).unwrap();
-        }
-    }
 }
 
 /// Zips whose `bootstrap` only says it is a placeholder: the emulator stores function code but
@@ -205,67 +152,18 @@ fn squash(text: &str) -> String {
     text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
-struct Run {
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
-}
-
-impl Run {
-    fn text(&self) -> String {
-        format!("exit {:?}\n--- stdout\n{}\n--- stderr\n{}", self.code, self.stdout, self.stderr)
-    }
-}
-
-/// A process group killed when dropped before its command finished (a test panicking mid-way).
-struct ProcessGroup(Option<u32>);
-
-impl Drop for ProcessGroup {
-    fn drop(&mut self) {
-        if let Some(pgid) = self.0 {
-            let _ = std::process::Command::new("kill").args(["-KILL", "--", &format!("-{pgid}")]).status();
-        }
-    }
-}
+type Run = TerraformOutput;
 
 /// Runs terraform in `dir` (through tokio, so the local stack's router keeps serving).
 async fn terraform(dir: &Path, args: &[&str]) -> Run {
     let started = Instant::now();
-    let child = tokio::process::Command::new("terraform")
-        .args(args)
-        .current_dir(dir)
-        .env("TF_CLI_CONFIG_FILE", cli_config())
-        .env("TF_IN_AUTOMATION", "1")
-        .env("TF_INPUT", "0")
-        .env("CHECKPOINT_DISABLE", "1")
-        .env_remove("TF_PLUGIN_CACHE_DIR")
-        .env_remove("TF_DATA_DIR")
-        .env_remove("TF_WORKSPACE")
-        .env_remove("AWS_PROFILE")
-        .env_remove("AWS_ACCESS_KEY_ID")
-        .env_remove("AWS_SECRET_ACCESS_KEY")
-        .env_remove("AWS_SESSION_TOKEN")
-        // Its own process group, so that a test failing while terraform runs also stops the
-        // provider plugin terraform started (killing terraform alone leaves it running).
-        .process_group(0)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("running terraform (is it installed and on PATH?): {e}"));
-    let mut group = ProcessGroup(child.id());
-    let output = child.wait_with_output().await.unwrap();
-    group.0 = None;
+    let run = ec2patch_e2e::terraform::run(dir, args, &cli_config()).await;
     let label = format!(
         "terraform {} ({})",
         args.iter().take_while(|a| !a.starts_with("-var")).cloned().collect::<Vec<_>>().join(" "),
         dir.strip_prefix(test_dir()).unwrap_or(dir).display()
     );
     record(&label, started.elapsed());
-    let run = Run {
-        code: output.status.code(),
-        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-    };
     // Every command's output stays beside its working copy (never in the source tree), for
     // reading after a failure.
     if !dir.starts_with(test_dir()) {
