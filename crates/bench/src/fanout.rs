@@ -12,6 +12,8 @@ use aws_credential_types::Credentials;
 use aws_sdk_dynamodb::types::{AttributeValue, PutRequest, WriteRequest};
 use aws_sdk_ec2::types::Filter;
 use aws_sdk_ssm::types::InstanceInformationStringFilter;
+use ec2patch_core::Hub;
+use ec2patch_core::config::HubConfig;
 use ec2patch_local::{EstateSpec, FaultRule, LocalStack, SeedKind};
 use futures::StreamExt;
 use serde::Serialize;
@@ -30,6 +32,8 @@ pub struct FanOutOptions {
     /// Accounts the sequential loop covers; its time is scaled to all accounts by the number of
     /// targets (every target makes the same calls, one at a time, so the loop is linear).
     pub sequential_accounts: usize,
+    /// A second latency run with this inventory concurrency (the deployed default is 16).
+    pub wider_concurrency: usize,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -49,6 +53,9 @@ pub struct FanOut {
     /// (b) With `latency_ms` added to every AWS call.
     pub latency_ms: u64,
     pub inventory_latency_seconds: f64,
+    /// The same at `wider_concurrency` targets at once.
+    pub wider_concurrency: usize,
+    pub inventory_latency_wider_seconds: f64,
     pub sequential_sample_targets: usize,
     pub sequential_sample_seconds: f64,
     /// The sample's time x targets / sample targets.
@@ -79,35 +86,50 @@ pub async fn measure(stack: &LocalStack, options: &FanOutOptions) -> anyhow::Res
     let targets: Vec<(String, String)> =
         estate.accounts.iter().flat_map(|a| options.regions.iter().map(move |r| (a.clone(), r.clone()))).collect();
 
-    // (a) The real handler, in-process, as the router would run it for the state machine.
-    let (inventory_seconds, inventory_calls, _) =
-        inventory(stack, "bench-fanout", &estate.accounts, &options.regions).await?;
+    // (a) The tight client first, so that whatever the emulator's growing state costs falls on
+    // the handler, which runs second; then the real handler, in-process, as the router would run
+    // it for the state machine.
     let raw_started = Instant::now();
     stack.router.reset_calls();
     let concurrency = stack.hub.config.inventory_concurrency;
     tight_client(stack, &targets, concurrency, "raw").await?;
     let raw_seconds = raw_started.elapsed().as_secs_f64();
     let raw_calls = stack.router.calls();
+    let (inventory_seconds, inventory_calls, _) =
+        inventory(stack, &stack.hub, "bench-fanout", &estate.accounts, &options.regions).await?;
 
     // (b) Every AWS call 50 ms slower, as from a Lambda to AWS endpoints across regions.
     stack.router.faults().add(FaultRule::latency(options.latency));
     let result = async {
         let (inventory_latency_seconds, _, _) =
-            inventory(stack, "bench-fanout-latency", &estate.accounts, &options.regions).await?;
+            inventory(stack, &stack.hub, "bench-fanout-latency", &estate.accounts, &options.regions).await?;
+        // The same with more targets at once (EC2PATCH_INVENTORY_CONCURRENCY is a setting).
+        let wider = Hub::new(
+            stack.sdk.clone(),
+            HubConfig { inventory_concurrency: options.wider_concurrency, ..stack.hub.config.clone() },
+        );
+        let (wider_seconds, _, _) =
+            inventory(stack, &wider, "bench-fanout-latency-wide", &estate.accounts, &options.regions).await?;
         let sample_accounts = &estate.accounts[..options.sequential_accounts.clamp(1, estate.accounts.len())];
         let sample: Vec<(String, String)> =
             targets.iter().filter(|(a, _)| sample_accounts.contains(a)).cloned().collect();
         let started = Instant::now();
         tight_client(stack, &sample, 1, "sequential").await?;
-        Ok::<_, anyhow::Error>((inventory_latency_seconds, sample.len(), started.elapsed().as_secs_f64()))
+        Ok::<_, anyhow::Error>((
+            inventory_latency_seconds,
+            wider_seconds,
+            sample.len(),
+            started.elapsed().as_secs_f64(),
+        ))
     }
     .await;
     stack.router.faults().clear();
-    let (inventory_latency_seconds, sample_targets, sample_seconds) = result?;
+    let (inventory_latency_seconds, wider_seconds, sample_targets, sample_seconds) = result?;
 
     let (summary_bytes, summary_targets) = match &options.extra_region {
         Some(_) => {
-            let (_, _, summary) = inventory(stack, "bench-fanout-all", &estate.accounts, &seeded_regions).await?;
+            let (_, _, summary) =
+                inventory(stack, &stack.hub, "bench-fanout-all", &estate.accounts, &seeded_regions).await?;
             (Some(serde_json::to_vec(&summary)?.len()), Some(summary.targets))
         }
         None => (None, None),
@@ -125,6 +147,8 @@ pub async fn measure(stack: &LocalStack, options: &FanOutOptions) -> anyhow::Res
         raw_calls,
         latency_ms: u64::try_from(options.latency.as_millis()).unwrap_or(u64::MAX),
         inventory_latency_seconds,
+        wider_concurrency: options.wider_concurrency,
+        inventory_latency_wider_seconds: wider_seconds,
         sequential_sample_targets: sample_targets,
         sequential_sample_seconds: sample_seconds,
         sequential_seconds: sample_seconds * targets.len() as f64 / sample_targets.max(1) as f64,
@@ -136,6 +160,7 @@ pub async fn measure(stack: &LocalStack, options: &FanOutOptions) -> anyhow::Res
 /// Plans a one-wave run and times the PreEC2Inventory handler over it.
 async fn inventory(
     stack: &LocalStack,
+    hub: &Hub,
     run_id: &str,
     accounts: &[String],
     regions: &[String],
@@ -150,13 +175,12 @@ async fn inventory(
             "dryRun": true
         }
     }))?;
-    ec2patch_plan::handle(&stack.hub, plan).await.with_context(|| format!("planning {run_id}"))?;
+    ec2patch_plan::handle(hub, plan).await.with_context(|| format!("planning {run_id}"))?;
     stack.router.reset_calls();
     let started = Instant::now();
     let request: ec2patch_inventory::InventoryRequest =
         serde_json::from_value(json!({"runId": run_id, "waveIndex": 0}))?;
-    let summary =
-        ec2patch_inventory::handle(&stack.hub, request).await.with_context(|| format!("inventory of {run_id}"))?;
+    let summary = ec2patch_inventory::handle(hub, request).await.with_context(|| format!("inventory of {run_id}"))?;
     let seconds = started.elapsed().as_secs_f64();
     anyhow::ensure!(
         summary.targets_failed == 0,

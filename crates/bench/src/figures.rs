@@ -225,6 +225,8 @@ pub fn batch_events(run: &WaveRun, polls: f64) -> f64 {
 pub struct Inputs<'a> {
     pub cold: &'a [ColdStart],
     pub fanout: &'a FanOut,
+    /// One target with one instance: the parent's events with the least to patch.
+    pub tiny: &'a WaveRun,
     pub small: &'a WaveRun,
     pub large: &'a WaveRun,
     /// Calls one PollSsmCommand invocation makes for a batch of the large run (measured).
@@ -325,6 +327,22 @@ pub fn figures(inputs: &Inputs<'_>) -> Vec<Figure> {
             )),
     );
 
+    out.push(
+        Figure::new(
+            "fanout.latencyInventoryWiderSeconds",
+            "inventory fan-out",
+            format!("same, EC2PATCH_INVENTORY_CONCURRENCY={}", f.wider_concurrency),
+            f.inventory_latency_wider_seconds,
+            "s",
+        )
+        .against(f.sequential_seconds, "sequential loop, same calls")
+        .target(Bound::AtMost, 0.1, "ratio")
+        .note(format!(
+            "the deployed default is {}; a setting of the hub module (inventory_concurrency)",
+            f.concurrency
+        )),
+    );
+
     // Orchestration cost of one wave of 1000 targets, 30-minute patch.
     let settings = inputs.settings;
     let per_batch = settings.targets_per_batch as f64;
@@ -358,6 +376,34 @@ pub fn figures(inputs: &Inputs<'_>) -> Vec<Figure> {
             fixed.transitions, fixed.invocations, fixed.gb_seconds, fixed_polls
         )),
     );
+    let wave_targets = (inputs.scale_accounts * inputs.scale_regions) as f64;
+    let at_scale = wave_cost(
+        inputs.large,
+        inputs.processor,
+        inputs.memory,
+        inventory_per_target,
+        wave_targets,
+        per_batch,
+        backoff_polls,
+    );
+    out.push(
+        Figure::new(
+            "cost.waveAtScaleDollars",
+            "orchestration cost",
+            format!("one wave, {} accounts x {} regions, 30-min patch", inputs.scale_accounts, inputs.scale_regions),
+            at_scale.dollars,
+            "$",
+        )
+        .note(format!(
+            "{:.0} transitions (${:.3}), {:.0} Lambda requests (${:.4}), {:.0} GB-s (${:.3})",
+            at_scale.transitions,
+            at_scale.transitions * PRICE_PER_TRANSITION,
+            at_scale.invocations,
+            at_scale.invocations * PRICE_PER_REQUEST,
+            at_scale.gb_seconds,
+            at_scale.gb_seconds * PRICE_PER_GB_SECOND
+        )),
+    );
     out.push(
         Figure::new(
             "cost.perTargetDollars",
@@ -381,8 +427,9 @@ pub fn figures(inputs: &Inputs<'_>) -> Vec<Figure> {
             .against(HISTORY_LIMIT, "hard limit")
             .target(Bound::AtMost, 5000.0, "value")
             .note(format!(
-                "measured outside the patch Map at {} x {} ({} events) and {} x {} ({} events): flat in targets and instances; at {} batches the wave takes the {} path, whose map run adds the same 4 Map-state events",
-                inputs.small.accounts, inputs.small.regions, inputs.small.parent_events, large.accounts, large.regions, large.parent_events,
+                "measured outside the patch Map: {} events at 1 target x 1 instance, {} at {} targets x {} instances, {} at {} x {}: flat in targets and instances; at {} batches the wave takes the {} path, whose map run adds the same 4 Map-state events",
+                inputs.tiny.parent_events, inputs.small.parent_events, inputs.small.targets, inputs.small.instances_per_target,
+                large.parent_events, large.targets, large.instances_per_target,
                 scale_batches, if distributed { "Distributed Map" } else { "inline Map" }
             )),
     );

@@ -261,6 +261,8 @@ pub async fn run(root: &Path, options: &Options) -> anyhow::Result<Results> {
     }
     let t = Instant::now();
     eprintln!("bench: patch waves ...");
+    // One target, one instance: what the parent's events are without any batch to speak of.
+    let tiny = waves::run(&stack, "bench-wave-tiny", 1, &options.wave_regions[..1], 1, 200).await?;
     let small = waves::run(
         &stack,
         "bench-wave-small",
@@ -298,6 +300,7 @@ pub async fn run(root: &Path, options: &Options) -> anyhow::Result<Results> {
             instances_per_target: options.fanout_instances,
             latency: Duration::from_millis(options.latency_ms),
             sequential_accounts: options.sequential_accounts,
+            wider_concurrency: 64,
         },
     )
     .await?;
@@ -310,6 +313,7 @@ pub async fn run(root: &Path, options: &Options) -> anyhow::Result<Results> {
     let figures = figures::figures(&figures::Inputs {
         cold: &cold,
         fanout: &fanout,
+        tiny: &tiny,
         small: &small,
         large: &large,
         calls_per_poll: &calls_per_poll,
@@ -329,7 +333,7 @@ pub async fn run(root: &Path, options: &Options) -> anyhow::Result<Results> {
         figures,
         cold_start: cold,
         fanout,
-        waves: vec![small, large],
+        waves: vec![tiny, small, large],
         calls_per_poll,
         definition_check,
     })

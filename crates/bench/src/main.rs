@@ -54,6 +54,8 @@ async fn main() -> ExitCode {
 
 async fn all(args: Args) -> anyhow::Result<()> {
     let root = ec2patch_local::moto::repo_root();
+    // Shown in the output: the plain path, not crates/local/../..
+    let root = std::fs::canonicalize(&root).unwrap_or(root);
     let mut options = ec2patch_bench::Options::full(&root);
     if args.no_build {
         options.build_profile = None;

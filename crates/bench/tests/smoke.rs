@@ -11,9 +11,11 @@ use ec2patch_bench::{FUNCTION_CRATES, Options};
 const KEYS: &[&str] = &[
     "fanout.inventorySeconds",
     "fanout.latencyInventorySeconds",
+    "fanout.latencyInventoryWiderSeconds",
     "cost.per1000TargetsDollars",
     "cost.vsFixedPoll",
     "cost.perTargetDollars",
+    "cost.waveAtScaleDollars",
     "history.parentEvents",
     "history.largestChildEvents",
     "payload.largestBytes",
