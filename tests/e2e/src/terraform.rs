@@ -124,3 +124,33 @@ pub async fn run(dir: &Path, args: &[&str], cli_config: &Path) -> TerraformOutpu
         stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
     }
 }
+
+/// An override file for a root's `provider "aws"` block sending every call to the emulator at
+/// `endpoint` with the given access key (the override merges into the root's block; its nested
+/// `endpoints` replaces the original's).
+pub fn emulator_provider_override(endpoint: &str, access_key: &str, secret_key: &str) -> String {
+    let services = [
+        "apigatewayv2",
+        "cloudwatch",
+        "dynamodb",
+        "events",
+        "iam",
+        "kms",
+        "lambda",
+        "logs",
+        "s3",
+        "sfn",
+        "sns",
+        "sqs",
+        "ssm",
+        "sts",
+    ];
+    let endpoints: String = services.iter().map(|s| format!("    {s} = \"{endpoint}\"\n")).collect();
+    format!(
+        "# Written by the e2e tests (tests/e2e): every AWS call goes to the emulator.\n\
+         provider \"aws\" {{\n  access_key = \"{access_key}\"\n  secret_key = \"{secret_key}\"\n\
+         \x20 skip_credentials_validation = true\n  skip_requesting_account_id = true\n\
+         \x20 skip_metadata_api_check = true\n  s3_use_path_style = true\n  max_retries = 1\n\
+         \x20 endpoints {{\n{endpoints}  }}\n}}\n"
+    )
+}

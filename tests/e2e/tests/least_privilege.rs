@@ -235,33 +235,9 @@ async fn iam_user(endpoint: &str, account: &str, user: &str) -> (String, String)
     (xml_text(&xml, "AccessKeyId").unwrap().to_owned(), xml_text(&xml, "SecretAccessKey").unwrap().to_owned())
 }
 
-/// The root's provider pointed at the emulator with `account`'s credentials (an override file
-/// merges into the root's `provider "aws"` block).
+/// The root's provider pointed at the emulator with `account`'s credentials.
 fn provider_override(endpoint: &str, (key, secret): &(String, String)) -> String {
-    let services = [
-        "apigatewayv2",
-        "cloudwatch",
-        "dynamodb",
-        "events",
-        "iam",
-        "kms",
-        "lambda",
-        "logs",
-        "s3",
-        "sfn",
-        "sns",
-        "sqs",
-        "ssm",
-        "sts",
-    ];
-    let endpoints: String = services.iter().map(|s| format!("    {s} = \"{endpoint}\"\n")).collect();
-    format!(
-        "# Written by tests/e2e/tests/least_privilege.rs: data sources read the emulator.\n\
-         provider \"aws\" {{\n  access_key = \"{key}\"\n  secret_key = \"{secret}\"\n\
-         \x20 skip_credentials_validation = true\n  skip_requesting_account_id = true\n\
-         \x20 skip_metadata_api_check = true\n  s3_use_path_style = true\n  max_retries = 1\n\
-         \x20 endpoints {{\n{endpoints}  }}\n}}\n"
-    )
+    ec2patch_e2e::terraform::emulator_provider_override(endpoint, key, secret)
 }
 
 // ---------------------------------------------------------------------------------------------

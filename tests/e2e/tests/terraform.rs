@@ -252,33 +252,10 @@ fn checkov_passes_on_both_modules() {
     assert_eq!(skipped, expected, "checkov skips changed: review the new skip's reason, then update EXPECTED_SKIPS");
 }
 
-/// The provider pointed at the local stack, for a root that has its own `provider "aws"` block
-/// (an override file merges into it; nested `endpoints` replaces the original's).
+/// The provider pointed at the local stack, as the hub's identity.
 fn local_provider_override(stack: &LocalStack) -> String {
-    let endpoint = stack.router.url();
-    let services = [
-        "apigatewayv2",
-        "cloudwatch",
-        "dynamodb",
-        "events",
-        "iam",
-        "kms",
-        "lambda",
-        "logs",
-        "s3",
-        "sfn",
-        "sns",
-        "sqs",
-        "ssm",
-        "sts",
-    ];
-    let endpoints: String = services.iter().map(|s| format!("    {s} = \"{endpoint}\"\n")).collect();
-    format!(
-        "# Written by tests/e2e/tests/terraform.rs: every call goes to the local stack.\n\
-         provider \"aws\" {{\n  access_key = \"{}\"\n  secret_key = \"{}\"\n\
-         \x20 skip_credentials_validation = true\n  skip_requesting_account_id = true\n\
-         \x20 skip_metadata_api_check = true\n  s3_use_path_style = true\n  max_retries = 1\n\
-         \x20 endpoints {{\n{endpoints}  }}\n}}\n",
+    ec2patch_e2e::terraform::emulator_provider_override(
+        &stack.router.url(),
         stack.hub_credentials.access_key_id(),
         stack.hub_credentials.secret_access_key(),
     )
