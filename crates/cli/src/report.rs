@@ -4,18 +4,11 @@ use std::path::Path;
 
 use anyhow::Context;
 
+use ec2patch_core::report::RunReport;
+pub use ec2patch_core::report::{html_key, json_key};
 use ec2patch_core::store::ObjectRef;
-use ec2patch_verify::report::RunReport;
 
 use crate::connect::Connection;
-
-pub fn json_key(run_id: &str) -> String {
-    format!("runs/{run_id}/report.json")
-}
-
-pub fn html_key(run_id: &str) -> String {
-    format!("runs/{run_id}/report.html")
-}
 
 pub async fn load(connection: &Connection, run_id: &str) -> anyhow::Result<RunReport> {
     connection

@@ -10,6 +10,7 @@ use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::Serialize;
 
 use ec2patch_core::plan::RunPlan;
+use ec2patch_core::status::{InstanceOutcome, InventoryStatus};
 use ec2patch_core::store;
 
 use crate::connect::{Connection, run_id_of};
@@ -87,13 +88,13 @@ pub async fn snapshot(connection: &Connection, execution_arn: &str) -> anyhow::R
         wave.index = index;
         if sk.starts_with("TARGET#") {
             wave.targets += 1;
-            if text("status") == "FAILED" {
+            if InventoryStatus::parse(text("status")) == Some(InventoryStatus::Failed) {
                 wave.targets_failed += 1;
             }
         } else if sk.starts_with("INSTANCE#") {
             wave.instances += 1;
             let outcome = text("outcome");
-            if !outcome.is_empty() && outcome != "PENDING" {
+            if !outcome.is_empty() && InstanceOutcome::parse(outcome) != Some(InstanceOutcome::Pending) {
                 wave.finished += 1;
                 *wave.outcomes.entry(outcome.to_owned()).or_default() += 1;
             }

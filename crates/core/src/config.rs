@@ -117,6 +117,25 @@ impl Default for PatchSettings {
 }
 
 impl HubConfig {
+    /// A configuration for `table` and `bucket` with every other value at its documented default
+    /// (what [`HubConfig::from_lookup`] gives when only the table and bucket are set, before the
+    /// default regions).
+    pub fn new(table: &str, bucket: &str) -> Self {
+        Self {
+            table: table.to_owned(),
+            bucket: bucket.to_owned(),
+            spoke_role_name: "PatchExecRole".to_owned(),
+            external_id: None,
+            inventory_concurrency: 16,
+            record_ttl_days: 90,
+            approval_timeout_seconds: 14_400,
+            callback_base_url: None,
+            hmac_key_parameter: None,
+            patching: PatchSettings::default(),
+            defaults: RunDefaults::default(),
+        }
+    }
+
     /// Reads the configuration from the process environment.
     pub fn from_env() -> Result<Self> {
         Self::from_lookup(|name| std::env::var(name).ok())

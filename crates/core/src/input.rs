@@ -153,10 +153,7 @@ fn normalize_scheduled_time(time: &str) -> Result<String> {
 
 /// A UUID-shaped id derived from the run id (deterministic, so a retried plan is identical).
 fn snapshot_id(run_id: &str) -> String {
-    // FNV-1a, twice with different seeds: 128 bits, enough to keep runs apart; not a secret.
-    let hash = |seed: u64| crate::patching::fnv1a(seed, run_id.as_bytes());
-    let (a, b) = (hash(0xcbf2_9ce4_8422_2325), hash(0x84222325_cbf29ce4));
-    let hex = format!("{a:016x}{b:016x}");
+    let hex = crate::hash::fingerprint_128(run_id.as_bytes());
     format!("{}-{}-{}-{}-{}", &hex[0..8], &hex[8..12], &hex[12..16], &hex[16..20], &hex[20..32])
 }
 

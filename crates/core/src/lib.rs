@@ -13,16 +13,22 @@ pub mod asl;
 pub mod aws;
 pub mod config;
 pub mod error;
+pub mod hash;
 pub mod hub;
 pub mod input;
 pub mod metrics;
 pub mod patching;
 pub mod plan;
 pub mod regions;
+pub mod report;
 pub mod run_lock;
 pub mod sessions;
+pub mod status;
 pub mod store;
 pub mod telemetry;
+#[cfg(feature = "test-util")]
+pub mod test_util;
+pub mod time;
 pub mod wave;
 
 pub use error::{Error, Result};

@@ -53,8 +53,7 @@ pub fn emit(wave: Option<&str>, metrics: &[Metric]) {
         return;
     }
     let namespace = std::env::var("EC2PATCH_METRIC_NAMESPACE").unwrap_or_else(|_| "ec2patch".to_owned());
-    let now =
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or_default();
+    let now = crate::time::now_epoch_millis();
     // stdout, not tracing: EMF must be the whole log line.
     println!("{}", document(&namespace, wave, metrics, now));
 }

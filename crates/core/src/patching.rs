@@ -7,7 +7,9 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use serde::{Deserialize, Serialize};
 
 use crate::aws::AwsResultExt;
+use crate::hash;
 use crate::plan::{AccountId, Region};
+use crate::status::InstanceOutcome;
 use crate::store::{Item, n, s};
 use crate::{Error, Result};
 
@@ -72,20 +74,8 @@ impl CommandRecord {
 /// The Comment a command is sent with: ties an SSM command back to its claim, so a send that
 /// crashed between SendCommand and recording the id is found again instead of sent twice.
 pub fn claim_comment(run_id: &str, sk: &str) -> String {
-    let hash = fnv1a(0xcbf2_9ce4_8422_2325, format!("{run_id}/{sk}").as_bytes());
+    let hash = hash::fnv1a(hash::FNV_OFFSET_BASIS, format!("{run_id}/{sk}").as_bytes());
     format!("ec2patch claim {hash:016x}")
-}
-
-/// Instance outcomes, as recorded on each instance's item.
-pub mod outcome {
-    pub const PENDING: &str = "PENDING";
-    pub const PATCHED: &str = "PATCHED";
-    /// A dry run's Scan completed (nothing installed).
-    pub const SCANNED: &str = "SCANNED";
-    pub const FAILED: &str = "FAILED";
-    pub const TIMED_OUT: &str = "TIMED_OUT";
-    pub const SKIPPED: &str = "SKIPPED";
-    pub const UNREACHABLE: &str = "UNREACHABLE";
 }
 
 /// Sets an instance's outcome (and any extra attributes) on its record.
@@ -93,7 +83,7 @@ pub async fn record_outcome(
     store: &crate::store::RunStore,
     run_id: &str,
     (account, region, instance_id): (&AccountId, &Region, &str),
-    outcome: &str,
+    outcome: InstanceOutcome,
     reason: Option<&str>,
     extra: &[(&str, AttributeValue)],
 ) -> Result<()> {
@@ -104,8 +94,8 @@ pub async fn record_outcome(
         .table_name(store.table())
         .key("pk", s(crate::store::run_pk(run_id)))
         .key("sk", s(crate::store::instance_sk(account, region, instance_id)))
-        .expression_attribute_values(":outcome", s(outcome))
-        .expression_attribute_values(":at", n(crate::approval::now_epoch_seconds()));
+        .expression_attribute_values(":outcome", s(outcome.as_str()))
+        .expression_attribute_values(":at", n(crate::time::now_epoch_seconds()));
     match reason {
         Some(reason) => {
             expression.push_str(", reason = :reason");
@@ -132,11 +122,6 @@ pub async fn record_outcome(
         .aws_context("UpdateItem", || format!("instance {instance_id} (account {account} region {region})"))
         .map_err(crate::store::into_store_error)?;
     Ok(())
-}
-
-/// FNV-1a over `bytes` from `seed`: a stable, non-secret 64-bit fingerprint.
-pub fn fnv1a(seed: u64, bytes: &[u8]) -> u64 {
-    bytes.iter().fold(seed, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3))
 }
 
 /// One instance's view of a command.

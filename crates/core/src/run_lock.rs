@@ -34,15 +34,35 @@ use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailure};
 use serde::{Deserialize, Serialize};
 
-use crate::approval::{format_epoch, now_epoch_seconds};
 use crate::config::HubConfig;
-use crate::patching::fnv1a;
 use crate::plan::RunPlan;
 use crate::store::{Item, RunStore, n, s};
+use crate::time::{format_epoch, now_epoch_seconds};
 use crate::{Error, Result};
 
-pub const HELD: &str = "HELD";
-pub const RELEASED: &str = "RELEASED";
+/// The lock item's `status`: held by a run (with a lease), or released by the state machine at
+/// the end of the run (with `endedAs`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LockStatus {
+    Held,
+    Released,
+}
+
+impl LockStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LockStatus::Held => "HELD",
+            LockStatus::Released => "RELEASED",
+        }
+    }
+
+    /// The status as stored: only `RELEASED` frees the lock; anything else (the lock is written
+    /// `HELD`) holds it.
+    pub fn from_stored(value: Option<&str>) -> Self {
+        if value == Some(LockStatus::Released.as_str()) { LockStatus::Released } else { LockStatus::Held }
+    }
+}
+
 /// The sort key of the lock shared by runs started without a `scheduledTime`.
 pub const MANUAL_SK: &str = "MANUAL";
 /// A resume chain longer than this keeps only the most recent runs.
@@ -122,11 +142,7 @@ pub fn lock_key(plan: &RunPlan, scheduled_time: Option<&str>) -> (String, String
         "tagFilters": plan.tag_filters,
     })
     .to_string();
-    let hash = format!(
-        "{:016x}{:016x}",
-        fnv1a(0xcbf2_9ce4_8422_2325, identity.as_bytes()),
-        fnv1a(0x8422_2325_cbf2_9ce4, identity.as_bytes())
-    );
+    let hash = crate::hash::fingerprint_128(identity.as_bytes());
     // Only the hash: the key travels in every state of the execution, which is kept small (the
     // lock item carries the wave names for people).
     let sk = scheduled_time.map_or_else(|| MANUAL_SK.to_owned(), |time| format!("AT#{time}"));
@@ -137,7 +153,7 @@ pub fn lock_key(plan: &RunPlan, scheduled_time: Option<&str>) -> (String, String
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Holder {
     pub run_id: String,
-    pub status: String,
+    pub status: LockStatus,
     pub lease_expires_at: u64,
     pub resumes: Vec<String>,
     pub ended_as: Option<String>,
@@ -148,7 +164,7 @@ impl Holder {
         let text = |key: &str| item.get(key).and_then(|v| v.as_s().ok()).cloned();
         Some(Self {
             run_id: text("runId")?,
-            status: text("status").unwrap_or_else(|| HELD.to_owned()),
+            status: LockStatus::from_stored(text("status").as_deref()),
             lease_expires_at: item
                 .get("leaseExpiresAt")
                 .and_then(|v| v.as_n().ok())
@@ -183,7 +199,7 @@ pub fn decide(sk: &str, me: &str, seen: Option<&Holder>, now: u64) -> Verdict {
     if holder.run_id == me {
         return Verdict::Renew { resumes: holder.resumes.clone() };
     }
-    if holder.status == RELEASED {
+    if holder.status == LockStatus::Released {
         if sk == MANUAL_SK {
             // The previous hand-started run ended properly: a new one is a new run.
             return Verdict::Take { resumes: Vec::new() };
@@ -242,7 +258,7 @@ fn lock_item(lock: &RunLock, lease_expires_at: u64, now: u64) -> Item {
         ("pk".to_owned(), s(&lock.pk)),
         ("sk".to_owned(), s(&lock.sk)),
         ("runId".to_owned(), s(&lock.run_id)),
-        ("status".to_owned(), s(HELD)),
+        ("status".to_owned(), s(LockStatus::Held.as_str())),
         ("leaseExpiresAt".to_owned(), n(lease_expires_at)),
         ("leaseUntil".to_owned(), s(format_epoch(lease_expires_at))),
         ("renewedAt".to_owned(), n(now)),
@@ -302,7 +318,7 @@ pub async fn acquire(
                 .expression_attribute_names("#status", "status")
                 .expression_attribute_values(":run", s(&holder.run_id))
                 .expression_attribute_values(":lease", n(holder.lease_expires_at))
-                .expression_attribute_values(":status", s(&holder.status)),
+                .expression_attribute_values(":status", s(holder.status.as_str())),
         };
         match put.send().await {
             Ok(_) => {
@@ -341,7 +357,7 @@ pub async fn renew(store: &RunStore, lock: &RunLock, lease_seconds: u64) -> Resu
         .condition_expression("runId = :run AND #status = :held")
         .expression_attribute_names("#status", "status")
         .expression_attribute_values(":run", s(&lock.run_id))
-        .expression_attribute_values(":held", s(HELD))
+        .expression_attribute_values(":held", s(LockStatus::Held.as_str()))
         .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
         .send()
         .await;
@@ -394,10 +410,10 @@ mod tests {
         plan_run("run-1", &input, &RunDefaults::default()).unwrap()
     }
 
-    fn holder(run_id: &str, status: &str, lease: u64, resumes: &[&str]) -> Holder {
+    fn holder(run_id: &str, status: LockStatus, lease: u64, resumes: &[&str]) -> Holder {
         Holder {
             run_id: run_id.into(),
-            status: status.into(),
+            status,
             lease_expires_at: lease,
             resumes: resumes.iter().map(|r| (*r).to_owned()).collect(),
             ended_as: Some("completed".into()),
@@ -458,7 +474,7 @@ mod tests {
     fn a_live_holder_refuses_and_an_expired_one_is_taken_over_and_resumed() {
         let now = 1_000;
         assert_eq!(decide("AT#t", "b", None, now), Verdict::Take { resumes: vec![] });
-        match decide("AT#t", "b", Some(&holder("a", HELD, now + 1, &[])), now) {
+        match decide("AT#t", "b", Some(&holder("a", LockStatus::Held, now + 1, &[])), now) {
             Verdict::Refuse { holder, reason } => {
                 assert_eq!(holder, "a");
                 assert!(reason.contains("lease"), "{reason}");
@@ -466,12 +482,12 @@ mod tests {
             other => panic!("{other:?}"),
         }
         assert_eq!(
-            decide("AT#t", "c", Some(&holder("b", HELD, now, &["a"])), now),
+            decide("AT#t", "c", Some(&holder("b", LockStatus::Held, now, &["a"])), now),
             Verdict::Take { resumes: vec!["a".into(), "b".into()] },
             "an expired lease is taken over, and the chain of stopped runs is kept"
         );
         assert_eq!(
-            decide("MANUAL", "b", Some(&holder("b", HELD, now + 100, &["a"])), now),
+            decide("MANUAL", "b", Some(&holder("b", LockStatus::Held, now + 100, &["a"])), now),
             Verdict::Renew { resumes: vec!["a".into()] },
             "a retried PlanRun keeps its own lock"
         );
@@ -481,12 +497,12 @@ mod tests {
     fn a_released_lock_frees_hand_started_runs_but_not_the_same_schedule() {
         let now = 1_000;
         assert_eq!(
-            decide(MANUAL_SK, "b", Some(&holder("a", RELEASED, now + 100, &[])), now),
+            decide(MANUAL_SK, "b", Some(&holder("a", LockStatus::Released, now + 100, &[])), now),
             Verdict::Take { resumes: vec![] },
             "a new manual run after one that ended is a fresh run"
         );
         assert!(matches!(
-            decide("AT#2026-11-29T03:00:00Z", "b", Some(&holder("a", RELEASED, 0, &[])), now),
+            decide("AT#2026-11-29T03:00:00Z", "b", Some(&holder("a", LockStatus::Released, 0, &[])), now),
             Verdict::Refuse { .. }
         ));
     }
@@ -495,7 +511,7 @@ mod tests {
     fn resume_chains_are_bounded() {
         let long: Vec<String> = (0..20).map(|i| format!("r{i}")).collect();
         let refs: Vec<&str> = long.iter().map(String::as_str).collect();
-        match decide("MANUAL", "me", Some(&holder("last", HELD, 0, &refs)), 10) {
+        match decide("MANUAL", "me", Some(&holder("last", LockStatus::Held, 0, &refs)), 10) {
             Verdict::Take { resumes } => {
                 assert_eq!(resumes.len(), MAX_RESUMED_RUNS);
                 assert_eq!(resumes.last().map(String::as_str), Some("last"));

@@ -16,7 +16,7 @@
 //! `runs/<runId>/waves/<nnn>/batches/<bbbbb>.json` (the patchable part, in Map-sized batches).
 
 use std::collections::HashMap;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use aws_sdk_dynamodb::types::{AttributeValue, PutRequest, WriteRequest};
 use aws_sdk_s3::primitives::ByteStream;
@@ -116,8 +116,7 @@ impl RunStore {
 
     /// The `expiresAt` value (epoch seconds) for records written now.
     pub fn expires_at(&self) -> AttributeValue {
-        let at = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default() + self.ttl;
-        AttributeValue::N(at.as_secs().to_string())
+        AttributeValue::N((crate::time::now_epoch_seconds() + self.ttl.as_secs()).to_string())
     }
 
     pub async fn put_json<T: Serialize>(&self, key: &str, value: &T) -> Result<ObjectRef> {

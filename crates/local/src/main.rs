@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
+use ec2patch_core::status::InventoryStatus;
 use ec2patch_core::store;
 use ec2patch_inventory::WaveManifest;
 use ec2patch_local::{EstateSpec, LocalStack, LocalStackOptions, SeedKind};
@@ -123,8 +124,7 @@ async fn inventory(args: InventoryArgs) -> anyhow::Result<ExitCode> {
         "abortOnIssues": false,
         "dryRun": true
     });
-    let run_id =
-        format!("local-inventory-{}", std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs());
+    let run_id = format!("local-inventory-{}", ec2patch_core::time::now_epoch_seconds());
     eprintln!("Starting execution {run_id} ({} waves) ...", waves.len());
     let arn = stack.start_execution(&run_id, &input).await?;
     let execution = stack.wait_for_execution(&arn, Duration::from_secs(600)).await?;
@@ -175,9 +175,10 @@ async fn inventory(args: InventoryArgs) -> anyhow::Result<ExitCode> {
                         target.instances.iter().filter(|i| pred(i)).count().to_string()
                     };
                     let (status, note) = match &target.failure {
-                        Some(failure) => {
-                            ("FAILED", format!("{}: {}", failure.error_type, truncate(&failure.message, 60)))
-                        }
+                        Some(failure) => (
+                            InventoryStatus::Failed.as_str(),
+                            format!("{}: {}", failure.error_type, truncate(&failure.message, 60)),
+                        ),
                         None => ("ok", String::new()),
                     };
                     table.add_row([

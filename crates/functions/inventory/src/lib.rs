@@ -13,6 +13,7 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_ec2::types::Filter as Ec2Filter;
 use aws_sdk_ssm::types::InstanceInformationStringFilter;
 use ec2patch_core::aws::AwsResultExt;
+use ec2patch_core::status::{InstanceOutcome, InventoryStatus};
 use ec2patch_core::store::{self, Item, ObjectRef, n, s};
 pub use ec2patch_core::wave::{
     BatchManifest, DiscoveredInstance, MAX_FAILURES_IN_SUMMARY, SsmStatus, TargetFailure, TargetManifest,
@@ -37,7 +38,7 @@ pub struct InventoryRequest {
 }
 
 pub async fn handle(hub: &Hub, request: InventoryRequest) -> Result<WaveInventory> {
-    let started_at = ec2patch_core::approval::now_epoch_seconds();
+    let started_at = ec2patch_core::time::now_epoch_seconds();
     let plan = hub.store.load_plan(&request.run_id).await?;
     let wave = plan.waves.get(request.wave_index).ok_or_else(|| {
         Error::invalid(
@@ -283,12 +284,12 @@ async fn record_target(
     ]);
     match &manifest.failure {
         Some(failure) => {
-            target_item.insert("status".to_owned(), s("FAILED"));
+            target_item.insert("status".to_owned(), s(InventoryStatus::Failed.as_str()));
             target_item.insert("errorType".to_owned(), s(&failure.error_type));
             target_item.insert("error".to_owned(), s(&failure.message));
         }
         None => {
-            target_item.insert("status".to_owned(), s("INVENTORIED"));
+            target_item.insert("status".to_owned(), s(InventoryStatus::Inventoried.as_str()));
         }
     }
     let mut items = vec![target_item];
@@ -309,11 +310,11 @@ async fn record_target(
         }
         match instance.skip_reason() {
             Some(reason) => {
-                item.insert("outcome".to_owned(), s("SKIPPED"));
+                item.insert("outcome".to_owned(), s(InstanceOutcome::Skipped.as_str()));
                 item.insert("reason".to_owned(), s(reason));
             }
             None => {
-                item.insert("outcome".to_owned(), s("PENDING"));
+                item.insert("outcome".to_owned(), s(InstanceOutcome::Pending.as_str()));
             }
         }
         items.push(item);
@@ -334,7 +335,7 @@ async fn record_wave(hub: &Hub, summary: &WaveInventory, started_at: u64) -> Res
         ("pk".to_owned(), s(store::run_pk(&summary.run_id))),
         ("sk".to_owned(), s(store::wave_sk(summary.wave_index))),
         ("waveName".to_owned(), s(&summary.wave_name)),
-        ("status".to_owned(), s("INVENTORIED")),
+        ("status".to_owned(), s(InventoryStatus::Inventoried.as_str())),
         ("targets".to_owned(), n(summary.targets)),
         ("targetsFailed".to_owned(), n(summary.targets_failed)),
         ("instances".to_owned(), n(summary.instances)),

@@ -9,6 +9,7 @@
 use ec2patch_core::input::{plan_run, scheduled_time};
 use ec2patch_core::run_lock::{self, LockRef, Renewal, RunLock};
 use ec2patch_core::store::{self, ObjectRef, n, s};
+use ec2patch_core::time::now_epoch_seconds;
 use ec2patch_core::{Error, Hub, Result, RunPlan};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -121,8 +122,4 @@ async fn record_duplicate(hub: &Hub, plan: &RunPlan, error: &Error) -> Result<()
     .map(|(k, v)| (k.to_owned(), v))
     .collect();
     hub.store.put_item(item).await
-}
-
-fn now_epoch_seconds() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or_default()
 }

@@ -3,9 +3,9 @@
 //! machine should wait before asking again: the wait doubles from the first poll up to a cap,
 //! so a 30-minute patch costs a handful of polls, not one every 30 seconds.
 
-use ec2patch_core::approval::now_epoch_seconds;
 use ec2patch_core::config::PatchSettings;
 use ec2patch_core::patching::{self, CommandRecord};
+use ec2patch_core::time::now_epoch_seconds;
 use ec2patch_core::{Hub, Result, store};
 use serde::{Deserialize, Serialize};
 

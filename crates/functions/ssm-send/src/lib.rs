@@ -15,12 +15,13 @@
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_ssm::types::CloudWatchOutputConfig;
-use ec2patch_core::approval::{format_epoch, now_epoch_seconds};
 use ec2patch_core::aws::AwsResultExt;
-use ec2patch_core::patching::{self, CommandRecord, DOCUMENT, INSTANCES_PER_COMMAND, outcome};
+use ec2patch_core::patching::{self, CommandRecord, DOCUMENT, INSTANCES_PER_COMMAND};
 use ec2patch_core::run_lock::{self, Renewal};
 use ec2patch_core::sessions::SpokeSessions;
+use ec2patch_core::status::InstanceOutcome;
 use ec2patch_core::store::{self, s};
+use ec2patch_core::time::{format_epoch, now_epoch_seconds};
 use ec2patch_core::wave::{BatchManifest, TargetManifest, WaveManifest};
 use ec2patch_core::{AccountId, Error, Hub, Region, Result, RunPlan};
 use futures::StreamExt;
@@ -192,7 +193,7 @@ async fn send_target(
                     &hub.store,
                     &plan.run_id,
                     (&account, &region, &instance.instance_id),
-                    outcome::UNREACHABLE,
+                    InstanceOutcome::Unreachable,
                     Some(&reason),
                     &[],
                 )

@@ -13,11 +13,12 @@ use std::collections::HashMap;
 use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_ec2::types::SummaryStatus;
 use aws_sdk_ssm::types::InstanceInformationStringFilter;
-use ec2patch_core::approval::now_epoch_seconds;
 use ec2patch_core::aws::AwsResultExt;
 use ec2patch_core::metrics::{self, Metric};
-use ec2patch_core::patching::{self, CommandRecord, Invocation, outcome};
+use ec2patch_core::patching::{self, CommandRecord, Invocation};
+use ec2patch_core::status::{InstanceOutcome, InventoryStatus};
 use ec2patch_core::store::{self, Item, ObjectRef};
+use ec2patch_core::time::now_epoch_seconds;
 use ec2patch_core::wave::{InstanceFailure, WaveOutcomes};
 use ec2patch_core::{AccountId, Error, Hub, Region, Result};
 use serde::{Deserialize, Serialize};
@@ -111,7 +112,7 @@ async fn verify_batch(
                         &hub.store,
                         run_id,
                         (&record.account, &record.region, id),
-                        outcome::UNREACHABLE,
+                        InstanceOutcome::Unreachable,
                         Some(&reason),
                         &[],
                     )
@@ -127,7 +128,7 @@ async fn verify_batch(
                     &hub.store,
                     run_id,
                     (&record.account, &record.region, id),
-                    outcome::FAILED,
+                    InstanceOutcome::Failed,
                     Some("the patch command was never sent"),
                     &[],
                 )
@@ -173,11 +174,11 @@ async fn verify_batch(
             )
             .await?;
             match result {
-                outcome::PATCHED | outcome::SCANNED => verified.patched += 1,
-                outcome::TIMED_OUT => verified.timed_out += 1,
+                InstanceOutcome::Patched | InstanceOutcome::Scanned => verified.patched += 1,
+                InstanceOutcome::TimedOut => verified.timed_out += 1,
                 _ => verified.failed += 1,
             }
-            if (result == outcome::PATCHED || result == outcome::SCANNED) && !healthy {
+            if result.is_patched() && !healthy {
                 verified.unhealthy += 1;
             }
         }
@@ -191,20 +192,24 @@ fn judge(
     health: &Health,
     dry_run: bool,
     timed_out: bool,
-) -> (&'static str, Option<String>, bool) {
+) -> (InstanceOutcome, Option<String>, bool) {
     let healthy = health.status_checks_ok != Some(false) && health.ping.as_deref().is_none_or(|p| p == "Online");
     let Some(invocation) = invocation else {
         return if timed_out {
-            (outcome::TIMED_OUT, Some("SSM reported no invocation within the command timeout".to_owned()), healthy)
+            (
+                InstanceOutcome::TimedOut,
+                Some("SSM reported no invocation within the command timeout".to_owned()),
+                healthy,
+            )
         } else {
-            (outcome::FAILED, Some("SSM reported no invocation for this instance".to_owned()), healthy)
+            (InstanceOutcome::Failed, Some("SSM reported no invocation for this instance".to_owned()), healthy)
         };
     };
     match invocation.status.as_str() {
-        "Success" if dry_run => (outcome::SCANNED, None, healthy),
+        "Success" if dry_run => (InstanceOutcome::Scanned, None, healthy),
         "Success" => match health.failed_patches {
             Some(failed) if failed > 0 => {
-                (outcome::FAILED, Some(format!("{failed} patches failed to install")), healthy)
+                (InstanceOutcome::Failed, Some(format!("{failed} patches failed to install")), healthy)
             }
             _ if !healthy => {
                 let why = match (health.status_checks_ok, health.ping.as_deref()) {
@@ -212,22 +217,24 @@ fn judge(
                     (_, Some(ping)) => format!("SSM agent is {ping}"),
                     _ => "unknown".to_owned(),
                 };
-                (outcome::PATCHED, Some(format!("patched, but unhealthy afterwards: {why}")), false)
+                (InstanceOutcome::Patched, Some(format!("patched, but unhealthy afterwards: {why}")), false)
             }
-            _ => (outcome::PATCHED, None, true),
+            _ => (InstanceOutcome::Patched, None, true),
         },
         "TimedOut" => (
-            outcome::TIMED_OUT,
+            InstanceOutcome::TimedOut,
             Some(format!("AWS-RunPatchBaseline timed out ({})", invocation.status_details)),
             healthy,
         ),
-        "Cancelled" => (outcome::FAILED, Some("the patch command was cancelled".to_owned()), healthy),
+        "Cancelled" => (InstanceOutcome::Failed, Some("the patch command was cancelled".to_owned()), healthy),
         status if !invocation.is_terminal() => {
-            (outcome::TIMED_OUT, Some(format!("still {status} when the command timeout passed")), healthy)
+            (InstanceOutcome::TimedOut, Some(format!("still {status} when the command timeout passed")), healthy)
         }
-        status => {
-            (outcome::FAILED, Some(format!("AWS-RunPatchBaseline {status} ({})", invocation.status_details)), healthy)
-        }
+        status => (
+            InstanceOutcome::Failed,
+            Some(format!("AWS-RunPatchBaseline {status} ({})", invocation.status_details)),
+            healthy,
+        ),
     }
 }
 
@@ -307,13 +314,13 @@ async fn summarize_wave(hub: &Hub, run_id: &str, wave_index: usize) -> Result<(W
     };
     for target in hub.store.query_prefix(&pk, &format!("TARGET#{wave_index:03}#")).await? {
         outcomes.targets += 1;
-        if text(&target, "status") == "FAILED" {
+        if InventoryStatus::parse(&text(&target, "status")) == Some(InventoryStatus::Failed) {
             outcomes.targets_failed += 1;
         }
     }
     for mut item in hub.store.query_prefix(&pk, "INSTANCE#").await?.into_iter().filter(in_wave) {
-        let mut result = text(&item, "outcome");
-        if result == outcome::PENDING {
+        let mut result = InstanceOutcome::parse(&text(&item, "outcome"));
+        if result == Some(InstanceOutcome::Pending) {
             // Its batch never reached verification (the patch step failed for it): it was not
             // patched, and the record must say so rather than stay pending.
             let (account, region, id) = (text(&item, "account"), text(&item, "region"), text(&item, "instanceId"));
@@ -323,40 +330,39 @@ async fn summarize_wave(hub: &Hub, run_id: &str, wave_index: usize) -> Result<(W
                     &hub.store,
                     run_id,
                     (&account, &Region::new_unchecked(region), &id),
-                    outcome::FAILED,
+                    InstanceOutcome::Failed,
                     Some(reason),
                     &[],
                 )
                 .await?;
             }
             item.insert("reason".to_owned(), AttributeValue::S(reason.to_owned()));
-            result = outcome::FAILED.to_owned();
+            result = Some(InstanceOutcome::Failed);
         }
-        match result.as_str() {
-            outcome::PATCHED | outcome::SCANNED => outcomes.patched += 1,
-            outcome::FAILED => outcomes.failed += 1,
-            outcome::TIMED_OUT => outcomes.timed_out += 1,
-            outcome::SKIPPED => outcomes.skipped += 1,
-            outcome::UNREACHABLE => outcomes.unreachable += 1,
-            _ => {}
+        // An item without a known outcome is in no outcome's count.
+        match result {
+            Some(InstanceOutcome::Patched | InstanceOutcome::Scanned) => outcomes.patched += 1,
+            Some(InstanceOutcome::Failed) => outcomes.failed += 1,
+            Some(InstanceOutcome::TimedOut) => outcomes.timed_out += 1,
+            Some(InstanceOutcome::Skipped) => outcomes.skipped += 1,
+            Some(InstanceOutcome::Unreachable) => outcomes.unreachable += 1,
+            Some(InstanceOutcome::Pending) | None => {}
         }
-        if matches!(result.as_str(), outcome::PATCHED | outcome::SCANNED | outcome::FAILED | outcome::TIMED_OUT)
-            && item.contains_key("commandId")
-        {
+        if result.is_some_and(InstanceOutcome::was_attempted) && item.contains_key("commandId") {
             outcomes.attempted += 1;
         }
         if item.get("healthy").and_then(|v| v.as_bool().ok()) == Some(&false) {
             outcomes.unhealthy += 1;
         }
         outcomes.pending_reboot += number(&item, "pendingReboot").unwrap_or_default();
-        if matches!(result.as_str(), outcome::FAILED | outcome::TIMED_OUT | outcome::UNREACHABLE)
+        if let Some(result) = result.filter(|r| r.is_failure())
             && outcomes.failures.len() < 10
         {
             outcomes.failures.push(InstanceFailure {
                 account: text(&item, "account"),
                 region: text(&item, "region"),
                 instance_id: text(&item, "instanceId"),
-                outcome: result.clone(),
+                outcome: result.as_str().to_owned(),
                 reason: text(&item, "reason"),
             });
         }

@@ -3,57 +3,12 @@
 //! a run, also when it stops early.
 
 use askama::Template;
-use ec2patch_core::approval::{format_epoch, now_epoch_seconds};
-use ec2patch_core::store::{self, ObjectRef};
+pub use ec2patch_core::report::{ReportWritten, RunReport, Totals, WaveReport};
+use ec2patch_core::report::{html_key, json_key};
+use ec2patch_core::store;
+use ec2patch_core::time::{format_epoch, now_epoch_seconds};
 use ec2patch_core::wave::WaveOutcomes;
 use ec2patch_core::{Error, Hub, Result};
-use serde::{Deserialize, Serialize};
-
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Totals {
-    pub patched: usize,
-    pub failed: usize,
-    pub timed_out: usize,
-    pub skipped: usize,
-    pub unreachable: usize,
-    pub unhealthy: usize,
-    pub pending_reboot: usize,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct WaveReport {
-    pub index: usize,
-    pub name: String,
-    /// `None` when the wave was not patched (skipped, aborted before it, or failed).
-    pub outcomes: Option<WaveOutcomes>,
-    /// Why the wave was not (fully) patched, from the run's failure records.
-    pub problem: Option<String>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct RunReport {
-    pub run_id: String,
-    pub generated_at: String,
-    pub dry_run: bool,
-    /// `completed` or `stopped`.
-    pub status: String,
-    pub stopped_because: Option<String>,
-    pub totals: Totals,
-    pub waves: Vec<WaveReport>,
-}
-
-/// Where the report went, plus its totals: what the execution output carries.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ReportWritten {
-    pub json: ObjectRef,
-    pub html: ObjectRef,
-    pub status: String,
-    pub totals: Totals,
-}
 
 const CHART_WIDTH: usize = 600;
 const SERIES: [(&str, &str); 5] = [
@@ -137,13 +92,7 @@ pub async fn write_run_report(hub: &Hub, run_id: &str, status: &str) -> Result<R
                 Err(error) => return Err(error),
             };
         if let Some(o) = &outcomes {
-            totals.patched += o.patched;
-            totals.failed += o.failed;
-            totals.timed_out += o.timed_out;
-            totals.skipped += o.skipped;
-            totals.unreachable += o.unreachable;
-            totals.unhealthy += o.unhealthy;
-            totals.pending_reboot += o.pending_reboot;
+            totals.add(o);
         }
         let problems: Vec<String> = failures
             .iter()
@@ -177,7 +126,7 @@ pub async fn write_run_report(hub: &Hub, run_id: &str, status: &str) -> Result<R
         totals: totals.clone(),
         waves,
     };
-    let json = hub.store.put_json(&format!("runs/{run_id}/report.json"), &report).await?;
-    let html = hub.store.put_html(&format!("runs/{run_id}/report.html"), &render_html(&report)?).await?;
+    let json = hub.store.put_json(&json_key(run_id), &report).await?;
+    let html = hub.store.put_html(&html_key(run_id), &render_html(&report)?).await?;
     Ok(ReportWritten { json, html, status: status.to_owned(), totals })
 }
