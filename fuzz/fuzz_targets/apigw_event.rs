@@ -18,7 +18,8 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use ec2patch_approval_callback::{Deps, handle, parse_params};
 use ec2patch_core::Hub;
-use ec2patch_core::approval::{Action, now_epoch_seconds};
+use ec2patch_core::approval::Action;
+use ec2patch_core::time::now_epoch_seconds;
 use ec2patch_fuzz::{KEY, offline_hub};
 use libfuzzer_sys::fuzz_target;
 use serde_json::{Value, json};
@@ -31,7 +32,7 @@ struct Callback {
 
 static CALLBACK: LazyLock<Callback> = LazyLock::new(|| {
     let hub = offline_hub();
-    let deps = Deps { key: KEY.clone(), sfn: aws_sdk_sfn::Client::new(&hub.sdk) };
+    let deps = Deps::new(KEY.clone(), aws_sdk_sfn::Client::new(&hub.sdk));
     let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(error) => panic!("no tokio runtime: {error}"),

@@ -3,9 +3,8 @@
 
 use std::sync::LazyLock;
 
-use ec2patch_core::Hub;
 use ec2patch_core::approval::SigningKey;
-use ec2patch_core::config::{HubConfig, NamedWave, PatchSettings, RunDefaults};
+use ec2patch_core::config::{NamedWave, RunDefaults};
 use serde_json::Value;
 
 /// Hub defaults with one configured wave, so `waveId` alone can select something.
@@ -74,24 +73,4 @@ pub static KEY: LazyLock<SigningKey> = LazyLock::new(|| match SigningKey::new(b"
 
 /// A hub whose clients point at a closed port: every answer the fuzzers accept must come before
 /// any AWS call (a call would show as a 503 page, which the targets treat as a failure).
-pub fn offline_hub() -> Hub {
-    let sdk = aws_config::SdkConfig::builder()
-        .region(aws_config::Region::new("us-east-1"))
-        .endpoint_url("http://127.0.0.1:9")
-        .behavior_version(aws_config::BehaviorVersion::latest())
-        .build();
-    let config = HubConfig {
-        table: "t".into(),
-        bucket: "b".into(),
-        spoke_role_name: "PatchExecRole".into(),
-        external_id: None,
-        inventory_concurrency: 1,
-        record_ttl_days: 1,
-        approval_timeout_seconds: 60,
-        callback_base_url: None,
-        hmac_key_parameter: None,
-        patching: PatchSettings::default(),
-        defaults: RunDefaults::default(),
-    };
-    Hub::new(sdk, config)
-}
+pub use ec2patch_core::test_util::offline_hub;

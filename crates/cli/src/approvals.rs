@@ -3,15 +3,13 @@
 
 use anyhow::bail;
 
-use ec2patch_approval_callback::{
-    Decider, DecisionOutcome, Delivery, PendingApproval, decide_approval, pending_approvals,
-};
+use ec2patch_core::approval::decide::{self as approval_decide, Decider, DecisionOutcome, Delivery, PendingApproval};
 use ec2patch_core::approval::{Action, Decision, is_approval_id};
 
 use crate::connect::Connection;
 
 pub async fn list(connection: &Connection) -> anyhow::Result<Vec<PendingApproval>> {
-    Ok(pending_approvals(&connection.hub).await?)
+    Ok(approval_decide::pending(&connection.hub.store).await?)
 }
 
 /// Decides approval `id`; an error when nothing was decided by this call.
@@ -33,7 +31,7 @@ pub async fn decide(
         source_ip: "cli".to_owned(),
         user_agent: format!("ec2patch-cli/{}", env!("CARGO_PKG_VERSION")),
     };
-    match decide_approval(&connection.hub, &connection.sfn(), id, action, &decider).await {
+    match approval_decide::decide(&connection.hub.store, &connection.sfn(), id, action, &decider).await {
         DecisionOutcome::Decided { decision, delivery: Delivery::Resumed } => Ok(decision),
         DecisionOutcome::Decided { delivery: Delivery::TaskClosed, .. } => {
             bail!("approval {id}: recorded, but the run had already stopped waiting (timed out or stopped)")

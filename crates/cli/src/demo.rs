@@ -8,12 +8,11 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use bytes::Bytes;
-use http_body_util::Full;
 use serde_json::{Value, json};
 
+use ec2patch_core::report::{RunReport, Totals};
+use ec2patch_local::approvals::{self, ApprovalInbox};
 use ec2patch_local::{Estate, EstateSpec, LocalStack, LocalStackOptions, SeedKind};
-use ec2patch_verify::report::{RunReport, Totals};
 
 use crate::connect::{Connection, HubArgs};
 use crate::watch::{self, Renderer};
@@ -238,28 +237,29 @@ async fn follow_with_approvals(
     yes: bool,
     renderer: &mut Renderer,
 ) -> anyhow::Result<watch::Progress> {
-    let mut mails_seen = 0;
+    let mut inbox = ApprovalInbox::every_run();
     loop {
         let progress = watch::snapshot(connection, execution_arn).await?;
         renderer.update(&progress);
-        let mailbox = stack.router.mailbox();
-        for mail in mailbox.iter().skip(mails_seen) {
-            let Some(approve) = link_after(&mail.message, "Approve:") else { continue };
+        for approval in inbox.take_new(&stack.router) {
+            let (mail, link) = (&approval.mail, &approval.approve_link);
             renderer.println(&format!(
                 "[4/5] Approval email: {}\n{}\n",
                 mail.subject.as_deref().unwrap_or("(no subject)"),
                 indent(&mail.message)
             ));
             if yes {
-                let status = post_form(&approve).await?;
+                let status = approvals::approve(link, "ec2patch local demo --yes").await?;
+                if status != 200 {
+                    bail!("approving through {link} answered HTTP {status}");
+                }
                 renderer.println(&format!("      --yes: approved through POST /callback (HTTP {status})"));
             } else {
                 renderer.println(&format!(
-                    "      Open the Approve link above in a browser and click Approve (it waits for you):\n      {approve}"
+                    "      Open the Approve link above in a browser and click Approve (it waits for you):\n      {link}"
                 ));
             }
         }
-        mails_seen = mailbox.len();
         if !progress.running() {
             renderer.finish();
             return Ok(progress);
@@ -268,25 +268,6 @@ async fn follow_with_approvals(
     }
 }
 
-fn link_after(mail: &str, label: &str) -> Option<String> {
-    mail.lines().find_map(|line| line.trim().strip_prefix(label)).map(|rest| rest.trim().to_owned())
-}
-
 fn indent(text: &str) -> String {
     text.lines().map(|line| format!("      | {line}")).collect::<Vec<_>>().join("\n")
-}
-
-/// Submits the confirmation page's form for `link`: its query string is exactly the form.
-async fn post_form(link: &str) -> anyhow::Result<u16> {
-    let (base, form) = link.split_once('?').with_context(|| format!("approval link without a query: {link}"))?;
-    let request = hyper::Request::post(base)
-        .header("content-type", "application/x-www-form-urlencoded")
-        .header("user-agent", "ec2patch local demo --yes")
-        .body(Full::new(Bytes::from(form.to_owned())))?;
-    let response = ec2patch_local::http::send(request).await?;
-    let status = response.status().as_u16();
-    if status != 200 {
-        bail!("approving through {base} answered HTTP {status}: {}", String::from_utf8_lossy(response.body()));
-    }
-    Ok(status)
 }

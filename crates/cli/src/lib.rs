@@ -5,6 +5,7 @@
 
 pub mod approvals;
 pub mod connect;
+#[cfg(feature = "local")]
 pub mod demo;
 pub mod report;
 pub mod schedule;
@@ -24,7 +25,8 @@ use clap::{Parser, Subcommand, ValueEnum};
 use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
 use serde_json::json;
 
-use ec2patch_core::approval::{Action, format_epoch};
+use ec2patch_core::approval::Action;
+use ec2patch_core::time::format_epoch;
 
 use crate::connect::{Connection, HubArgs, run_id_of};
 use crate::schedule::Schedule;
@@ -111,12 +113,14 @@ pub enum Command {
         html: Option<PathBuf>,
     },
     /// Run ec2patch on this machine, against the local AWS emulator.
+    #[cfg(feature = "local")]
     Local {
         #[command(subcommand)]
         command: LocalCommand,
     },
 }
 
+#[cfg(feature = "local")]
 #[derive(Debug, Subcommand)]
 pub enum LocalCommand {
     /// Start the local stack, seed a simulated estate, run two waves with approvals, show the report.
@@ -220,6 +224,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             Ok(if report.status == "completed" { ExitCode::SUCCESS } else { ExitCode::FAILURE })
         }
+        #[cfg(feature = "local")]
         Command::Local { command: LocalCommand::Demo(args) } => {
             let interactive = output == Output::Table && std::io::stderr().is_terminal();
             let result = tokio::select! {
@@ -365,7 +370,7 @@ async fn decide_command(
 fn print_outcome(
     connection: &Connection,
     progress: &watch::Progress,
-    report: Option<&ec2patch_verify::report::RunReport>,
+    report: Option<&ec2patch_core::report::RunReport>,
     output: Output,
 ) -> anyhow::Result<()> {
     let location = format!("s3://{}/{}", connection.hub.store.bucket(), report::html_key(&progress.run_id));
@@ -395,7 +400,7 @@ fn print_outcome(
     Ok(())
 }
 
-fn print_report(report: &ec2patch_verify::report::RunReport) {
+fn print_report(report: &ec2patch_core::report::RunReport) {
     let mut table = Table::new();
     table.load_preset(UTF8_FULL_CONDENSED).set_header([
         "wave",
@@ -443,6 +448,7 @@ fn print_report(report: &ec2patch_verify::report::RunReport) {
     println!("{table}");
 }
 
+#[cfg(feature = "local")]
 fn print_demo(result: &demo::DemoResult, output: Output) -> anyhow::Result<()> {
     match output {
         Output::Json => println!("{}", serde_json::to_string_pretty(result)?),

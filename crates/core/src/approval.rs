@@ -5,6 +5,13 @@
 //! expiry, so none of them can be changed and a link cannot outlive its wave's approval window.
 //! The Step Functions task token never leaves DynamoDB: not in the email, a URL, or a log line.
 //! A GET only shows a confirmation page; only the page's POST decides (see ApprovalCallback).
+//!
+//! - [`record`]: the approval record in DynamoDB (to and from its item) and its statuses.
+//! - [`decide`]: deciding an approval (one conditional write, then delivery to the waiting
+//!   execution), shared by the callback's POST and the operator CLI; the pending approvals.
+
+pub mod decide;
+pub mod record;
 
 use std::fmt;
 
@@ -44,10 +51,10 @@ impl Action {
     }
 
     /// The approval status this action records.
-    pub fn decision(self) -> &'static str {
+    pub fn decision(self) -> ApprovalStatus {
         match self {
-            Action::Approve => "approved",
-            Action::Reject => "rejected",
+            Action::Approve => ApprovalStatus::Approved,
+            Action::Reject => ApprovalStatus::Rejected,
         }
     }
 }
@@ -243,37 +250,8 @@ pub struct ApprovalDetails {
 /// Accounts listed by name in an approval; the manifest has every one.
 pub const MAX_LISTED_ACCOUNTS: usize = 25;
 
-/// A recorded decision, shown on the "already decided" page.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Decision {
-    pub status: String,
-    pub decided_by: String,
-    pub decided_at: String,
-    pub source_ip: String,
-}
-
-/// Approval records: `pk = APPROVAL#<id>`, `sk = APPROVAL`.
-pub fn approval_pk(id: &str) -> String {
-    format!("APPROVAL#{id}")
-}
-
-pub const APPROVAL_SK: &str = "APPROVAL";
-
-/// Approval statuses. Only `pending` may change, once, to `approved` or `rejected`.
-pub const PENDING: &str = "pending";
-
-/// Epoch seconds now.
-pub fn now_epoch_seconds() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or_default()
-}
-
-/// An epoch time as RFC 3339 UTC (`2026-11-29T19:00:00Z`).
-pub fn format_epoch(epoch: u64) -> String {
-    aws_smithy_types::DateTime::from_secs(i64::try_from(epoch).unwrap_or(i64::MAX))
-        .fmt(aws_smithy_types::date_time::Format::DateTime)
-        .unwrap_or_else(|_| epoch.to_string())
-}
+pub use decide::{Decider, DecisionOutcome, Delivery, PendingApproval};
+pub use record::{APPROVAL_SK, ApprovalRecord, ApprovalStatus, Decision, Notified, approval_pk};
 
 #[cfg(test)]
 mod tests {

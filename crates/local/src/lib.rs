@@ -7,6 +7,7 @@
 //! hub's identity, table, bucket and state machine, and seeds simulated spoke estates.
 
 pub mod apigw;
+pub mod approvals;
 pub mod estate;
 pub mod faults;
 pub mod functions;
@@ -15,6 +16,7 @@ pub mod moto;
 pub mod router;
 pub mod stack;
 
+pub use approvals::{ApprovalInbox, ApproveOptions};
 pub use estate::{Estate, EstateSpec, SeedKind};
 pub use faults::FaultRule;
 pub use router::Mail;

@@ -4,7 +4,8 @@
 use askama::Template;
 use aws_lambda_events::apigw::ApiGatewayV2httpResponse;
 use aws_lambda_events::encodings::Body;
-use ec2patch_core::approval::{Action, ApprovalDetails, Decision, SigningKey, format_epoch};
+use ec2patch_core::approval::{Action, ApprovalDetails, Decision, SigningKey};
+use ec2patch_core::time::format_epoch;
 use http::{HeaderMap, HeaderValue};
 
 use crate::LinkParams;
@@ -124,7 +125,7 @@ impl Page {
             &DecidedTemplate {
                 wave_name: &details.wave_name,
                 run_id: &details.run_id,
-                decision: &decision.status,
+                decision: decision.status.as_str(),
                 decided_by: &decision.decided_by,
                 decided_at: &decision.decided_at,
                 next_step,

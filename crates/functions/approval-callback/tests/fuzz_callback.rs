@@ -13,8 +13,9 @@ use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use ec2patch_approval_callback::{Deps, LinkParams, handle, parse_params};
 use ec2patch_core::Hub;
-use ec2patch_core::approval::{Action, SignatureError, SigningKey, is_approval_id, now_epoch_seconds};
-use ec2patch_core::config::{HubConfig, PatchSettings, RunDefaults};
+use ec2patch_core::approval::{Action, SignatureError, SigningKey, is_approval_id};
+use ec2patch_core::test_util::offline_hub;
+use ec2patch_core::time::now_epoch_seconds;
 use proptest::prelude::*;
 use proptest::test_runner::Config;
 use serde_json::{Value, json};
@@ -217,30 +218,6 @@ proptest! {
     }
 }
 
-/// A hub whose clients point nowhere and that has no key parameter to re-read: every answer
-/// below must come before any AWS call.
-fn offline_hub() -> Hub {
-    let sdk = aws_config::SdkConfig::builder()
-        .region(aws_config::Region::new("us-east-1"))
-        .endpoint_url("http://127.0.0.1:9")
-        .behavior_version(aws_config::BehaviorVersion::latest())
-        .build();
-    let config = HubConfig {
-        table: "t".into(),
-        bucket: "b".into(),
-        spoke_role_name: "PatchExecRole".into(),
-        external_id: None,
-        inventory_concurrency: 1,
-        record_ttl_days: 1,
-        approval_timeout_seconds: 60,
-        callback_base_url: None,
-        hmac_key_parameter: None,
-        patching: PatchSettings::default(),
-        defaults: RunDefaults::default(),
-    };
-    Hub::new(sdk, config)
-}
-
 struct Callback {
     hub: Hub,
     deps: Deps,
@@ -250,7 +227,7 @@ struct Callback {
 impl Callback {
     fn new() -> Self {
         let hub = offline_hub();
-        let deps = Deps { key: key(), sfn: aws_sdk_sfn::Client::new(&hub.sdk) };
+        let deps = Deps::new(key(), aws_sdk_sfn::Client::new(&hub.sdk));
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         Self { hub, deps, runtime }
     }

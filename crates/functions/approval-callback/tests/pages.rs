@@ -5,10 +5,10 @@
 use aws_lambda_events::apigw::ApiGatewayV2httpRequest;
 use aws_lambda_events::encodings::Body;
 use ec2patch_approval_callback::{Deps, LinkParams, Page, handle, parse_params};
-use ec2patch_core::Hub;
-use ec2patch_core::approval::{Action, ApprovalDetails, Decision, SigningKey, now_epoch_seconds};
-use ec2patch_core::config::{HubConfig, PatchSettings, RunDefaults};
+use ec2patch_core::approval::{Action, ApprovalDetails, ApprovalStatus, Decision, SigningKey};
 use ec2patch_core::store::ObjectRef;
+use ec2patch_core::test_util::offline_hub;
+use ec2patch_core::time::now_epoch_seconds;
 use serde_json::json;
 
 fn key() -> SigningKey {
@@ -43,7 +43,7 @@ fn params(action: Action) -> LinkParams {
 
 fn decision() -> Decision {
     Decision {
-        status: "approved".into(),
+        status: ApprovalStatus::Approved,
         decided_by: "sso:ops@example.com".into(),
         decided_at: "2026-11-29T10:00:00Z".into(),
         source_ip: "10.0.0.1".into(),
@@ -128,29 +128,6 @@ fn parameters_must_all_be_present_once_and_well_formed() {
     }
 }
 
-/// A hub whose clients point nowhere: the checks below must answer before touching AWS.
-fn offline_hub() -> Hub {
-    let sdk = aws_config::SdkConfig::builder()
-        .region(aws_config::Region::new("us-east-1"))
-        .endpoint_url("http://127.0.0.1:9")
-        .behavior_version(aws_config::BehaviorVersion::latest())
-        .build();
-    let config = HubConfig {
-        table: "t".into(),
-        bucket: "b".into(),
-        spoke_role_name: "PatchExecRole".into(),
-        external_id: None,
-        inventory_concurrency: 1,
-        record_ttl_days: 1,
-        approval_timeout_seconds: 60,
-        callback_base_url: None,
-        hmac_key_parameter: None,
-        patching: PatchSettings::default(),
-        defaults: RunDefaults::default(),
-    };
-    Hub::new(sdk, config)
-}
-
 fn event(method: &str, query: &str, body: Option<&str>) -> ApiGatewayV2httpRequest {
     serde_json::from_value(json!({
         "version": "2.0",
@@ -169,7 +146,7 @@ fn event(method: &str, query: &str, body: Option<&str>) -> ApiGatewayV2httpReque
 async fn forged_incomplete_and_expired_links_are_answered_without_reading_any_record() {
     let hub = offline_hub();
     let sdk = hub.sdk.clone();
-    let deps = Deps { key: key(), sfn: aws_sdk_sfn::Client::new(&sdk) };
+    let deps = Deps::new(key(), aws_sdk_sfn::Client::new(&sdk));
     let id = "0123456789abcdef0123456789abcdef";
     let future = now_epoch_seconds() + 600;
     let past = now_epoch_seconds() - 1;

@@ -4,13 +4,11 @@
 //! will patch, with signed Approve/Reject links to the confirmation page. The token never leaves
 //! DynamoDB: it is not in the message, the links, the return value or any log line.
 
-use std::collections::HashMap;
-
 use ec2patch_core::approval::{
-    self, Action, ApprovalDetails, MAX_LISTED_ACCOUNTS, SigningKey, TaskToken, format_epoch, now_epoch_seconds,
+    self, Action, ApprovalDetails, ApprovalRecord, MAX_LISTED_ACCOUNTS, SigningKey, TaskToken,
 };
 use ec2patch_core::aws::AwsResultExt;
-use ec2patch_core::store::{Item, n, s};
+use ec2patch_core::time::{format_epoch, now_epoch_seconds};
 use ec2patch_core::wave::WaveInventory;
 use ec2patch_core::{Error, Hub, Result};
 use serde::{Deserialize, Serialize};
@@ -95,7 +93,9 @@ pub async fn handle(hub: &Hub, deps: &Deps, request: ApprovalRequest) -> Result<
         link_expires_at,
     };
     let approval_id = approval::new_approval_id()?;
-    record(hub, &approval_id, &request.task_token, &details).await?;
+    let record = ApprovalRecord::pending(&approval_id, request.task_token.clone(), details);
+    approval::decide::create(&hub.store, &record).await?;
+    let details = record.details;
 
     let approve = deps.key.link(base_url, &approval_id, Action::Approve, link_expires_at);
     let reject = deps.key.link(base_url, &approval_id, Action::Reject, link_expires_at);
@@ -114,25 +114,6 @@ pub async fn handle(hub: &Hub, deps: &Deps, request: ApprovalRequest) -> Result<
         &[ec2patch_core::metrics::Metric::count("PendingApprovals", 1)],
     );
     Ok(ApprovalSent { approval_id, link_expires_at, message_id: published.message_id })
-}
-
-async fn record(hub: &Hub, approval_id: &str, token: &TaskToken, details: &ApprovalDetails) -> Result<()> {
-    let details_json = serde_json::to_string(details).map_err(|e| Error::StateStoreFailed(e.to_string()))?;
-    let item: Item = HashMap::from([
-        ("pk".to_owned(), s(approval::approval_pk(approval_id))),
-        ("sk".to_owned(), s(approval::APPROVAL_SK)),
-        ("approvalId".to_owned(), s(approval_id)),
-        ("runId".to_owned(), s(&details.run_id)),
-        ("waveIndex".to_owned(), n(details.wave_index)),
-        ("status".to_owned(), s(approval::PENDING)),
-        ("taskToken".to_owned(), s(token.expose())),
-        ("details".to_owned(), s(details_json)),
-        ("linkExpiresAt".to_owned(), n(details.link_expires_at)),
-        ("requestedAt".to_owned(), n(now_epoch_seconds())),
-        ("expiresAt".to_owned(), hub.store.expires_at()),
-    ]);
-    // A fresh 128-bit id never collides; the condition makes sure a record is never overwritten.
-    hub.store.put_item_if_absent(item).await
 }
 
 /// SNS subjects are at most 100 printable ASCII characters.
