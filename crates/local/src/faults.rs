@@ -15,7 +15,7 @@
 use std::sync::Mutex;
 use std::time::Duration;
 
-use crate::router::CallInfo;
+use crate::calls::CallInfo;
 
 /// An AWS error to answer with instead of forwarding the call.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -8,6 +8,7 @@
 
 pub mod apigw;
 pub mod approvals;
+pub mod calls;
 pub mod estate;
 pub mod faults;
 pub mod functions;

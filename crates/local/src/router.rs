@@ -6,6 +6,7 @@
 //! forwarded to moto. On the way it counts calls per AWS operation and can inject faults.
 
 use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
@@ -22,21 +23,10 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
 use crate::apigw;
-use crate::faults::{Fault, FaultPlan, Reset};
+use crate::calls::{self, CallInfo};
+use crate::faults::{Decision, Fault, FaultPlan, Reset};
 use crate::functions::FunctionHost;
 use crate::http;
-
-/// The access key moto's interpreter signs its own service calls with.
-const INTERPRETER_ACCESS_KEY: &str = "ak";
-
-/// What the router knows about one AWS call.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CallInfo {
-    pub service: String,
-    pub operation: String,
-    /// The account the call acts in: the caller's, or for `AssumeRole` the role's.
-    pub account: Option<String>,
-}
 
 #[derive(Debug, Default)]
 struct Accounts {
@@ -184,81 +174,62 @@ async fn route(
         _ => {}
     }
     if parts.method == Method::POST
-        && let Some(function) = lambda_invoke_target(parts.uri.path())
+        && let Some(function) = calls::lambda_invoke_target(parts.uri.path())
     {
-        count(&state, &format!("lambda:Invoke:{}", short_name(&function)));
-        let call = CallInfo {
-            service: "lambda".to_owned(),
-            operation: format!("Invoke:{}", short_name(&function)),
-            account: Some(state.hub_account.clone()),
-        };
-        let decision = state.faults.decide(&call).unwrap_or_default();
-        if let Some(latency) = decision.latency {
-            tokio::time::sleep(latency).await;
-        }
-        if decision.reset == Some(Reset::BeforeForwarding) {
-            return Err(dropped_connection());
-        }
-        if let Some(error) = decision.error.as_ref().filter(|e| e.status >= 400) {
-            // The Invoke API itself fails: the handler never runs.
-            let status = StatusCode::from_u16(error.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-            return Ok(lambda_error(status, &error.code, &error.message));
-        }
-        let response = invoke(&state, &function, &body).await;
-        if decision.reset == Some(Reset::AfterForwarding) {
-            return Err(dropped_connection());
-        }
-        if let Some(error) = &decision.error {
-            // The handler ran (its side effects stand), but the invocation ends as a function
-            // error, as Lambda ends one that ran out of time.
-            return Ok(json_response(
-                StatusCode::OK,
-                &json!({"errorType": error.code, "errorMessage": error.message}),
-                Some("Unhandled"),
-            ));
+        let call = CallInfo::lambda_invoke(&function, &state.hub_account);
+        count(&state, &call.key());
+        let decision = state.faults.decide(&call);
+        return apply_faults(&call, decision, invoke(&state, &function, &body)).await;
+    }
+    let call =
+        calls::describe(&parts, &body, &state.hub_account, |key| lock(&state.accounts).by_access_key.get(key).cloned());
+    count(&state, &call.key());
+    let decision = state.faults.decide(&call);
+    apply_faults(&call, decision, forward(&state, parts, body, &call)).await
+}
+
+/// The one place a fault decision takes effect on a call: delay it, drop its connection (before
+/// `upstream` sees it, or after), or answer with the injected error or canned answer instead of
+/// `upstream` (moto, or our handler for a Lambda invoke).
+async fn apply_faults(
+    call: &CallInfo,
+    decision: Option<Decision>,
+    upstream: impl Future<Output = RouterResponse>,
+) -> Result<RouterResponse, std::io::Error> {
+    let Some(decision) = decision else { return Ok(upstream.await) };
+    if let Some(latency) = decision.latency {
+        tokio::time::sleep(latency).await;
+    }
+    if decision.reset == Some(Reset::BeforeForwarding) {
+        return Err(dropped_connection());
+    }
+    // A Lambda error with a status below 400 is a function error: the handler runs first.
+    let function_error = decision.error.as_ref().filter(|e| call.is_lambda_invoke() && e.status < 400);
+    if let Some(error) = decision.error.as_ref().filter(|_| function_error.is_none()) {
+        return Ok(fault_response(call, error));
+    }
+    if let Some(canned) = &decision.response {
+        let mut response = Response::new(Full::new(Bytes::from(canned.body.clone())));
+        *response.status_mut() = StatusCode::from_u16(canned.status).unwrap_or(StatusCode::OK);
+        if let Ok(value) = HeaderValue::from_str(&canned.content_type) {
+            response.headers_mut().insert("content-type", value);
         }
         return Ok(response);
     }
-    let call = describe_call(&state, &parts, &body);
-    count(&state, &format!("{}:{}", call.service, call.operation));
-    if let Some(fault) = state.faults.decide(&call) {
-        if let Some(latency) = fault.latency {
-            tokio::time::sleep(latency).await;
-        }
-        if let Some(error) = &fault.error {
-            return Ok(fault_response(&call, error));
-        }
-        if let Some(canned) = &fault.response {
-            let mut response = Response::new(Full::new(Bytes::from(canned.body.clone())));
-            *response.status_mut() = StatusCode::from_u16(canned.status).unwrap_or(StatusCode::OK);
-            if let Ok(value) = HeaderValue::from_str(&canned.content_type) {
-                response.headers_mut().insert("content-type", value);
-            }
-            return Ok(response);
-        }
-        match fault.reset {
-            Some(Reset::BeforeForwarding) => return Err(dropped_connection()),
-            Some(Reset::AfterForwarding) => {
-                let _applied = forward(&state, parts, body, &call).await;
-                return Err(dropped_connection());
-            }
-            None => {}
-        }
+    let response = upstream.await;
+    if decision.reset == Some(Reset::AfterForwarding) {
+        return Err(dropped_connection());
     }
-    Ok(forward(&state, parts, body, &call).await)
-}
-
-/// `/2015-03-31/functions/{name}/invocations`: name may be a bare name, an ARN or ARN:qualifier,
-/// URL-encoded.
-fn lambda_invoke_target(path: &str) -> Option<String> {
-    let rest = path.strip_prefix("/2015-03-31/functions/")?;
-    let name = rest.strip_suffix("/invocations")?;
-    Some(percent_encoding::percent_decode_str(name).decode_utf8_lossy().into_owned())
-}
-
-/// The function name inside an ARN (`arn:aws:lambda:r:a:function:NAME[:qualifier]`) or itself.
-pub fn short_name(function: &str) -> &str {
-    if function.starts_with("arn:") { function.split(':').nth(6).unwrap_or(function) } else { function }
+    if let Some(error) = function_error {
+        // The handler ran (its side effects stand), but the invocation ends as a function
+        // error, as Lambda ends one that ran out of time.
+        return Ok(json_response(
+            StatusCode::OK,
+            &json!({"errorType": error.code, "errorMessage": error.message}),
+            Some("Unhandled"),
+        ));
+    }
+    Ok(response)
 }
 
 async fn invoke(state: &RouterState, function: &str, payload: &[u8]) -> RouterResponse {
@@ -272,7 +243,7 @@ async fn invoke(state: &RouterState, function: &str, payload: &[u8]) -> RouterRe
             }
         }
     };
-    match state.functions.invoke(short_name(function), payload) {
+    match state.functions.invoke(calls::short_name(function), payload) {
         None => {
             lambda_error(StatusCode::NOT_FOUND, "ResourceNotFoundException", &format!("Function not found: {function}"))
         }
@@ -364,62 +335,6 @@ fn count(state: &RouterState, key: &str) {
     *lock(&state.calls).entry(key.to_owned()).or_default() += 1;
 }
 
-/// Service and operation from the SigV4 scope, `X-Amz-Target`, the query `Action`, or (for
-/// REST services such as S3) the method and path.
-fn describe_call(state: &RouterState, parts: &hyper::http::request::Parts, body: &Bytes) -> CallInfo {
-    let authorization = parts.headers.get("authorization").and_then(|v| v.to_str().ok()).unwrap_or_default();
-    let scope: Vec<&str> = authorization
-        .split("Credential=")
-        .nth(1)
-        .and_then(|rest| rest.split([',', ' ']).next())
-        .map(|credential| credential.split('/').collect())
-        .unwrap_or_default();
-    let access_key = scope.first().copied().unwrap_or_default();
-    let service = scope.get(3).copied().unwrap_or("unknown").to_owned();
-    let form: Vec<(String, String)> = if parts
-        .headers
-        .get("content-type")
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|t| t.starts_with("application/x-www-form-urlencoded"))
-    {
-        form_urlencoded::parse(body).into_owned().collect()
-    } else {
-        Vec::new()
-    };
-    let form_value = |key: &str| form.iter().find(|(k, _)| k == key).map(|(_, v)| v.clone());
-    let operation = if let Some(target) = parts.headers.get("x-amz-target").and_then(|v| v.to_str().ok()) {
-        target.rsplit('.').next().unwrap_or(target).to_owned()
-    } else if let Some(action) = form_value("Action") {
-        action
-    } else {
-        rest_operation(&service, &parts.method, parts.uri.path())
-    };
-    let account = if operation == "AssumeRole" {
-        form_value("RoleArn").and_then(|arn| arn.split(':').nth(4).map(str::to_owned))
-    } else if access_key == INTERPRETER_ACCESS_KEY {
-        Some(state.hub_account.clone())
-    } else {
-        lock(&state.accounts).by_access_key.get(access_key).cloned()
-    };
-    CallInfo { service, operation, account }
-}
-
-fn rest_operation(service: &str, method: &Method, path: &str) -> String {
-    let segments = path.trim_matches('/').split('/').filter(|s| !s.is_empty()).count();
-    match (service, method.as_str(), segments) {
-        ("s3", "PUT", 1) => "CreateBucket".to_owned(),
-        ("s3", "PUT", _) => "PutObject".to_owned(),
-        ("s3", "GET", 0) => "ListBuckets".to_owned(),
-        ("s3", "GET", 1) => "ListObjects".to_owned(),
-        ("s3", "GET", _) => "GetObject".to_owned(),
-        ("s3", "HEAD", _) => "HeadObject".to_owned(),
-        ("s3", "DELETE", _) => "DeleteObject".to_owned(),
-        // bedrock-agent-runtime: POST /agents/{id}/agentAliases/{alias}/sessions/{session}/text
-        ("bedrock", "POST", _) if path.starts_with("/agents/") && path.ends_with("/text") => "InvokeAgent".to_owned(),
-        (_, method, _) => format!("{method} {path}"),
-    }
-}
-
 async fn forward(
     state: &RouterState,
     parts: hyper::http::request::Parts,
@@ -475,6 +390,11 @@ async fn forward(
 
 /// An AWS-shaped error in the protocol the service speaks, so SDKs parse it as AWS would send it.
 fn fault_response(call: &CallInfo, fault: &Fault) -> RouterResponse {
+    if call.is_lambda_invoke() {
+        // The Invoke API itself fails: the handler never runs.
+        let status = StatusCode::from_u16(fault.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        return lambda_error(status, &fault.code, &fault.message);
+    }
     let request_id = "ec2patch-injected-fault";
     let (content_type, body) = match call.service.as_str() {
         "ec2" => (
