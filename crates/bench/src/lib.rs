@@ -27,16 +27,8 @@ use serde::Serialize;
 use crate::figures::{Bound, Figure};
 
 /// The function crates (their binaries are what Lambda runs).
-pub const FUNCTION_CRATES: &[&str] = &[
-    "ec2patch-plan",
-    "ec2patch-inventory",
-    "ec2patch-approval-request",
-    "ec2patch-approval-callback",
-    "ec2patch-ssm-send",
-    "ec2patch-ssm-poll",
-    "ec2patch-verify",
-    "ec2patch-bedrock-analysis",
-];
+pub static FUNCTION_CRATES: std::sync::LazyLock<Vec<String>> =
+    std::sync::LazyLock::new(|| ec2patch_local::functions::ALL.iter().map(|f| f.crate_name()).collect());
 
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -187,7 +179,7 @@ pub fn build(root: &Path, profile: &str) -> anyhow::Result<()> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
     let mut command = std::process::Command::new(cargo);
     command.current_dir(root).args(["build", "--locked", "--profile", profile]);
-    for krate in FUNCTION_CRATES.iter().chain(&["ec2patch-bench"]) {
+    for krate in FUNCTION_CRATES.iter().map(String::as_str).chain(["ec2patch-bench"]) {
         command.args(["-p", krate]);
     }
     eprintln!("bench: building the function binaries ({profile}) ...");

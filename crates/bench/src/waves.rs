@@ -9,10 +9,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use aws_sdk_sfn::types::{ExecutionStatus, HistoryEvent};
-use bytes::Bytes;
-use ec2patch_local::{EstateSpec, LocalStack, SeedKind};
-use http_body_util::Full;
-use hyper::Request;
+use ec2patch_local::{ApproveOptions, EstateSpec, LocalStack, SeedKind};
 use serde::Serialize;
 use serde_json::{Value, json};
 
@@ -90,8 +87,6 @@ pub async fn run(
         .await
         .with_context(|| format!("seeding {run_id}"))?;
     stack.router.reset_calls();
-    // Approval emails of earlier runs on this stack are already decided.
-    let earlier = stack.router.mailbox().iter().filter(|m| m.message.contains("Approve: ")).count();
     let started = Instant::now();
     let input = json!({
         "accountWaves": [{"name": "bench", "accounts": estate.accounts, "regions": regions}],
@@ -99,7 +94,8 @@ pub async fn run(
         "abortOnIssues": false
     });
     let arn = stack.start_execution(run_id, &input).await?;
-    let execution = approve_until_done(stack, &arn, earlier).await?;
+    // Only this run's approvals: those of earlier runs on this stack are already decided.
+    let execution = stack.approve_until_done(&arn, &ApproveOptions::new(TIMEOUT).for_run(run_id)).await?;
     let seconds = started.elapsed().as_secs_f64();
     let aws_calls = stack.router.calls();
     if execution.status != ExecutionStatus::Succeeded {
@@ -119,47 +115,6 @@ pub async fn run(
     run.seconds = seconds;
     run.aws_calls = aws_calls;
     Ok(run)
-}
-
-/// Approves each approval email as it arrives (GET the page, POST its form), until the execution
-/// ends.
-async fn approve_until_done(
-    stack: &LocalStack,
-    arn: &str,
-    earlier: usize,
-) -> anyhow::Result<aws_sdk_sfn::operation::describe_execution::DescribeExecutionOutput> {
-    let started = Instant::now();
-    let mut approved = earlier;
-    loop {
-        let mail = stack.router.mailbox();
-        for message in mail.iter().filter(|m| m.message.contains("Approve: ")).skip(approved) {
-            let link = message
-                .message
-                .lines()
-                .find_map(|l| l.strip_prefix("Approve: "))
-                .context("approval email without an Approve link")?
-                .trim()
-                .to_owned();
-            let form = link.split_once('?').map(|(_, q)| q.to_owned()).context("approval link without a query")?;
-            let get = Request::get(&link).body(Full::new(Bytes::new()))?;
-            ec2patch_local::http::send(get).await?;
-            let post = Request::post(format!("{}/callback", stack.router.url()))
-                .header("content-type", "application/x-www-form-urlencoded")
-                .body(Full::new(Bytes::from(form)))?;
-            let answer = ec2patch_local::http::send(post).await?;
-            anyhow::ensure!(answer.status() == 200, "approval POST answered {}", answer.status());
-            approved += 1;
-        }
-        let execution =
-            stack.sfn().describe_execution().execution_arn(arn).send().await.context("DescribeExecution")?;
-        if execution.status != ExecutionStatus::Running {
-            return Ok(execution);
-        }
-        if started.elapsed() > TIMEOUT {
-            bail!("execution {arn} still running after {TIMEOUT:?}");
-        }
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
 }
 
 /// Which state each event belongs to: its own name for StateEntered/Exited, else the state of

@@ -3,6 +3,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use std::sync::LazyLock;
 use std::time::Instant;
 
 use ec2patch_bench::{FUNCTION_CRATES, Options};
@@ -26,16 +27,8 @@ const KEYS: &[&str] = &[
     "calls.pollsPerTarget",
 ];
 
-const BINARIES: &[&str] = &[
-    "plan",
-    "inventory",
-    "approval-request",
-    "approval-callback",
-    "ssm-send",
-    "ssm-poll",
-    "verify",
-    "bedrock-analysis",
-];
+/// The function binaries (one per function crate).
+static BINARIES: LazyLock<Vec<&str>> = LazyLock::new(|| ec2patch_local::functions::binaries().collect());
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_small_run_completes_and_produces_every_figure() {
@@ -52,7 +45,7 @@ async fn a_small_run_completes_and_produces_every_figure() {
 
     assert_eq!(results.definition_check, "OK", "the emulator's parser refuses the definition");
     let keys = ec2patch_bench::figure_keys(&results);
-    for bin in BINARIES {
+    for bin in BINARIES.iter() {
         for figure in ["millis", "peakRssMib"] {
             let key = format!("coldStart.{bin}.{figure}");
             assert!(keys.contains(&key.as_str()), "no {key} in {keys:?}");

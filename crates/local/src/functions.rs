@@ -28,16 +28,39 @@ pub const SEND_SSM_COMMAND: &str = "SendSsmCommand";
 pub const POLL_SSM_COMMAND: &str = "PollSsmCommand";
 pub const POST_EC2_VERIFY: &str = "PostEC2Verify";
 pub const ANALYZE_WITH_BEDROCK: &str = "AnalyzeWithBedrock";
-pub const ALL: &[&str] = &[
-    PLAN_RUN,
-    PRE_EC2_INVENTORY,
-    SEND_APPROVAL_REQUEST,
-    APPROVAL_CALLBACK,
-    SEND_SSM_COMMAND,
-    POLL_SSM_COMMAND,
-    POST_EC2_VERIFY,
-    ANALYZE_WITH_BEDROCK,
+
+/// One hub function: its Lambda name (after the prefix) and its cargo binary. The binary is
+/// also its directory under `crates/functions/`, its crate's name after `ec2patch-`, and its
+/// package's directory under `target/lambda/`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FunctionSpec {
+    pub name: &'static str,
+    pub binary: &'static str,
+}
+
+impl FunctionSpec {
+    /// The cargo package, e.g. `ec2patch-ssm-send`.
+    pub fn crate_name(&self) -> String {
+        format!("ec2patch-{}", self.binary)
+    }
+}
+
+/// Every function the hub deploys, in the order of the seed's function table.
+pub const ALL: &[FunctionSpec] = &[
+    FunctionSpec { name: PLAN_RUN, binary: "plan" },
+    FunctionSpec { name: PRE_EC2_INVENTORY, binary: "inventory" },
+    FunctionSpec { name: SEND_APPROVAL_REQUEST, binary: "approval-request" },
+    FunctionSpec { name: APPROVAL_CALLBACK, binary: "approval-callback" },
+    FunctionSpec { name: SEND_SSM_COMMAND, binary: "ssm-send" },
+    FunctionSpec { name: POLL_SSM_COMMAND, binary: "ssm-poll" },
+    FunctionSpec { name: POST_EC2_VERIFY, binary: "verify" },
+    FunctionSpec { name: ANALYZE_WITH_BEDROCK, binary: "bedrock-analysis" },
 ];
+
+/// The functions' cargo binaries, in [`ALL`]'s order.
+pub fn binaries() -> impl Iterator<Item = &'static str> {
+    ALL.iter().map(|f| f.binary)
+}
 
 /// Every ec2patch function, sharing one [`Hub`] as a warm Lambda container would. The hub is set
 /// once the emulator is up and the hub's credentials exist; until then no function answers.

@@ -98,13 +98,11 @@ impl LocalStack {
             .await;
         let topic_arn = create_topic(&sdk, &options.name_prefix, &router.url()).await?;
         let hmac_key_parameter = create_signing_key(&sdk, &options.name_prefix).await?;
+        let table = format!("{}-runs", options.name_prefix);
+        let bucket = format!("{}-artifacts-{HUB_ACCOUNT}", options.name_prefix);
         let config = HubConfig {
-            table: format!("{}-runs", options.name_prefix),
-            bucket: format!("{}-artifacts-{HUB_ACCOUNT}", options.name_prefix),
-            spoke_role_name: "PatchExecRole".to_owned(),
             external_id: Some(options.external_id.clone()),
             inventory_concurrency: options.inventory_concurrency,
-            record_ttl_days: 90,
             approval_timeout_seconds: options.approval_timeout_seconds,
             callback_base_url: Some(router.url()),
             hmac_key_parameter: Some(hmac_key_parameter),
@@ -122,6 +120,7 @@ impl LocalStack {
                 sns_topic_arn: Some(topic_arn),
                 ..RunDefaults::default()
             },
+            ..HubConfig::new(&table, &bucket)
         };
         let hub = Arc::new(Hub::new(sdk.clone(), config));
         functions.set_hub(hub.clone());

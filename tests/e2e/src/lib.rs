@@ -3,4 +3,5 @@
 // Test support: a failed setup step is a failed test, so panicking is the right answer here.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+pub mod records;
 pub mod terraform;

@@ -10,6 +10,7 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_sfn::types::ExecutionStatus;
 use bytes::Bytes;
 use ec2patch_core::approval::{self, Action, SigningKey};
+use ec2patch_e2e::records::{link_after, text};
 use ec2patch_local::{EstateSpec, LocalStack, LocalStackOptions, SeedKind};
 use http_body_util::Full;
 use hyper::Request;
@@ -52,13 +53,6 @@ fn form_of(link: &str) -> String {
     link.split_once('?').unwrap().1.to_owned()
 }
 
-fn link_after(mail: &str, label: &str) -> String {
-    mail.lines()
-        .find_map(|line| line.strip_prefix(label))
-        .map(|rest| rest.trim().to_owned())
-        .unwrap_or_else(|| panic!("no {label} link in:\n{mail}"))
-}
-
 /// One account, one region, two patchable instances; returns the stack and the run's first email.
 async fn start_run(
     run_id: &str,
@@ -94,10 +88,6 @@ async fn approval_item(stack: &LocalStack, approval_id: &str) -> BTreeMap<String
         .unwrap()
         .into_iter()
         .collect()
-}
-
-fn text(item: &BTreeMap<String, AttributeValue>, key: &str) -> String {
-    item.get(key).and_then(|v| v.as_s().ok()).cloned().unwrap_or_default()
 }
 
 fn approval_id_of(link: &str) -> String {
@@ -224,7 +214,7 @@ async fn wrong_links_get_clear_pages_and_change_nothing() {
     // The hub's key, to build correctly signed links for the 404 and 410 cases.
     let parameter = stack.hub.config.hmac_key_parameter.clone().unwrap();
     let key = SigningKey::load(&aws_sdk_ssm::Client::new(&stack.sdk), &parameter).await.unwrap();
-    let past = approval::now_epoch_seconds() - 10;
+    let past = ec2patch_core::time::now_epoch_seconds() - 10;
 
     let cases: Vec<(String, u16, &str)> = vec![
         (link(&id, "approve", &exp, &flipped), 400, "modified sig"),

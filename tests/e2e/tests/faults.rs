@@ -19,7 +19,8 @@ use bytes::Bytes;
 use ec2patch_core::run_lock::{self, RunLock};
 use ec2patch_core::store::{self, Item};
 use ec2patch_core::{AccountId, Region};
-use ec2patch_local::{Estate, EstateSpec, FaultRule, LocalStack, LocalStackOptions, SeedKind};
+use ec2patch_e2e::records::{instance_records as records, text};
+use ec2patch_local::{ApproveOptions, Estate, EstateSpec, FaultRule, LocalStack, LocalStackOptions, SeedKind};
 use http_body_util::Full;
 use hyper::Request;
 use serde_json::{Value, json};
@@ -41,66 +42,11 @@ fn spec(accounts: usize, regions: &[&str], per_target: &[(SeedKind, usize)], fir
 }
 
 /// Approves every approval email of `run_id` as it arrives (GET the page, then POST its form),
-/// until the execution ends.
+/// until the execution ends. A 503 answer is accepted: the decision is recorded while Step
+/// Functions is unreachable, and the run times out or is re-delivered.
 async fn approve_until_done(stack: &LocalStack, arn: &str, run_id: &str) -> DescribeExecutionOutput {
-    let started = Instant::now();
-    let mut approved = BTreeSet::new();
-    loop {
-        for message in stack.router.mailbox().iter().filter(|m| m.message.contains(&format!("of run {run_id}."))) {
-            let Some(link) = message.message.lines().find_map(|l| l.strip_prefix("Approve: ")) else { continue };
-            let link = link.trim().to_owned();
-            if !approved.insert(link.clone()) {
-                continue;
-            }
-            let form = link.split_once('?').unwrap().1.to_owned();
-            let get = Request::get(&link).body(Full::new(Bytes::new())).unwrap();
-            assert_eq!(ec2patch_local::http::send(get).await.unwrap().status(), 200);
-            let post = Request::post(format!("{}/callback", stack.router.url()))
-                .header("content-type", "application/x-www-form-urlencoded")
-                .body(Full::new(Bytes::from(form)))
-                .unwrap();
-            let status = ec2patch_local::http::send(post).await.unwrap().status();
-            assert!(status == 200 || status == 503, "approval POST answered {status}");
-        }
-        let execution = stack.sfn().describe_execution().execution_arn(arn).send().await.unwrap();
-        if execution.status != ExecutionStatus::Running {
-            return execution;
-        }
-        if started.elapsed() > TIMEOUT {
-            let history = stack.history(arn).await.unwrap();
-            let recent: Vec<String> = history
-                .iter()
-                .rev()
-                .take(12)
-                .map(|e| {
-                    let name = e.state_entered_event_details().map(|d| d.name().to_owned()).unwrap_or_default();
-                    let error = e.task_failed_event_details().and_then(|d| d.error()).unwrap_or_default();
-                    format!("{} {name} {error}", e.r#type().as_str())
-                })
-                .collect();
-            panic!(
-                "execution {run_id} still running after {TIMEOUT:?}; last events: {recent:#?}\ncalls: {:?}",
-                stack.router.calls()
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
-async fn records(stack: &LocalStack, run_id: &str) -> BTreeMap<String, Item> {
-    stack
-        .hub
-        .store
-        .query_prefix(&store::run_pk(run_id), "INSTANCE#")
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|item| (text(&item, "instanceId"), item))
-        .collect()
-}
-
-fn text(item: &Item, key: &str) -> String {
-    item.get(key).and_then(|v| v.as_s().ok()).cloned().unwrap_or_default()
+    let options = ApproveOptions::new(TIMEOUT).for_run(run_id).accepting_unavailable();
+    stack.approve_until_done(arn, &options).await.unwrap()
 }
 
 fn outcome_of(records: &BTreeMap<String, Item>, id: &str) -> String {
@@ -600,7 +546,7 @@ async fn a_run_stopped_mid_wave_and_started_again_resumes_without_repatching() {
     let lock: RunLock = run_lock::load(&stack.hub.store, "stopped-run").await.unwrap().unwrap();
     let item = stack.hub.store.get_item(&lock.pk, &lock.sk).await.unwrap().unwrap();
     let lease: u64 = item["leaseExpiresAt"].as_n().unwrap().parse().unwrap();
-    let wait = lease.saturating_sub(ec2patch_core::approval::now_epoch_seconds()) + 1;
+    let wait = lease.saturating_sub(ec2patch_core::time::now_epoch_seconds()) + 1;
     assert!(wait < 60, "lease {wait} s");
     tokio::time::sleep(Duration::from_secs(wait)).await;
 

@@ -7,29 +7,13 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_sfn::types::{ExecutionStatus, HistoryEvent};
 use ec2patch_core::store;
+use ec2patch_e2e::records::{records, text_str as text};
 use ec2patch_local::{Estate, EstateSpec, LocalStack, LocalStackOptions, SeedKind};
 use serde_json::{Value, json};
 
 const TIMEOUT: Duration = Duration::from_secs(120);
-
-async fn records(stack: &LocalStack, run_id: &str, prefix: &str) -> Vec<BTreeMap<String, AttributeValue>> {
-    stack
-        .hub
-        .store
-        .query_prefix(&store::run_pk(run_id), prefix)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|item| item.into_iter().collect())
-        .collect()
-}
-
-fn text<'a>(item: &'a BTreeMap<String, AttributeValue>, key: &str) -> &'a str {
-    item.get(key).and_then(|v| v.as_s().ok()).map(String::as_str).unwrap_or_default()
-}
 
 /// Every state input and output in the history, with its size in bytes.
 fn payload_sizes(history: &[HistoryEvent]) -> Vec<(String, usize)> {

@@ -345,16 +345,7 @@ async fn plan_examples() -> Plans {
         copy_tree(&root.join(dir), &copy.join(dir));
     }
     // The hub root's default artifacts directory; the plan only hashes the files.
-    for bin in [
-        "plan",
-        "inventory",
-        "approval-request",
-        "approval-callback",
-        "ssm-send",
-        "ssm-poll",
-        "verify",
-        "bedrock-analysis",
-    ] {
+    for bin in ec2patch_local::functions::binaries() {
         let dir = copy.join("target/lambda").join(bin);
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::write(dir.join("bootstrap.zip"), b"placeholder: the plan only hashes this file").unwrap();

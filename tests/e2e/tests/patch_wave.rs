@@ -5,15 +5,12 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use aws_sdk_sfn::operation::describe_execution::DescribeExecutionOutput;
 use aws_sdk_sfn::types::ExecutionStatus;
-use bytes::Bytes;
 use ec2patch_core::{AccountId, Region, store};
-use ec2patch_local::{Estate, EstateSpec, FaultRule, LocalStack, LocalStackOptions, SeedKind};
-use http_body_util::Full;
-use hyper::Request;
+use ec2patch_local::{ApproveOptions, Estate, EstateSpec, FaultRule, LocalStack, LocalStackOptions, SeedKind};
 use serde_json::{Value, json};
 
 const TIMEOUT: Duration = Duration::from_secs(180);
@@ -21,29 +18,7 @@ const TIMEOUT: Duration = Duration::from_secs(180);
 /// Approves every wave's email as it arrives (GET the page, then POST its form), until the
 /// execution ends.
 async fn approve_until_done(stack: &LocalStack, arn: &str) -> DescribeExecutionOutput {
-    let started = Instant::now();
-    let mut approved = 0;
-    loop {
-        let mail = stack.router.mailbox();
-        for message in mail.iter().filter(|m| m.message.contains("Approve: ")).skip(approved) {
-            let link = message.message.lines().find_map(|l| l.strip_prefix("Approve: ")).unwrap().trim().to_owned();
-            let form = link.split_once('?').unwrap().1.to_owned();
-            let get = Request::get(&link).body(Full::new(Bytes::new())).unwrap();
-            assert_eq!(ec2patch_local::http::send(get).await.unwrap().status(), 200);
-            let post = Request::post(format!("{}/callback", stack.router.url()))
-                .header("content-type", "application/x-www-form-urlencoded")
-                .body(Full::new(Bytes::from(form)))
-                .unwrap();
-            assert_eq!(ec2patch_local::http::send(post).await.unwrap().status(), 200);
-            approved += 1;
-        }
-        let execution = stack.sfn().describe_execution().execution_arn(arn).send().await.unwrap();
-        if execution.status != ExecutionStatus::Running {
-            return execution;
-        }
-        assert!(started.elapsed() < TIMEOUT, "execution still running after {TIMEOUT:?}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    stack.approve_until_done(arn, &ApproveOptions::new(TIMEOUT)).await.unwrap()
 }
 
 async fn outcomes(stack: &LocalStack, run_id: &str) -> BTreeMap<String, (String, String)> {

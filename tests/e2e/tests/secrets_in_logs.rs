@@ -16,6 +16,7 @@ use std::time::Duration;
 use aws_sdk_sfn::types::ExecutionStatus;
 use bytes::Bytes;
 use ec2patch_core::approval::{self, Action, SigningKey};
+use ec2patch_e2e::records::link_after;
 use ec2patch_local::{EstateSpec, FaultRule, LocalStack, LocalStackOptions, SeedKind};
 use http_body_util::Full;
 use hyper::Request;
@@ -51,10 +52,6 @@ impl Capture {
     fn text(&self) -> String {
         String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
     }
-}
-
-fn link_after(mail: &str, label: &str) -> String {
-    mail.lines().find_map(|l| l.strip_prefix(label)).unwrap().trim().to_owned()
 }
 
 fn param<'a>(link: &'a str, name: &str) -> &'a str {
