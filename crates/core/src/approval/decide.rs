@@ -162,9 +162,10 @@ async fn decided_before(store: &RunStore, sfn: &aws_sdk_sfn::Client, id: &str) -
             Some(earlier) => {
                 // The earlier decision was recorded but could not resume the execution: finish
                 // that job now (the decision stands as recorded; this request adds nothing).
+                // Delivered the way a fresh decision is: marked delivered only when it was, so
+                // during a Step Functions outage it stays `notified = no` for the next replay.
                 if record.notified == Some(Notified::No) {
-                    let _ = notify(sfn, &record, &earlier).await;
-                    mark_notified(store, id, Notified::Yes).await;
+                    let _delivery = deliver(store, sfn, &record, &earlier).await;
                 }
                 DecisionOutcome::AlreadyDecided(earlier)
             }
@@ -298,3 +299,106 @@ pub async fn pending(store: &RunStore) -> Result<Vec<PendingApproval>> {
     Ok(pending)
 }
 
+#[cfg(test)]
+mod tests {
+    use aws_sdk_dynamodb::operation::get_item::GetItemOutput;
+    use aws_sdk_dynamodb::operation::update_item::{UpdateItemError, UpdateItemOutput};
+    use aws_sdk_dynamodb::types::error::ConditionalCheckFailedException;
+    use aws_sdk_sfn::operation::send_task_success::{SendTaskSuccessError, SendTaskSuccessOutput};
+    use aws_smithy_mocks::{Rule, RuleMode, mock, mock_client};
+    use aws_smithy_types::error::ErrorMetadata;
+
+    use super::*;
+    use crate::approval::TaskToken;
+    use crate::store::ObjectRef;
+
+    const ID: &str = "0123456789abcdef0123456789abcdef";
+
+    /// The record an earlier POST left: approved, but Step Functions was unreachable then.
+    fn undelivered() -> ApprovalRecord {
+        ApprovalRecord {
+            decision: Some(Decision {
+                status: ApprovalStatus::Approved,
+                decided_by: "anonymous (holder of the emailed link)".into(),
+                decided_at: "2026-11-29T10:00:00Z".into(),
+                source_ip: "192.0.2.1".into(),
+            }),
+            notified: Some(Notified::No),
+            ..ApprovalRecord::pending(
+                ID,
+                TaskToken::new("token".into()),
+                ApprovalDetails {
+                    run_id: "run-1".into(),
+                    wave_index: 0,
+                    wave_name: "canary".into(),
+                    dry_run: false,
+                    accounts: vec!["222222222222".into()],
+                    accounts_total: 1,
+                    regions: vec!["us-east-1".into()],
+                    targets: 1,
+                    targets_failed: 0,
+                    instances: 1,
+                    patchable: 1,
+                    offline: 0,
+                    unmanaged: 0,
+                    analysis: None,
+                    manifest: ObjectRef { bucket: "b".into(), key: "k".into() },
+                    link_expires_at: 4_000_000_000,
+                },
+            )
+        }
+    }
+
+    fn store(rules: &[&Rule]) -> RunStore {
+        let dynamodb = mock_client!(aws_sdk_dynamodb, RuleMode::MatchAny, rules);
+        let s3 = aws_sdk_s3::Client::from_conf(
+            aws_sdk_s3::Config::builder().behavior_version(aws_sdk_s3::config::BehaviorVersion::latest()).build(),
+        );
+        RunStore::new(dynamodb, s3, "t", "b", 1)
+    }
+
+    /// A replayed POST of the earlier decision, with SendTaskSuccess answering `delivered`.
+    async fn replay(task_success: Rule) -> (DecisionOutcome, Rule, Rule) {
+        let mut item = undelivered().to_item(1, AttributeValue::N("2".into())).unwrap();
+        item.insert("decisionWrite".into(), AttributeValue::S("the earlier request".into()));
+        let get = mock!(aws_sdk_dynamodb::Client::get_item)
+            .then_output(move || GetItemOutput::builder().set_item(Some(item.clone())).build());
+        // This request's write: refused, the approval is no longer pending.
+        let decide_write = mock!(aws_sdk_dynamodb::Client::update_item)
+            .match_requests(|r| r.condition_expression().is_some())
+            .then_error(|| {
+                UpdateItemError::ConditionalCheckFailedException(
+                    ConditionalCheckFailedException::builder().message("not pending").build(),
+                )
+            });
+        let mark_notified = mock!(aws_sdk_dynamodb::Client::update_item)
+            .match_requests(|r| r.update_expression() == Some("SET notified = :value"))
+            .then_output(|| UpdateItemOutput::builder().build());
+        let store = store(&[&get, &decide_write, &mark_notified]);
+        let sfn = mock_client!(aws_sdk_sfn, RuleMode::MatchAny, [&task_success], |c| c
+            .retry_config(aws_sdk_sfn::config::retry::RetryConfig::disabled()));
+        let decider =
+            Decider { decided_by: "anonymous".into(), source_ip: "192.0.2.2".into(), user_agent: "test".into() };
+        let outcome = decide(&store, &sfn, ID, Action::Approve, &decider).await;
+        (outcome, mark_notified, task_success)
+    }
+
+    #[tokio::test]
+    async fn a_replayed_post_during_an_outage_leaves_the_decision_undelivered() {
+        let outage = mock!(aws_sdk_sfn::Client::send_task_success)
+            .then_error(|| SendTaskSuccessError::generic(ErrorMetadata::builder().code("ServiceUnavailable").build()));
+        let (outcome, mark_notified, task_success) = replay(outage).await;
+        assert_eq!(outcome, DecisionOutcome::AlreadyDecided(undelivered().decision.unwrap()));
+        assert_eq!(task_success.num_calls(), 1, "the earlier decision is re-sent");
+        assert_eq!(mark_notified.num_calls(), 0, "not delivered: still notified = no, for the next replay");
+    }
+
+    #[tokio::test]
+    async fn a_replayed_post_delivers_an_undelivered_decision() {
+        let delivered =
+            mock!(aws_sdk_sfn::Client::send_task_success).then_output(|| SendTaskSuccessOutput::builder().build());
+        let (outcome, mark_notified, task_success) = replay(delivered).await;
+        assert_eq!(outcome, DecisionOutcome::AlreadyDecided(undelivered().decision.unwrap()));
+        assert_eq!((task_success.num_calls(), mark_notified.num_calls()), (1, 1));
+    }
+}
