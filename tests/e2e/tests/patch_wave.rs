@@ -10,6 +10,7 @@ use std::time::Duration;
 use aws_sdk_sfn::operation::describe_execution::DescribeExecutionOutput;
 use aws_sdk_sfn::types::ExecutionStatus;
 use ec2patch_core::{AccountId, Region, store};
+use ec2patch_e2e::records::{instance_records, text};
 use ec2patch_local::{ApproveOptions, Estate, EstateSpec, FaultRule, LocalStack, LocalStackOptions, SeedKind};
 use serde_json::{Value, json};
 
@@ -22,17 +23,10 @@ async fn approve_until_done(stack: &LocalStack, arn: &str) -> DescribeExecutionO
 }
 
 async fn outcomes(stack: &LocalStack, run_id: &str) -> BTreeMap<String, (String, String)> {
-    stack
-        .hub
-        .store
-        .query_prefix(&store::run_pk(run_id), "INSTANCE#")
+    instance_records(stack, run_id)
         .await
-        .unwrap()
         .into_iter()
-        .map(|item| {
-            let text = |k: &str| item.get(k).and_then(|v| v.as_s().ok()).cloned().unwrap_or_default();
-            (text("instanceId"), (text("outcome"), text("reason")))
-        })
+        .map(|(id, item)| (id, (text(&item, "outcome"), text(&item, "reason"))))
         .collect()
 }
 

@@ -310,7 +310,7 @@ mod tests {
 
     use super::*;
     use crate::approval::TaskToken;
-    use crate::store::ObjectRef;
+    use crate::approval::record::tests::details;
 
     const ID: &str = "0123456789abcdef0123456789abcdef";
 
@@ -324,28 +324,7 @@ mod tests {
                 source_ip: "192.0.2.1".into(),
             }),
             notified: Some(Notified::No),
-            ..ApprovalRecord::pending(
-                ID,
-                TaskToken::new("token".into()),
-                ApprovalDetails {
-                    run_id: "run-1".into(),
-                    wave_index: 0,
-                    wave_name: "canary".into(),
-                    dry_run: false,
-                    accounts: vec!["222222222222".into()],
-                    accounts_total: 1,
-                    regions: vec!["us-east-1".into()],
-                    targets: 1,
-                    targets_failed: 0,
-                    instances: 1,
-                    patchable: 1,
-                    offline: 0,
-                    unmanaged: 0,
-                    analysis: None,
-                    manifest: ObjectRef { bucket: "b".into(), key: "k".into() },
-                    link_expires_at: 4_000_000_000,
-                },
-            )
+            ..ApprovalRecord::pending(ID, TaskToken::new("token".into()), details())
         }
     }
 

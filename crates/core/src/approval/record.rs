@@ -158,10 +158,11 @@ impl ApprovalRecord {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::store::ObjectRef;
 
+    /// A wave's approval details, for the tests of this module and of `decide`.
     pub(crate) fn details() -> ApprovalDetails {
         ApprovalDetails {
             run_id: "run-1".into(),
