@@ -126,7 +126,8 @@ struct StoredLock {
     run_lock: Option<RunLock>,
 }
 
-/// The lock of `run_id` as PlanRun stored it; `None` for a run planned before run locks existed.
+/// The lock of `run_id` as PlanRun stored it; `None` for a plan stored without one (see
+/// [`renew_for_run`]).
 pub async fn load(store: &RunStore, run_id: &str) -> Result<Option<RunLock>> {
     let stored: StoredLock = store.get_json(&crate::store::plan_key(run_id)).await?;
     Ok(stored.run_lock)
@@ -383,12 +384,17 @@ pub async fn renew(store: &RunStore, lock: &RunLock, lease_seconds: u64) -> Resu
     }
 }
 
-/// Renews the lease of `run_id` by the lock stored with its plan. A run planned before run locks
-/// existed has nothing to renew.
-pub async fn renew_for_run(store: &RunStore, run_id: &str, lease_seconds: u64) -> Result<Option<RunLock>> {
-    let Some(lock) = load(store, run_id).await? else { return Ok(None) };
+/// Renews the lease of `run_id` by the lock stored with its plan. The lock is required: PlanRun
+/// stores one with every plan, so a plan without one was not written by PlanRun, and a run that
+/// cannot show its lock must not act (the fence holds for every run).
+pub async fn renew_for_run(store: &RunStore, run_id: &str, lease_seconds: u64) -> Result<RunLock> {
+    let lock = load(store, run_id).await?.ok_or_else(|| {
+        Error::StateStoreFailed(format!(
+            "the plan of run {run_id} has no run lock (PlanRun stores one with every plan); nothing is done without it"
+        ))
+    })?;
     renew(store, &lock, lease_seconds).await?;
-    Ok(Some(lock))
+    Ok(lock)
 }
 
 fn expires_at(store: &RunStore) -> String {

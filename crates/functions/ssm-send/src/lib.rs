@@ -75,9 +75,7 @@ pub async fn handle(hub: &Hub, request: SendRequest) -> Result<SendResult> {
     // send; the renewal also covers the polls that follow.
     let lease = run_lock::lease_seconds(&hub.config, plan.wave_pause_seconds, Renewal::Patching);
     let lock = run_lock::renew_for_run(&hub.store, &plan.run_id, lease).await?;
-    let predecessors =
-        load_predecessors(hub, lock.as_ref().map(|l| l.resumes.as_slice()).unwrap_or_default(), request.wave_index)
-            .await?;
+    let predecessors = load_predecessors(hub, &lock.resumes, request.wave_index).await?;
     let sessions = hub.spoke_sessions(&plan.run_id);
     let (plan, sessions, request, predecessors) = (&plan, &sessions, &request, &predecessors);
     // Owned targets: a borrowed item in a spawned-future stream trips the compiler's
