@@ -448,6 +448,16 @@ def patch_distributed_map() -> None:
     component._map_run = map_run
     component._eval_body = component_body
 
+    # ItemReader s3:listObjectsV2: every page, and no objects is zero items (moto read
+    # response["Contents"] of the first page only: KeyError on an empty prefix, 1000 items at most).
+    from moto.stepfunctions.parser.asl.component.state.exec.state_map.item_reader.eval import (
+        resource_eval_s3 as reader_s3,
+    )
+
+    reader_class = _require(reader_s3, "ResourceEvalS3")
+    _require(reader_class, "_handle_list_objects_v2")
+    reader_class._handle_list_objects_v2 = staticmethod(list_all_objects)
+
     # ResultWriter: Parameters are evaluated against the state's input, as on AWS.
     writer_class = _require(result_writer_decl, "ResultWriter")
     _require(writer_class, "_eval_body")
@@ -476,6 +486,21 @@ def patch_distributed_map() -> None:
         return original_parse(_decimal_tolerated_percentages(definition))
 
     parser_class.parse = staticmethod(parse)
+
+
+def list_all_objects(env: Any, resource_runtime_part: Any, state_credentials: Any) -> None:
+    from moto.stepfunctions.parser.asl.utils.boto_client import boto_client_for
+
+    s3 = boto_client_for(service="s3", region=resource_runtime_part.region, state_credentials=state_credentials)
+    parameters = dict(env.stack.pop())
+    items: list[Any] = []
+    while True:
+        page = s3.list_objects_v2(**parameters)
+        items.extend(page.get("Contents", []))
+        if not page.get("IsTruncated"):
+            break
+        parameters["ContinuationToken"] = page["NextContinuationToken"]
+    env.stack.append(items)
 
 
 def _decimal_tolerated_percentages(definition: str) -> str:

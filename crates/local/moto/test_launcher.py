@@ -303,7 +303,8 @@ class LauncherTest(unittest.TestCase):
 
     # ------------------------------------------------------------------ Distributed Map
 
-    def _distributed_map_machine(self, name: str, tolerated_percentage: int | None = None) -> str:
+    def _distributed_map_machine(self, name: str, tolerated_percentage: int | None = None,
+                                 max_keys: int | None = None) -> str:
         """A Distributed Map over S3 objects `<prefix><n>.json`, shaped like ec2patch's own:
         the bucket and prefixes come from the state input, each child's `batch` from its item's
         key; a child whose batch is 3 fails; the ResultWriter's parameters are dynamic."""
@@ -312,7 +313,8 @@ class LauncherTest(unittest.TestCase):
         definition = {"StartAt": "Batches", "States": {"Batches": {
             "Type": "Map",
             "ItemReader": {"Resource": "arn:aws:states:::s3:listObjectsV2",
-                           "Parameters": {"Bucket.$": "$.bucket", "Prefix.$": "States.Format('{}/items/', $.run)"}},
+                           "Parameters": {"Bucket.$": "$.bucket", "Prefix.$": "States.Format('{}/items/', $.run)",
+                                          **({"MaxKeys": max_keys} if max_keys else {})}},
             "ItemSelector": {"run.$": "$.run", "batch.$": batch_of_key},
             "MaxConcurrency": 3,
             "ItemProcessor": {
@@ -415,6 +417,24 @@ class LauncherTest(unittest.TestCase):
         described = self._run_to_end(machine, "dmap-2", {"bucket": "dmap-strict", "run": "r2"})
         self.assertEqual(described["status"], "FAILED", described)
         self.assertEqual(described["error"], "States.ExceedToleratedFailureThreshold", described)
+
+    def test_the_item_reader_reads_every_page_and_an_empty_prefix(self) -> None:
+        s3 = self.client("s3", {"aws_access_key_id": "ak", "aws_secret_access_key": "x"})
+        s3.create_bucket(Bucket="dmap-pages")
+        for n in range(7):
+            s3.put_object(Bucket="dmap-pages", Key=f"r4/items/{n}.json", Body=b"{}")
+        sfn = self.client("stepfunctions", self.hub)
+        # Pages of 2 keys: 4 pages (AWS pages at 1000; the listing must not stop at the first).
+        machine = self._distributed_map_machine("dmap-pages", tolerated_percentage=100, max_keys=2)
+        described = self._run_to_end(machine, "dmap-4", {"bucket": "dmap-pages", "run": "r4"})
+        self.assertEqual(described["status"], "SUCCEEDED", described)
+        run = sfn.list_map_runs(executionArn=described["executionArn"])["mapRuns"][0]["mapRunArn"]
+        self.assertEqual(sfn.describe_map_run(mapRunArn=run)["itemCounts"]["total"], 7)
+        # Nothing under the prefix: zero items, the map run succeeds.
+        described = self._run_to_end(machine, "dmap-5", {"bucket": "dmap-pages", "run": "nothing-here"})
+        self.assertEqual(described["status"], "SUCCEEDED", described)
+        run = sfn.list_map_runs(executionArn=described["executionArn"])["mapRuns"][0]["mapRunArn"]
+        self.assertEqual(sfn.describe_map_run(mapRunArn=run)["itemCounts"]["total"], 0)
 
     def test_stopping_the_parent_aborts_its_map_run_and_children(self) -> None:
         s3 = self.client("s3", {"aws_access_key_id": "ak", "aws_secret_access_key": "x"})
