@@ -153,9 +153,21 @@ mod tests {
             + polls * (events(&processor["WaitForCommands"]) + events(&processor["PollCommands"]) + events(&processor["CommandsFinished"]))
             + events(&processor["VerifyBatch"]);
         let wave_path = [
-            "HasMoreWaves", "Inventory", "PrePatchAnalysis", "ApprovalNeeded", "RequestApproval", "PatchNeeded",
-            "PatchTargets", "SummarizeWave", "AnalyzeWave", "NotifyWave", "PublishWaveSummary", "IssuesFound",
-            "AdvanceWave", "PauseBeforeNextWave", "WavePause",
+            "HasMoreWaves",
+            "Inventory",
+            "PrePatchAnalysis",
+            "ApprovalNeeded",
+            "RequestApproval",
+            "PatchNeeded",
+            "PatchTargets",
+            "SummarizeWave",
+            "AnalyzeWave",
+            "NotifyWave",
+            "PublishWaveSummary",
+            "IssuesFound",
+            "AdvanceWave",
+            "PauseBeforeNextWave",
+            "WavePause",
         ];
         let per_wave: u64 = wave_path.iter().map(|name| events(&states[*name])).sum();
         let run: u64 = ["PlanRun", "HasMoreWaves", "WriteReport", "ReleaseRunLock", "RunComplete"]
@@ -213,7 +225,10 @@ mod tests {
         assert_eq!(map["Next"], "SummarizeWave");
         // Reading the items or writing the results is retried; then the failure is recorded and
         // the wave summarized (instances of unfinished batches end FAILED).
-        assert_eq!(map["Retry"][0]["ErrorEquals"], serde_json::json!(["States.ItemReaderFailed", "States.ResultWriterFailed"]));
+        assert_eq!(
+            map["Retry"][0]["ErrorEquals"],
+            serde_json::json!(["States.ItemReaderFailed", "States.ResultWriterFailed"])
+        );
         assert_eq!(map["Catch"][0]["ErrorEquals"][0], "States.ALL");
         assert_eq!(map["Catch"][0]["Next"], "RecordPatchFailure");
         assert_eq!(definition["States"]["RecordPatchFailure"]["Next"], "SummarizeWave");
@@ -228,7 +243,9 @@ mod tests {
     fn failure_paths_are_caught_and_records_expire() {
         let definition = rendered();
         let states = &definition["States"];
-        for name in ["PatchTargets", "PatchTargetsDistributed", "RecordPatchFailure", "RecordWaveFailure", "RecordWaveIssues"] {
+        for name in
+            ["PatchTargets", "PatchTargetsDistributed", "RecordPatchFailure", "RecordWaveFailure", "RecordWaveIssues"]
+        {
             let catch = &states[name]["Catch"][0];
             assert_eq!(catch["ErrorEquals"][0], "States.ALL", "{name}");
             assert!(catch["Next"].is_string(), "{name}");
@@ -285,7 +302,10 @@ mod tests {
         }
         assert_eq!(states["InvalidRunInput"]["Error"], "InvalidInput");
         assert_eq!(states["InvalidRunInput"]["CausePath"], "$.Cause");
-        assert_eq!((&states["PlanFailed"]["ErrorPath"], &states["PlanFailed"]["CausePath"]), (&Value::from("$.Error"), &Value::from("$.Cause")));
+        assert_eq!(
+            (&states["PlanFailed"]["ErrorPath"], &states["PlanFailed"]["CausePath"]),
+            (&Value::from("$.Error"), &Value::from("$.Cause"))
+        );
         assert_eq!(states["PlanRun"]["Parameters"]["Payload"]["input.$"], "$", "the input goes whole to PlanRun");
     }
 
