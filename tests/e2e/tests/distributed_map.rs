@@ -273,7 +273,7 @@ async fn a_run_stopped_during_the_distributed_wave_is_resumed_without_repatching
     let lock = run_lock::load(&stack.hub.store, "dmap-stopped").await.unwrap().unwrap();
     let item = stack.hub.store.get_item(&lock.pk, &lock.sk).await.unwrap().unwrap();
     let lease: u64 = item["leaseExpiresAt"].as_n().unwrap().parse().unwrap();
-    let wait = lease.saturating_sub(ec2patch_core::approval::now_epoch_seconds()) + 1;
+    let wait = lease.saturating_sub(ec2patch_core::time::now_epoch_seconds()) + 1;
     assert!(wait < 60, "lease {wait} s");
     tokio::time::sleep(Duration::from_secs(wait)).await;
     let resumed = ("dmap-resumed".to_owned(), stack.start_execution("dmap-resumed", &input).await.unwrap());
