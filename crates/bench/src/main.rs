@@ -16,6 +16,19 @@ struct Cli {
 enum Command {
     /// Build the release function binaries, measure everything, print the table, write the JSON.
     All(Args),
+    /// One real wave at fleet scale through the Distributed Map (approval included); prints the
+    /// measured figures and writes them as JSON (default target/bench/scale.json).
+    Scale(ScaleArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct ScaleArgs {
+    #[arg(long, default_value_t = 1000)]
+    accounts: usize,
+    #[arg(long, default_value_t = 3)]
+    regions: usize,
+    #[arg(long)]
+    output: Option<PathBuf>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -32,7 +45,7 @@ struct Args {
     /// Accounts the sequential loop is timed over (then scaled to --accounts).
     #[arg(long, default_value_t = 100)]
     sequential_accounts: usize,
-    /// Accounts of the patch waves (x 3 regions; at most 10 batches of 10 targets: moto runs only the inline Map).
+    /// Accounts of the patch waves (x 3 regions; at most 10 batches of 10 targets: this step measures the inline Map; `scale` the Distributed Map).
     #[arg(long, default_value_t = 20)]
     wave_accounts: usize,
     /// Where the JSON goes (default target/bench/results.json).
@@ -42,14 +55,35 @@ struct Args {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let Cli { command: Command::All(args) } = Cli::parse();
-    match all(args).await {
+    let outcome = match Cli::parse().command {
+        Command::All(args) => all(args).await,
+        Command::Scale(args) => scale(args).await,
+    };
+    match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("error: {error:#}");
             ExitCode::FAILURE
         }
     }
+}
+
+async fn scale(args: ScaleArgs) -> anyhow::Result<()> {
+    let root = ec2patch_local::moto::repo_root();
+    let options = ec2patch_bench::scale::ScaleOptions {
+        accounts: args.accounts.max(1),
+        regions: args.regions.max(1),
+        ..Default::default()
+    };
+    let run = ec2patch_bench::scale::run(&options).await?;
+    ec2patch_bench::scale::print(&run);
+    let output = args.output.unwrap_or_else(|| ec2patch_bench::target_dir(&root).join("bench/scale.json"));
+    if let Some(parent) = output.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    std::fs::write(&output, serde_json::to_vec_pretty(&run)?)?;
+    println!("JSON: {}", output.display());
+    Ok(())
 }
 
 async fn all(args: Args) -> anyhow::Result<()> {

@@ -13,7 +13,7 @@
 //!
 //! S3: `runs/<runId>/plan.json` (the validated plan) and
 //! `runs/<runId>/waves/<nnn>/manifest.json` (every target and instance of a wave), and
-//! `runs/<runId>/waves/<nnn>/batches/<bbbbb>.json` (the patchable part, in Map-sized batches).
+//! `runs/<runId>/waves/<nnn>/batches/<b>.json` (the patchable part, in Map-sized batches).
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -58,9 +58,11 @@ pub fn manifest_key(run_id: &str, wave_index: usize) -> String {
     format!("runs/{run_id}/waves/{wave_index:03}/manifest.json")
 }
 
-/// One batch of a wave's patchable targets (what one patch Map iteration works on).
+/// One batch of a wave's patchable targets (what one patch Map iteration works on). The batch
+/// number is not zero-padded: the Distributed Map reads it back from the key with
+/// `States.StringToJson`, which refuses a number with leading zeros.
 pub fn batch_key(run_id: &str, wave_index: usize, batch: usize) -> String {
-    format!("runs/{run_id}/waves/{wave_index:03}/batches/{batch:05}.json")
+    format!("runs/{run_id}/waves/{wave_index:03}/batches/{batch}.json")
 }
 
 /// The record of one SendCommand (at most 50 instances) for a target of a batch.

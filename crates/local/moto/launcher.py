@@ -170,6 +170,441 @@ def add_stepfunctions_ops() -> None:
     StepFunctionResponse.send_task_failure = send_task_failure
 
 
+# --------------------------------------------------------------------------- Distributed Map
+#
+# moto 5.2.5 runs a Distributed Map's items in worker threads sharing one throw-away event
+# list: no child executions exist, ToleratedFailure* is parsed but ignored (a failed child is
+# dropped silently), an integer ToleratedFailurePercentage is refused by the parser, the
+# ResultWriter's Parameters are evaluated against the Map's results instead of the state's input,
+# it writes a manifest listing no result files, and a stopped parent leaves its map run
+# SUCCEEDED. The patches below make each of these behave as AWS documents it.
+
+
+def _children(account: str, region: str) -> dict[str, "ChildExecution"]:
+    """The child executions of every map run of an account/region (cleared by moto's reset)."""
+    from moto.stepfunctions.parser.models import stepfunctions_parser_backends
+
+    backend = stepfunctions_parser_backends[account][region]
+    return backend.__dict__.setdefault("ec2patch_map_children", {})
+
+
+class ChildExecution:
+    """One item of a Distributed Map as AWS shows it: a STANDARD execution named by a uuid under
+    the map run's state machine ARN, with its own history, described and listed by the ordinary
+    execution APIs (ListExecutions with mapRunArn)."""
+
+    def __init__(self, map_run_record: Any, role_arn: str) -> None:
+        import datetime
+        import uuid
+
+        self.name = str(uuid.uuid4())
+        self.map_run_arn = map_run_record.map_run_arn
+        self.state_machine_arn = map_run_record.map_state_machine_arn
+        self.execution_arn = f"{self.state_machine_arn.replace(':stateMachine:', ':execution:')}:{self.name}"
+        self.role_arn = role_arn
+        self.start_date = datetime.datetime.now(tz=datetime.timezone.utc)
+        self.stop_date = None
+        self.status = "RUNNING"
+        self.input: Any = None
+        self.output: Any = None
+        self.error: str | None = None
+        self.cause: str | None = None
+        from moto.stepfunctions.parser.asl.eval.event.event_manager import EventManager
+
+        self.event_manager = EventManager()
+
+    @property
+    def execution_input(self) -> str:
+        return json.dumps(self.input, separators=(",", ":"))
+
+    def finish(self, status: str, output: Any = None, error: str | None = None, cause: str | None = None) -> None:
+        import datetime
+
+        self.status, self.output, self.error, self.cause = status, output, error, cause
+        self.stop_date = datetime.datetime.now(tz=datetime.timezone.utc)
+
+    def list_item(self) -> dict[str, Any]:
+        item = {"executionArn": self.execution_arn, "name": self.name, "startDate": self.start_date,
+                "stateMachineArn": self.state_machine_arn, "status": self.status, "mapRunArn": self.map_run_arn}
+        if self.stop_date is not None:
+            item["stopDate"] = self.stop_date
+        return item
+
+    def describe(self) -> dict[str, Any]:
+        described = {**self.list_item(), "input": self.execution_input,
+                     "inputDetails": {"included": True}}
+        if self.status == "SUCCEEDED":
+            described["output"] = json.dumps(self.output, separators=(",", ":"))
+            described["outputDetails"] = {"included": True}
+        if self.error is not None:
+            described["error"] = self.error
+        if self.cause is not None:
+            described["cause"] = self.cause
+        return described
+
+    def result_entry(self) -> dict[str, Any]:
+        """This child as a ResultWriter result file lists it."""
+        entry = {"ExecutionArn": self.execution_arn, "Input": self.execution_input,
+                 "InputDetails": {"Included": True}, "Name": self.name,
+                 "StartDate": self.start_date.isoformat(), "StateMachineArn": self.state_machine_arn,
+                 "Status": self.status, "StopDate": self.stop_date.isoformat() if self.stop_date else None,
+                 "RedriveCount": 0, "RedriveStatus": "NOT_REDRIVABLE"}
+        if self.status == "SUCCEEDED":
+            entry["Output"] = json.dumps(self.output, separators=(",", ":"))
+            entry["OutputDetails"] = {"Included": True}
+        else:
+            entry["Error"], entry["Cause"] = self.error, self.cause
+        return entry
+
+
+def run_distributed_item_as_child(self: Any, env: Any, job: Any) -> None:
+    """Replaces DistributedItemProcessorWorker._eval_job: the item runs as a child execution with
+    its own history and context ($$.Execution is the child's), registered so the execution APIs
+    find it; its end state is counted in the map run and kept for the tolerance check and the
+    ResultWriter."""
+    from moto.stepfunctions.parser.api import (
+        ExecutionAbortedEventDetails,
+        ExecutionFailedEventDetails,
+        ExecutionStartedEventDetails,
+        ExecutionSucceededEventDetails,
+        HistoryEventType,
+    )
+    from moto.stepfunctions.parser.asl.eval.event.event_detail import EventDetails
+    from moto.stepfunctions.parser.asl.eval.event.event_manager import EventHistoryContext
+    from moto.stepfunctions.parser.asl.eval.program_state import ProgramError, ProgramStopped, ProgramTimedOut
+    from moto.stepfunctions.parser.asl.eval.states import ItemData, MapData
+
+    record = self._map_run_record
+    if not self._env.is_running():
+        # The parent was stopped (or failed): no further child starts.
+        job.job_output = None
+        return
+    details = env.aws_execution_details
+    child = ChildExecution(record, details.role_arn)
+    _children(details.account, details.region)[child.execution_arn] = child
+    record.item_counter.total.count()
+    record.item_counter.running.count()
+    record.execution_counter.total.count()
+    record.execution_counter.running.count()
+    # The child's own history: a fresh event list and event ids from 1.
+    env.event_manager = child.event_manager
+    env.event_history_context = EventHistoryContext.of_program_start()
+    started = False
+    try:
+        env.states.context_object.context_object_data["Map"] = MapData(
+            Item=ItemData(Index=job.job_index, Value=job.job_input))
+        env.states.reset(job.job_input)
+        env.stack.append(env.states.get_input())
+        self._eval_input(env_frame=env)
+        child.input = env.states.get_input()
+        env.states.context_object.context_object_data["Execution"] = {
+            "Id": child.execution_arn, "Input": child.input, "Name": child.name,
+            "RoleArn": child.role_arn, "StartTime": child.start_date.isoformat()}
+        env.states.context_object.context_object_data.pop("Map", None)
+        env.event_manager.add_event(
+            context=env.event_history_context,
+            event_type=HistoryEventType.ExecutionStarted,
+            event_details=EventDetails(executionStartedEventDetails=ExecutionStartedEventDetails(
+                input=child.execution_input, inputDetails={"truncated": False}, roleArn=child.role_arn)),
+            update_source_event_id=False)
+        started = True
+        job.job_program.eval(env)
+        end = env.program_state()
+    except Exception as ex:  # the item could not even start (e.g. its ItemSelector failed)
+        from moto.stepfunctions.parser.asl.component.common.error_name.failure_event import (
+            FailureEventException,
+        )
+
+        if isinstance(ex, FailureEventException):
+            pair = ex.extract_error_cause_pair() or ("States.Runtime", str(ex))
+        else:
+            pair = ("States.Runtime", f"{type(ex).__name__}({ex})")
+        end = ProgramError(error=ExecutionFailedEventDetails(error=pair[0], cause=pair[1]))
+    if not started:
+        child.input = child.input if child.input is not None else job.job_input
+    output = None
+    if isinstance(end, ProgramError):
+        error = end.error or {}
+        child.finish("FAILED", error=error.get("error"), cause=error.get("cause"))
+        env.event_manager.add_event(
+            context=env.event_history_context, event_type=HistoryEventType.ExecutionFailed,
+            event_details=EventDetails(executionFailedEventDetails=ExecutionFailedEventDetails(
+                **{k: v for k, v in error.items() if k in ("error", "cause") and v is not None})))
+        record.execution_counter.failed.count()
+        record.item_counter.failed.count()
+    elif isinstance(end, ProgramStopped):
+        child.finish("ABORTED")
+        env.event_manager.add_event(
+            context=env.event_history_context, event_type=HistoryEventType.ExecutionAborted,
+            event_details=EventDetails(executionAbortedEventDetails=ExecutionAbortedEventDetails()))
+        record.execution_counter.aborted.count()
+        record.item_counter.aborted.count()
+    elif isinstance(end, ProgramTimedOut):
+        child.finish("TIMED_OUT")
+        env.event_manager.add_event(context=env.event_history_context,
+                                    event_type=HistoryEventType.ExecutionTimedOut)
+        record.execution_counter.timed_out.count()
+        record.item_counter.timed_out.count()
+    else:
+        output = env.states.get_input()
+        child.finish("SUCCEEDED", output=output)
+        env.event_manager.add_event(
+            context=env.event_history_context, event_type=HistoryEventType.ExecutionSucceeded,
+            event_details=EventDetails(executionSucceededEventDetails=ExecutionSucceededEventDetails(
+                output=json.dumps(output, separators=(",", ":")), outputDetails={"truncated": False})))
+        for counter in (record.item_counter, record.execution_counter):
+            counter.succeeded.count()
+            counter.results_written.count()
+    record.item_counter.running.offset(-1)
+    record.execution_counter.running.offset(-1)
+    job.job_output = output
+
+
+def _tolerance_exceeded(env: Any, record: Any) -> bool:
+    """AWS: with neither ToleratedFailure field declared, any failed child fails the map run;
+    a declared count or percentage fails it once the failures pass that threshold."""
+    count_declared, percentage_declared = getattr(env, "ec2patch_tolerance_declared", (False, False))
+    failed = record.item_counter.failed.get() + record.item_counter.timed_out.get()
+    total = record.item_counter.total.get()
+    if failed == 0:
+        return False
+    if not count_declared and not percentage_declared:
+        return True
+    if count_declared and failed > record.tolerated_failure_count:
+        return True
+    return percentage_declared and total > 0 and failed * 100.0 / total > record.tolerated_failure_percentage
+
+
+def patch_distributed_map() -> None:
+    from moto.stepfunctions.parser.asl.component.common.error_name.failure_event import (
+        FailureEvent,
+        FailureEventException,
+    )
+    from moto.stepfunctions.parser.asl.component.common.error_name.states_error_name import StatesErrorName
+    from moto.stepfunctions.parser.asl.component.common.error_name.states_error_name_type import (
+        StatesErrorNameType,
+    )
+    from moto.stepfunctions.parser.asl.component.state.exec.state_map import state_map
+    from moto.stepfunctions.parser.asl.component.state.exec.state_map.iteration import (
+        distributed_iteration_component as distributed,
+    )
+    from moto.stepfunctions.parser.asl.component.state.exec.state_map.iteration.itemprocessor import (
+        distributed_item_processor_worker as worker,
+    )
+    from moto.stepfunctions.parser.asl.component.state.exec.state_map.result_writer import result_writer_decl
+    from moto.stepfunctions.parser.asl.component.state.exec.state_map.result_writer.resource_eval import (
+        resource_eval_s3,
+    )
+    from moto.stepfunctions.parser.asl.eval.program_state import ProgramStopped
+    from moto.stepfunctions.parser.asl.parse import asl_parser
+    from moto.stepfunctions.parser.api import HistoryEventType, MapRunStatus
+    from moto.stepfunctions.parser.asl.eval.event.event_detail import EventDetails
+    from moto.stepfunctions.parser.api import EvaluationFailedEventDetails
+
+    worker_class = _require(worker, "DistributedItemProcessorWorker")
+    _require(worker_class, "_eval_job")
+    _require(worker_class, "_eval_input")
+    worker_class._eval_job = run_distributed_item_as_child
+
+    # ToleratedFailure*: remember which were declared; fail the map run past the threshold.
+    map_class = _require(state_map, "StateMap")
+    original_from_props = _require(map_class, "from_state_props")
+    original_eval_execution = _require(map_class, "_eval_execution")
+    count_decl = _require(state_map, "ToleratedFailureCountDecl")
+    percentage_decl = _require(state_map, "ToleratedFailurePercentageDecl")
+
+    def from_state_props(self: Any, state_props: Any) -> None:
+        original_from_props(self, state_props)
+        self.ec2patch_tolerance_declared = (state_props.get(count_decl) is not None,
+                                            state_props.get(percentage_decl) is not None)
+
+    def eval_execution(self: Any, env: Any) -> None:
+        env.ec2patch_tolerance_declared = getattr(self, "ec2patch_tolerance_declared", (False, False))
+        original_eval_execution(self, env)
+
+    map_class.from_state_props = from_state_props
+    map_class._eval_execution = eval_execution
+
+    component = _require(distributed, "DistributedIterationComponent")
+    original_map_run = _require(component, "_map_run")
+    original_component_body = _require(component, "_eval_body")
+
+    def map_run(self: Any, env: Any, eval_input: Any) -> None:
+        original_map_run(self, env, eval_input)
+        if env.is_running() and _tolerance_exceeded(env, eval_input.map_run_record):
+            error_name = StatesErrorName(typ=StatesErrorNameType.StatesExceedToleratedFailureThreshold)
+            raise FailureEventException(failure_event=FailureEvent(
+                env=env, error_name=error_name, event_type=HistoryEventType.MapRunFailed,
+                event_details=EventDetails(evaluationFailedEventDetails=EvaluationFailedEventDetails(
+                    error=error_name.error_name,
+                    cause="The specified tolerated failure threshold was exceeded"))))
+
+    def component_body(self: Any, env: Any) -> None:
+        eval_input = env.stack[-1]
+        original_component_body(self, env)
+        if isinstance(env.program_state(), ProgramStopped):
+            eval_input.map_run_record.set_stop(status=MapRunStatus.ABORTED)
+
+    component._map_run = map_run
+    component._eval_body = component_body
+
+    # ItemReader s3:listObjectsV2: every page, and no objects is zero items (moto read
+    # response["Contents"] of the first page only: KeyError on an empty prefix, 1000 items at most).
+    from moto.stepfunctions.parser.asl.component.state.exec.state_map.item_reader.eval import (
+        resource_eval_s3 as reader_s3,
+    )
+
+    reader_class = _require(reader_s3, "ResourceEvalS3")
+    _require(reader_class, "_handle_list_objects_v2")
+    reader_class._handle_list_objects_v2 = staticmethod(list_all_objects)
+
+    # ResultWriter: Parameters are evaluated against the state's input, as on AWS.
+    writer_class = _require(result_writer_decl, "ResultWriter")
+    _require(writer_class, "_eval_body")
+
+    def write_results(self: Any, env: Any) -> None:
+        results = env.stack.pop()
+        env.stack.append(env.states.get_input())
+        self.parargs.eval(env=env)
+        parameters = env.stack.pop()
+        env.stack.pop()
+        env.stack.append(results)
+        env.stack.append(parameters)
+        self.resource_eval.eval_resource(env=env)
+
+    writer_class._eval_body = write_results
+    s3_writer = _require(resource_eval_s3, "ResourceEvalS3")
+    _require(s3_writer, "_handle_put_object")
+    s3_writer._handle_put_object = staticmethod(put_map_run_results)
+
+    # ToleratedFailurePercentage 100 (an integer, as JSON writers emit it) is valid ASL; moto's
+    # grammar only takes a decimal there.
+    parser_class = _require(asl_parser, "AmazonStateLanguageParser")
+    original_parse = _require(parser_class, "parse")
+
+    def parse(definition: str) -> Any:
+        return original_parse(_decimal_tolerated_percentages(definition))
+
+    parser_class.parse = staticmethod(parse)
+
+
+def list_all_objects(env: Any, resource_runtime_part: Any, state_credentials: Any) -> None:
+    from moto.stepfunctions.parser.asl.utils.boto_client import boto_client_for
+
+    s3 = boto_client_for(service="s3", region=resource_runtime_part.region, state_credentials=state_credentials)
+    parameters = dict(env.stack.pop())
+    items: list[Any] = []
+    while True:
+        page = s3.list_objects_v2(**parameters)
+        items.extend(page.get("Contents", []))
+        if not page.get("IsTruncated"):
+            break
+        parameters["ContinuationToken"] = page["NextContinuationToken"]
+    env.stack.append(items)
+
+
+def _decimal_tolerated_percentages(definition: str) -> str:
+    try:
+        parsed = json.loads(definition)
+    except ValueError:
+        return definition
+    changed = False
+
+    def walk(node: Any) -> None:
+        nonlocal changed
+        if isinstance(node, dict):
+            value = node.get("ToleratedFailurePercentage")
+            if isinstance(value, int) and not isinstance(value, bool):
+                node["ToleratedFailurePercentage"] = float(value)
+                changed = True
+            for child in node.values():
+                walk(child)
+        elif isinstance(node, list):
+            for child in node:
+                walk(child)
+
+    walk(parsed)
+    return json.dumps(parsed) if changed else definition
+
+
+def put_map_run_results(env: Any, resource_runtime_part: Any, state_credentials: Any) -> None:
+    """ResultWriter s3:putObject: `<Prefix>/<map run id>/manifest.json` plus SUCCEEDED_0.json /
+    FAILED_0.json (and so on) listing each child as AWS's result files do."""
+    from moto.stepfunctions.parser.asl.utils.boto_client import boto_client_for
+
+    parameters = env.stack.pop()
+    env.stack.pop()  # the Map's results: AWS writes executions, not the results array
+    s3 = boto_client_for(service="s3", region=resource_runtime_part.region, state_credentials=state_credentials)
+    record = env.map_run_record_pool_manager.get_all().pop()
+    prefix = parameters.get("Prefix", "")
+    if prefix and not prefix.endswith("/"):
+        prefix += "/"
+    base = prefix + record.map_run_arn.split(":")[-1] + "/"
+    details = env.aws_execution_details
+    children = [c for c in _children(details.account, details.region).values() if c.map_run_arn == record.map_run_arn]
+    files: dict[str, list[dict[str, Any]]] = {"FAILED": [], "PENDING": [], "SUCCEEDED": []}
+    for kind, members in (("SUCCEEDED", ["SUCCEEDED"]), ("FAILED", ["FAILED", "TIMED_OUT", "ABORTED"])):
+        entries = [c.result_entry() for c in sorted(children, key=lambda c: c.start_date) if c.status in members]
+        if entries:
+            body = json.dumps(entries).encode()
+            key = f"{base}{kind}_0.json"
+            s3.put_object(Bucket=parameters["Bucket"], Key=key, Body=body)
+            files[kind].append({"Key": key, "Size": len(body)})
+    manifest = {"DestinationBucket": parameters["Bucket"], "MapRunArn": record.map_run_arn, "ResultFiles": files}
+    key = base + "manifest.json"
+    s3.put_object(Bucket=parameters["Bucket"], Key=key, Body=json.dumps(manifest, indent=2).encode())
+    env.stack.append({"MapRunArn": record.map_run_arn,
+                      "ResultWriterDetails": {"Bucket": parameters["Bucket"], "Key": key}})
+
+
+def _child_or_none(self: Any, arn: str | None) -> ChildExecution | None:
+    if not arn:
+        return None
+    return _children(self.current_account, self.region).get(arn)
+
+
+def add_child_execution_ops() -> None:
+    """DescribeExecution / GetExecutionHistory / ListExecutions(mapRunArn) see map run children."""
+    from moto.core.responses import ActionResult
+    from moto.stepfunctions.responses import StepFunctionResponse
+
+    original_describe = _require(StepFunctionResponse, "describe_execution")
+    original_history = _require(StepFunctionResponse, "get_execution_history")
+    original_list = _require(StepFunctionResponse, "list_executions")
+
+    def describe_execution(self: Any) -> Any:
+        child = _child_or_none(self, self._get_param("executionArn"))
+        return ActionResult(child.describe()) if child else original_describe(self)
+
+    def get_execution_history(self: Any) -> Any:
+        child = _child_or_none(self, self._get_param("executionArn"))
+        if child is None:
+            return original_history(self)
+        events = child.event_manager.get_event_history()
+        if self._get_param("reverseOrder"):
+            events = list(reversed(events))
+        return ActionResult({"events": events})
+
+    def list_executions(self: Any) -> Any:
+        map_run_arn = self._get_param("mapRunArn")
+        if not map_run_arn:
+            return original_list(self)
+        status = self._get_param("statusFilter")
+        children = [c for c in _children(self.current_account, self.region).values()
+                    if c.map_run_arn == map_run_arn and (not status or c.status == status)]
+        children.sort(key=lambda c: c.start_date, reverse=True)
+        start = int(self._get_param("nextToken") or 0)
+        limit = int(self._get_param("maxResults") or 100) or 100
+        body: dict[str, Any] = {"executions": [c.list_item() for c in children[start:start + limit]]}
+        if start + limit < len(children):
+            body["nextToken"] = str(start + limit)
+        return ActionResult(body)
+
+    StepFunctionResponse.describe_execution = describe_execution
+    StepFunctionResponse.get_execution_history = get_execution_history
+    StepFunctionResponse.list_executions = list_executions
+
+
 # --------------------------------------------------------------------------- SSM
 
 
@@ -200,6 +635,8 @@ def configure() -> None:
     hook_jsonata()
     check_interpreter_timeouts()
     add_stepfunctions_ops()
+    patch_distributed_map()
+    add_child_execution_ops()
     add_ssm_ops()
 
 

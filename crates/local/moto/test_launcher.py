@@ -301,6 +301,166 @@ class LauncherTest(unittest.TestCase):
             self.assertEqual(described["status"], "SUCCEEDED", described)
             self.assertEqual(json.loads(described["output"]), expected)
 
+    # ------------------------------------------------------------------ Distributed Map
+
+    def _distributed_map_machine(self, name: str, tolerated_percentage: int | None = None,
+                                 max_keys: int | None = None) -> str:
+        """A Distributed Map over S3 objects `<prefix><n>.json`, shaped like ec2patch's own:
+        the bucket and prefixes come from the state input, each child's `batch` from its item's
+        key; a child whose batch is 3 fails; the ResultWriter's parameters are dynamic."""
+        batch_of_key = ("States.StringToJson(States.ArrayGetItem(States.StringSplit("
+                        "States.ArrayGetItem(States.StringSplit($$.Map.Item.Value.Key, '/'), 2), '.'), 0))")
+        definition = {"StartAt": "Batches", "States": {"Batches": {
+            "Type": "Map",
+            "ItemReader": {"Resource": "arn:aws:states:::s3:listObjectsV2",
+                           "Parameters": {"Bucket.$": "$.bucket", "Prefix.$": "States.Format('{}/items/', $.run)",
+                                          **({"MaxKeys": max_keys} if max_keys else {})}},
+            "ItemSelector": {"run.$": "$.run", "batch.$": batch_of_key},
+            "MaxConcurrency": 3,
+            "ItemProcessor": {
+                "ProcessorConfig": {"Mode": "DISTRIBUTED", "ExecutionType": "STANDARD"},
+                "StartAt": "IsBroken",
+                "States": {
+                    "IsBroken": {"Type": "Choice", "Choices": [
+                        {"Variable": "$.batch", "NumericEquals": 3, "Next": "Broken"}], "Default": "Work"},
+                    "Broken": {"Type": "Fail", "Error": "BatchBroke", "Cause": "batch 3 is broken"},
+                    "Work": {"Type": "Wait", "Seconds": 1, "Next": "Done"},
+                    "Done": {"Type": "Pass", "Parameters": {"done.$": "$.batch"}, "End": True}}},
+            "ResultWriter": {"Resource": "arn:aws:states:::s3:putObject",
+                             "Parameters": {"Bucket.$": "$.bucket", "Prefix.$": "States.Format('{}/results', $.run)"}},
+            **({"ToleratedFailurePercentage": tolerated_percentage} if tolerated_percentage is not None else {}),
+            "ResultPath": None,
+            "End": True}}}
+        sfn = self.client("stepfunctions", self.hub)
+        return sfn.create_state_machine(name=name, definition=json.dumps(definition),
+                                        roleArn=f"arn:aws:iam::{HUB}:role/sfn")["stateMachineArn"]
+
+    def _run_to_end(self, machine: str, name: str, execution_input: dict, timeout: float = 60) -> dict:
+        sfn = self.client("stepfunctions", self.hub)
+        arn = sfn.start_execution(stateMachineArn=machine, name=name, input=json.dumps(execution_input))["executionArn"]
+        deadline = time.monotonic() + timeout
+        while (described := sfn.describe_execution(executionArn=arn))["status"] == "RUNNING":
+            self.assertLess(time.monotonic(), deadline, "execution still running")
+            time.sleep(0.1)
+        return described
+
+    def test_distributed_map_runs_real_child_executions(self) -> None:
+        # No router here: the interpreter's own calls land in moto's default account.
+        s3 = self.client("s3", {"aws_access_key_id": "ak", "aws_secret_access_key": "x"})
+        s3.create_bucket(Bucket="dmap")
+        for n in range(12):
+            s3.put_object(Bucket="dmap", Key=f"r1/items/{n}.json", Body=b"{}")
+        machine = self._distributed_map_machine("dmap-tolerant", tolerated_percentage=100)
+        described = self._run_to_end(machine, "dmap-1", {"bucket": "dmap", "run": "r1"})
+        self.assertEqual(described["status"], "SUCCEEDED", described)
+
+        sfn = self.client("stepfunctions", self.hub)
+        history = sfn.get_execution_history(executionArn=described["executionArn"], maxResults=1000)["events"]
+        types = [e["type"] for e in history]
+        self.assertIn("MapRunStarted", types)
+        self.assertIn("MapRunSucceeded", types)
+        map_run = sfn.list_map_runs(executionArn=described["executionArn"])["mapRuns"][0]["mapRunArn"]
+        run = sfn.describe_map_run(mapRunArn=map_run)
+        self.assertEqual((run["status"], run["maxConcurrency"]), ("SUCCEEDED", 3))
+        self.assertEqual((run["itemCounts"]["total"], run["itemCounts"]["succeeded"], run["itemCounts"]["failed"]),
+                         (12, 11, 1), run)
+        self.assertEqual((run["executionCounts"]["total"], run["executionCounts"]["running"]), (12, 0), run)
+
+        # Children: real executions of the map run, each with its own history.
+        children = sfn.list_executions(mapRunArn=map_run, maxResults=100)["executions"]
+        self.assertEqual(len(children), 12)
+        by_batch = {}
+        for child in children:
+            child_described = sfn.describe_execution(executionArn=child["executionArn"])
+            self.assertEqual(child_described["mapRunArn"], map_run)
+            batch = json.loads(child_described["input"])["batch"]
+            by_batch[batch] = child_described
+            events = sfn.get_execution_history(executionArn=child["executionArn"])["events"]
+            self.assertEqual(events[0]["type"], "ExecutionStarted")
+            self.assertEqual(events[-1]["type"], "ExecutionFailed" if batch == 3 else "ExecutionSucceeded")
+            self.assertEqual([e["id"] for e in events], list(range(1, len(events) + 1)))
+        self.assertEqual(sorted(by_batch), list(range(12)), "each child's batch comes from its key")
+        self.assertEqual(by_batch[3]["status"], "FAILED")
+        self.assertEqual((by_batch[3]["error"], by_batch[3]["cause"]), ("BatchBroke", "batch 3 is broken"))
+        self.assertEqual(json.loads(by_batch[5]["output"]), {"done": 5})
+        # The parent's own history holds none of the children's states.
+        self.assertNotIn("Work", [e.get("stateEnteredEventDetails", {}).get("name") for e in history])
+
+        # MaxConcurrency holds: never more than 3 children running at once.
+        spans = sorted((c["startDate"], 1) for c in children) + sorted((c["stopDate"], -1) for c in children)
+        in_flight, most = 0, 0
+        for _, delta in sorted(spans, key=lambda s: (s[0], s[1])):
+            in_flight += delta
+            most = max(most, in_flight)
+        self.assertEqual(most, 3)
+
+        # The ResultWriter's parameters come from the state's input; it writes the manifest and
+        # the results of succeeded and failed children.
+        keys = [o["Key"] for o in s3.list_objects_v2(Bucket="dmap", Prefix="r1/results/")["Contents"]]
+        manifest_key = next(k for k in keys if k.endswith("/manifest.json"))
+        manifest = json.loads(s3.get_object(Bucket="dmap", Key=manifest_key)["Body"].read())
+        self.assertEqual(manifest["MapRunArn"], map_run)
+        written = {}
+        for kind in ("SUCCEEDED", "FAILED"):
+            for entry in manifest["ResultFiles"][kind]:
+                written[kind] = json.loads(s3.get_object(Bucket="dmap", Key=entry["Key"])["Body"].read())
+        self.assertEqual(len(written["SUCCEEDED"]), 11)
+        self.assertEqual(len(written["FAILED"]), 1)
+        self.assertEqual(written["FAILED"][0]["Error"], "BatchBroke")
+
+    def test_distributed_map_fails_past_its_tolerated_failures(self) -> None:
+        s3 = self.client("s3", {"aws_access_key_id": "ak", "aws_secret_access_key": "x"})
+        s3.create_bucket(Bucket="dmap-strict")
+        for n in range(5):
+            s3.put_object(Bucket="dmap-strict", Key=f"r2/items/{n}.json", Body=b"{}")
+        machine = self._distributed_map_machine("dmap-strict")
+        described = self._run_to_end(machine, "dmap-2", {"bucket": "dmap-strict", "run": "r2"})
+        self.assertEqual(described["status"], "FAILED", described)
+        self.assertEqual(described["error"], "States.ExceedToleratedFailureThreshold", described)
+
+    def test_the_item_reader_reads_every_page_and_an_empty_prefix(self) -> None:
+        s3 = self.client("s3", {"aws_access_key_id": "ak", "aws_secret_access_key": "x"})
+        s3.create_bucket(Bucket="dmap-pages")
+        for n in range(7):
+            s3.put_object(Bucket="dmap-pages", Key=f"r4/items/{n}.json", Body=b"{}")
+        sfn = self.client("stepfunctions", self.hub)
+        # Pages of 2 keys: 4 pages (AWS pages at 1000; the listing must not stop at the first).
+        machine = self._distributed_map_machine("dmap-pages", tolerated_percentage=100, max_keys=2)
+        described = self._run_to_end(machine, "dmap-4", {"bucket": "dmap-pages", "run": "r4"})
+        self.assertEqual(described["status"], "SUCCEEDED", described)
+        run = sfn.list_map_runs(executionArn=described["executionArn"])["mapRuns"][0]["mapRunArn"]
+        self.assertEqual(sfn.describe_map_run(mapRunArn=run)["itemCounts"]["total"], 7)
+        # Nothing under the prefix: zero items, the map run succeeds.
+        described = self._run_to_end(machine, "dmap-5", {"bucket": "dmap-pages", "run": "nothing-here"})
+        self.assertEqual(described["status"], "SUCCEEDED", described)
+        run = sfn.list_map_runs(executionArn=described["executionArn"])["mapRuns"][0]["mapRunArn"]
+        self.assertEqual(sfn.describe_map_run(mapRunArn=run)["itemCounts"]["total"], 0)
+
+    def test_stopping_the_parent_aborts_its_map_run_and_children(self) -> None:
+        s3 = self.client("s3", {"aws_access_key_id": "ak", "aws_secret_access_key": "x"})
+        s3.create_bucket(Bucket="dmap-stop")
+        for n in range(6):
+            s3.put_object(Bucket="dmap-stop", Key=f"r3/items/{n}.json", Body=b"{}")
+        machine = self._distributed_map_machine("dmap-stop", tolerated_percentage=100)
+        sfn = self.client("stepfunctions", self.hub)
+        arn = sfn.start_execution(stateMachineArn=machine, name="dmap-3",
+                                  input=json.dumps({"bucket": "dmap-stop", "run": "r3"}))["executionArn"]
+        deadline = time.monotonic() + 20
+        while not (runs := sfn.list_map_runs(executionArn=arn)["mapRuns"]):
+            self.assertLess(time.monotonic(), deadline)
+            time.sleep(0.05)
+        while not sfn.list_executions(mapRunArn=runs[0]["mapRunArn"])["executions"]:
+            self.assertLess(time.monotonic(), deadline)
+            time.sleep(0.05)
+        sfn.stop_execution(executionArn=arn)
+        time.sleep(1.5)
+        self.assertEqual(sfn.describe_execution(executionArn=arn)["status"], "ABORTED")
+        children = sfn.list_executions(mapRunArn=runs[0]["mapRunArn"])["executions"]
+        self.assertTrue(children)
+        self.assertTrue(all(c["status"] in ("ABORTED", "SUCCEEDED", "FAILED") for c in children), children)
+        self.assertLess(len(children), 6, "no child starts after the stop")
+        self.assertEqual(sfn.describe_map_run(mapRunArn=runs[0]["mapRunArn"])["status"], "ABORTED")
+
 
 if __name__ == "__main__":
     unittest.main()

@@ -60,6 +60,9 @@ pub struct FaultRule {
     pub reset: Option<Reset>,
     /// Answer with this instead of forwarding.
     pub response: Option<CannedResponse>,
+    /// Only Lambda invocations whose JSON payload has this top-level field with this value
+    /// (e.g. one batch of a Map); calls without a payload never match such a rule.
+    pub payload_field: Option<(String, serde_json::Value)>,
 }
 
 impl FaultRule {
@@ -80,6 +83,7 @@ impl FaultRule {
             first_n: None,
             reset: None,
             response: None,
+            payload_field: None,
         }
     }
 
@@ -140,11 +144,19 @@ impl FaultRule {
             first_n: None,
             reset: None,
             response: None,
+            payload_field: None,
         }
     }
 
     pub fn for_account(mut self, account: &str) -> Self {
         self.account = Some(account.to_owned());
+        self
+    }
+
+    /// Only Lambda invocations whose payload's `field` equals `value`, e.g.
+    /// `lambda_service_error(..).when_payload("batch", json!(3))` fails one batch of a Map.
+    pub fn when_payload(mut self, field: &str, value: serde_json::Value) -> Self {
+        self.payload_field = Some((field.to_owned(), value));
         self
     }
 
@@ -163,11 +175,14 @@ impl FaultRule {
         self
     }
 
-    fn matches(&self, call: &CallInfo) -> bool {
+    fn matches(&self, call: &CallInfo, payload: Option<&serde_json::Value>) -> bool {
         let field = |want: &Option<String>, got: Option<&str>| want.as_deref().is_none_or(|w| Some(w) == got);
+        let payload_matches =
+            self.payload_field.as_ref().is_none_or(|(name, value)| payload.and_then(|p| p.get(name)) == Some(value));
         field(&self.service, Some(&call.service))
             && field(&self.operation, Some(&call.operation))
             && field(&self.account, call.account.as_deref())
+            && payload_matches
     }
 }
 
@@ -205,6 +220,11 @@ impl FaultPlan {
 
     /// The combined effect of every matching rule on `call` (the first error wins).
     pub fn decide(&self, call: &CallInfo) -> Option<Decision> {
+        self.decide_with_payload(call, None)
+    }
+
+    /// [`FaultPlan::decide`] for a Lambda invocation with its JSON payload.
+    pub fn decide_with_payload(&self, call: &CallInfo, payload: Option<&serde_json::Value>) -> Option<Decision> {
         let mut rules = self.rules.lock().unwrap_or_else(|p| p.into_inner());
         if rules.is_empty() {
             return None;
@@ -212,7 +232,7 @@ impl FaultPlan {
         let mut rng = self.rng.lock().unwrap_or_else(|p| p.into_inner());
         let mut decision = Decision::default();
         for (rule, seen) in rules.iter_mut() {
-            if !rule.matches(call) {
+            if !rule.matches(call, payload) {
                 continue;
             }
             let index = *seen;
@@ -289,6 +309,20 @@ mod tests {
         let timeout = FaultRule::lambda_timeout("ec2patch-SendSsmCommand");
         assert_eq!(timeout.operation.as_deref(), Some("Invoke:ec2patch-SendSsmCommand"));
         assert_eq!(timeout.error.unwrap().status, 200, "a function error, not an Invoke API error");
+    }
+
+    #[test]
+    fn a_payload_rule_matches_only_invocations_with_that_field() {
+        let plan = FaultPlan::default();
+        plan.add(
+            FaultRule::lambda_service_error("ec2patch-SendSsmCommand", "ServiceException", 500)
+                .when_payload("batch", serde_json::json!(3)),
+        );
+        let invoke = call("lambda", "Invoke:ec2patch-SendSsmCommand", "1");
+        let batch = |n: u64| serde_json::json!({"runId": "r", "batch": n});
+        assert!(plan.decide_with_payload(&invoke, Some(&batch(2))).is_none());
+        assert!(plan.decide_with_payload(&invoke, Some(&batch(3))).is_some());
+        assert!(plan.decide(&invoke).is_none(), "no payload, no match");
     }
 
     #[test]

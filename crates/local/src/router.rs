@@ -178,7 +178,9 @@ async fn route(
     {
         let call = CallInfo::lambda_invoke(&function, &state.hub_account);
         count(&state, &call.key());
-        let decision = state.faults.decide(&call);
+        // Lambda payloads are JSON: rules may match a field of it (one batch of a Map).
+        let payload = serde_json::from_slice::<serde_json::Value>(&body).ok();
+        let decision = state.faults.decide_with_payload(&call, payload.as_ref());
         return apply_faults(&call, decision, invoke(&state, &function, &body)).await;
     }
     let call =
