@@ -25,7 +25,21 @@ locals {
       EC2PATCH_CALLBACK_BASE_URL        = aws_apigatewayv2_api.callback.api_endpoint
       EC2PATCH_HMAC_KEY_PARAMETER       = local.hmac_parameter_name
       EC2PATCH_METRIC_NAMESPACE         = local.metric_namespace
+      EC2PATCH_EXTRA_REGIONS            = join(",", var.extra_regions)
+      EC2PATCH_TARGETS_PER_BATCH        = tostring(var.targets_per_batch)
+      EC2PATCH_REBOOT_OPTION            = var.reboot_option
+      EC2PATCH_MAX_CONCURRENCY          = var.max_concurrency
+      EC2PATCH_MAX_ERRORS               = var.max_errors
+      EC2PATCH_COMMAND_TIMEOUT_SECONDS  = tostring(var.command_timeout_seconds)
+      EC2PATCH_POLL_INITIAL_SECONDS     = tostring(var.poll_initial_seconds)
+      EC2PATCH_POLL_MAX_SECONDS         = tostring(var.poll_max_seconds)
+      EC2PATCH_RUN_LOCK_MARGIN_SECONDS  = tostring(var.run_lock_margin_seconds)
+      EC2PATCH_BEDROCK_TIMEOUT_SECONDS  = tostring(var.bedrock_timeout_seconds)
+      EC2PATCH_MAX_FAILURE_RATE         = tostring(var.max_failure_rate)
+      EC2PATCH_MAX_UNHEALTHY            = tostring(var.max_unhealthy)
+      EC2PATCH_UNREACHABLE_IS_ISSUE     = tostring(var.unreachable_is_issue)
     },
+    var.command_log_group != null ? { EC2PATCH_COMMAND_LOG_GROUP = var.command_log_group } : {},
     local.bedrock_enabled ? {
       EC2PATCH_BEDROCK_AGENT_ID       = var.bedrock_agent_id
       EC2PATCH_BEDROCK_AGENT_ALIAS_ID = var.bedrock_agent_alias_id
@@ -237,6 +251,10 @@ resource "aws_lambda_function" "this" {
     precondition {
       condition     = (var.bedrock_agent_id == null) == (var.bedrock_agent_alias_id == null)
       error_message = "Set bedrock_agent_id and bedrock_agent_alias_id together, or neither."
+    }
+    precondition {
+      condition     = var.poll_max_seconds >= var.poll_initial_seconds
+      error_message = "poll_max_seconds (${var.poll_max_seconds}) must be at least poll_initial_seconds (${var.poll_initial_seconds})."
     }
     precondition {
       condition     = length(jsonencode(local.function_environment[each.key])) <= 4096
