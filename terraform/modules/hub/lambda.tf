@@ -18,11 +18,10 @@ locals {
       EC2PATCH_DEFAULT_REGIONS          = join(",", local.default_regions)
       EC2PATCH_TAG_KEY                  = var.tag_key
       EC2PATCH_TAG_VALUE                = var.tag_value
-      EC2PATCH_SNS_TOPIC_ARN            = aws_sns_topic.alerts.arn
+      EC2PATCH_SNS_TOPIC_ARN            = local.topic_arn
       EC2PATCH_WAVE_PAUSE_SECONDS       = tostring(var.wave_pause_seconds)
       EC2PATCH_ABORT_ON_ISSUES          = tostring(var.abort_on_issues)
       EC2PATCH_APPROVAL_TIMEOUT_SECONDS = tostring(var.approval_timeout_seconds)
-      EC2PATCH_CALLBACK_BASE_URL        = aws_apigatewayv2_api.callback.api_endpoint
       EC2PATCH_HMAC_KEY_PARAMETER       = local.hmac_parameter_name
       EC2PATCH_METRIC_NAMESPACE         = local.metric_namespace
       EC2PATCH_EXTRA_REGIONS            = join(",", var.extra_regions)
@@ -227,7 +226,9 @@ resource "aws_lambda_function" "this" {
   kms_key_arn      = local.kms_key_arn
 
   environment {
-    variables = local.function_environment[each.key]
+    # The API's URL is known only after apply; kept out of the local so that the rest of the
+    # environment is known at plan time (tests/e2e/tests/terraform_knobs.rs reads it).
+    variables = merge(local.function_environment[each.key], { EC2PATCH_CALLBACK_BASE_URL = aws_apigatewayv2_api.callback.api_endpoint })
   }
 
   logging_config {
@@ -257,7 +258,8 @@ resource "aws_lambda_function" "this" {
       error_message = "poll_max_seconds (${var.poll_max_seconds}) must be at least poll_initial_seconds (${var.poll_initial_seconds})."
     }
     precondition {
-      condition     = length(jsonencode(local.function_environment[each.key])) <= 4096
+      # 4 KB less room for EC2PATCH_CALLBACK_BASE_URL (https://<id>.execute-api.<region>.amazonaws.com).
+      condition     = length(jsonencode(local.function_environment[each.key])) <= 4096 - 128
       error_message = "The environment of ${each.key} exceeds Lambda's 4 KB: wave_rules lists too many accounts for EC2PATCH_WAVES. Split the waves, or start such runs with explicit accountWaves."
     }
   }
