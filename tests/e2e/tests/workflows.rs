@@ -32,7 +32,9 @@ fn workflows() -> Vec<(String, String)> {
 #[test]
 fn actions_are_pinned_by_commit_sha_and_steps_run_with_pipefail() {
     for (name, text) in workflows() {
-        for line in text.lines().filter(|l| l.trim_start().starts_with("- uses:") || l.trim_start().starts_with("uses:")) {
+        for line in
+            text.lines().filter(|l| l.trim_start().starts_with("- uses:") || l.trim_start().starts_with("uses:"))
+        {
             let reference = line.split("uses:").nth(1).unwrap().split('#').next().unwrap().trim();
             let sha = reference.rsplit_once('@').map(|(_, r)| r).unwrap_or_default();
             assert!(
@@ -47,7 +49,11 @@ fn actions_are_pinned_by_commit_sha_and_steps_run_with_pipefail() {
         );
         // A pull request's job may hold only the plan roles.
         if name == "hub-deploy.yml" {
-            assert!(text.contains("github.event_name == 'pull_request' && vars.HUB_PLAN_ROLE_ARN || vars.HUB_DEPLOY_ROLE_ARN"));
+            assert!(
+                text.contains(
+                    "github.event_name == 'pull_request' && vars.HUB_PLAN_ROLE_ARN || vars.HUB_DEPLOY_ROLE_ARN"
+                )
+            );
         }
         if name == "spoke-deploy.yml" {
             assert!(text.contains("env.APPLY == 'true' && vars.SPOKE_DEPLOYER_ROLE_ARN || vars.SPOKE_PLAN_ROLE_ARN"));
@@ -66,8 +72,9 @@ fn checkov_github_actions_checks_pass() {
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout);
-    let report: Value = serde_json::from_str(&stdout)
-        .unwrap_or_else(|e| panic!("checkov output is not JSON ({e}):\n{stdout}\n{}", String::from_utf8_lossy(&output.stderr)));
+    let report: Value = serde_json::from_str(&stdout).unwrap_or_else(|e| {
+        panic!("checkov output is not JSON ({e}):\n{stdout}\n{}", String::from_utf8_lossy(&output.stderr))
+    });
     let report = if report.is_array() { report[0].clone() } else { report };
     let summary = &report["summary"];
     eprintln!("checkov .github/workflows: {summary}");
