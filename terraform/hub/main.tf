@@ -24,4 +24,25 @@ module "hub" {
   log_retention_days       = var.log_retention_days
   kms_key_arn              = var.kms_key_arn
   wave_schedules_enabled   = var.wave_schedules_enabled
+  inventory_concurrency    = var.inventory_concurrency
+  record_ttl_days          = var.record_ttl_days
+  log_level                = var.log_level
+  state_machine_log_level  = var.state_machine_log_level
+  metric_namespace         = var.metric_namespace
+  targets_per_batch        = var.targets_per_batch
+  reboot_option            = var.reboot_option
+  max_concurrency          = var.max_concurrency
+  max_errors               = var.max_errors
+  command_timeout_seconds  = var.command_timeout_seconds
+  poll_initial_seconds     = var.poll_initial_seconds
+  poll_max_seconds         = var.poll_max_seconds
+  command_log_group        = var.command_log_group
+  run_lock_margin_seconds  = var.run_lock_margin_seconds
+  extra_regions            = var.extra_regions
+  bedrock_timeout_seconds  = var.bedrock_timeout_seconds
+  max_failure_rate         = var.max_failure_rate
+  max_unhealthy            = var.max_unhealthy
+  unreachable_is_issue     = var.unreachable_is_issue
+  callback_throttle        = var.callback_throttle
+  state_machine_template   = var.state_machine_template
 }

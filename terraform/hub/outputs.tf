@@ -47,3 +47,8 @@ output "function_arns" {
   description = "Lambda functions by name."
   value       = module.hub.function_arns
 }
+
+output "schedule_dead_letter_queue_url" {
+  description = "Queue of wave rule events EventBridge could not deliver (docs/troubleshooting-guide.md)."
+  value       = module.hub.schedule_dead_letter_queue_url
+}

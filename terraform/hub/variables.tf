@@ -131,6 +131,138 @@ variable "wave_schedules_enabled" {
   default     = true
 }
 
+variable "inventory_concurrency" {
+  description = "Targets one inventory invocation works on at once."
+  type        = number
+  default     = 16
+}
+
+variable "record_ttl_days" {
+  description = "Days run records and artifacts are kept."
+  type        = number
+  default     = 90
+}
+
+variable "log_level" {
+  description = "Functions' application log level (TRACE, DEBUG, INFO, WARN, ERROR, FATAL)."
+  type        = string
+  default     = "INFO"
+}
+
+variable "state_machine_log_level" {
+  description = "Step Functions logging level (ALL, ERROR, FATAL, OFF)."
+  type        = string
+  default     = "ERROR"
+}
+
+variable "metric_namespace" {
+  description = "Namespace of ec2patch's metrics (null: EC2Patch/<name_prefix>)."
+  type        = string
+  default     = null
+}
+
+variable "targets_per_batch" {
+  description = "Targets one batch of the state machine sends and polls."
+  type        = number
+  default     = 10
+}
+
+variable "reboot_option" {
+  description = "AWS-RunPatchBaseline RebootOption: RebootIfNeeded or NoReboot."
+  type        = string
+  default     = "RebootIfNeeded"
+}
+
+variable "max_concurrency" {
+  description = "SSM MaxConcurrency per target (number or percentage)."
+  type        = string
+  default     = "10%"
+}
+
+variable "max_errors" {
+  description = "SSM MaxErrors per target (number or percentage)."
+  type        = string
+  default     = "10%"
+}
+
+variable "command_timeout_seconds" {
+  description = "SSM command timeout; later a batch counts as timed out."
+  type        = number
+  default     = 7200
+}
+
+variable "poll_initial_seconds" {
+  description = "First wait before polling a command."
+  type        = number
+  default     = 30
+}
+
+variable "poll_max_seconds" {
+  description = "Longest wait between polls."
+  type        = number
+  default     = 300
+}
+
+variable "command_log_group" {
+  description = "Spoke CloudWatch Logs group for command output (null: SSM only)."
+  type        = string
+  default     = null
+}
+
+variable "run_lock_margin_seconds" {
+  description = "Run lock lease added per renewal (above 600)."
+  type        = number
+  default     = 900
+}
+
+variable "extra_regions" {
+  description = "Regions accepted beyond the built-in list."
+  type        = list(string)
+  default     = []
+}
+
+variable "bedrock_timeout_seconds" {
+  description = "Bound on one Bedrock agent call (1-150)."
+  type        = number
+  default     = 60
+}
+
+variable "max_failure_rate" {
+  description = "Tolerated failed share of a wave, 0 to 1."
+  type        = number
+  default     = 0
+}
+
+variable "max_unhealthy" {
+  description = "Tolerated unhealthy instances after a wave."
+  type        = number
+  default     = 0
+}
+
+variable "unreachable_is_issue" {
+  description = "Whether unreachable targets make a wave's result an issue."
+  type        = bool
+  default     = true
+}
+
+variable "callback_throttle" {
+  description = "Approval API throttling: requests per second and burst."
+  type = object({
+    rate  = number
+    burst = number
+  })
+  default = {
+    rate  = 10
+    burst = 20
+  }
+}
+
+variable "state_machine_template" {
+  description = "State machine template (null: the repository's statemachine/orchestrator.asl.json)."
+  type        = string
+  default     = null
+}
+
 variable "tags" {
   description = "Extra tags on every resource."
   type        = map(string)

@@ -168,8 +168,21 @@ pub async fn prepare(stack: &LocalStack) -> anyhow::Result<()> {
 /// How to start one function process.
 #[derive(Debug, Clone)]
 pub enum Launch {
-    Rust { binary: PathBuf },
-    Python { python: PathBuf, handlers: PathBuf, module: String },
+    Rust {
+        binary: PathBuf,
+    },
+    /// A binary of another architecture under a user-mode emulator (`qemu-aarch64 -L <sysroot>
+    /// <binary>`): the packaged arm64 `bootstrap` on an x86-64 machine (.ci/package).
+    Emulated {
+        runner: PathBuf,
+        sysroot: PathBuf,
+        binary: PathBuf,
+    },
+    Python {
+        python: PathBuf,
+        handlers: PathBuf,
+        module: String,
+    },
 }
 
 /// The Lambda environment of a function process against `stack`.
@@ -212,6 +225,11 @@ pub async fn sample(stack: &LocalStack, case: &Case, launch: &Launch, log: &Path
         RuntimeApi::serve(&event, &format!("arn:aws:lambda:us-east-1:111111111111:function:{}", case.function)).await?;
     let mut command = match launch {
         Launch::Rust { binary } => Command::new(binary),
+        Launch::Emulated { runner, sysroot, binary } => {
+            let mut command = Command::new(runner);
+            command.arg("-L").arg(sysroot).arg(binary);
+            command
+        }
         Launch::Python { python, handlers, module } => {
             let mut command = Command::new(python);
             command.args(["-m", "awslambdaric", &format!("{module}.handler")]).current_dir(handlers);
@@ -328,4 +346,20 @@ pub async fn measure(
         });
     }
     Ok(results)
+}
+
+/// Boots one packaged function (`launch`, e.g. the arm64 PlanRun under qemu) as Lambda would,
+/// against a fresh local stack, and returns its one invocation's answer: PlanRun plans a run,
+/// which takes the run lock and stores the plan (DynamoDB, S3), so a `response` proves the
+/// binary starts, reads its environment, reaches AWS through the SDK and answers the Runtime API.
+pub async fn boot(launch: &Launch, log: &Path) -> anyhow::Result<Sample> {
+    let stack =
+        LocalStack::start(ec2patch_local::LocalStackOptions { name_prefix: "boot".to_owned(), ..Default::default() })
+            .await?;
+    let case = cases(&stack)?.into_iter().find(|c| c.bin == "plan").context("no PlanRun case")?;
+    let sample = sample(&stack, &case, launch, log, 0).await?;
+    if sample.answer != "response" {
+        bail!("PlanRun answered {} (see {})", sample.answer, log.display());
+    }
+    Ok(sample)
 }

@@ -19,6 +19,9 @@ enum Command {
     /// One real wave at fleet scale through the Distributed Map (approval included); prints the
     /// measured figures and writes them as JSON (default target/bench/scale.json).
     Scale(ScaleArgs),
+    /// Boot one PlanRun binary (e.g. the packaged arm64 bootstrap under qemu-aarch64) against
+    /// the Runtime API and a local stack; it must answer its invocation (.ci/package).
+    Boot(BootArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -29,6 +32,19 @@ struct ScaleArgs {
     regions: usize,
     #[arg(long)]
     output: Option<PathBuf>,
+}
+
+#[derive(Debug, clap::Args)]
+struct BootArgs {
+    /// The PlanRun `bootstrap` to start.
+    #[arg(long)]
+    bootstrap: PathBuf,
+    /// User-mode emulator to start it under (e.g. qemu-aarch64-static); none: run it directly.
+    #[arg(long)]
+    runner: Option<PathBuf>,
+    /// The emulated architecture's libraries (qemu's -L).
+    #[arg(long, default_value = "/usr/aarch64-linux-gnu")]
+    sysroot: PathBuf,
 }
 
 #[derive(Debug, clap::Args)]
@@ -58,6 +74,7 @@ async fn main() -> ExitCode {
     let outcome = match Cli::parse().command {
         Command::All(args) => all(args).await,
         Command::Scale(args) => scale(args).await,
+        Command::Boot(args) => boot(args).await,
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
@@ -113,5 +130,27 @@ async fn all(args: Args) -> anyhow::Result<()> {
         options.output.display()
     );
     ec2patch_bench::write_json(&results, &options.output)?;
+    Ok(())
+}
+
+async fn boot(args: BootArgs) -> anyhow::Result<()> {
+    let launch = match args.runner {
+        Some(runner) => ec2patch_bench::coldstart::Launch::Emulated {
+            runner,
+            sysroot: args.sysroot,
+            binary: args.bootstrap.clone(),
+        },
+        None => ec2patch_bench::coldstart::Launch::Rust { binary: args.bootstrap.clone() },
+    };
+    let log = std::env::temp_dir().join(format!("ec2patch-boot-{}.log", std::process::id()));
+    let sample = ec2patch_bench::coldstart::boot(&launch, &log).await?;
+    println!(
+        "boot: {} answered its invocation ({}) in {:.0} ms, peak RSS {:.1} MiB, AWS calls {:?}",
+        args.bootstrap.display(),
+        sample.answer,
+        sample.millis,
+        sample.peak_rss_kib as f64 / 1024.0,
+        sample.aws_calls
+    );
     Ok(())
 }

@@ -89,15 +89,55 @@ pub fn plan_run(run_id: &str, input: &Value, defaults: &RunDefaults) -> Result<R
     let waves = waves(&input, defaults)?;
     let tag_filters = tag_filters(&input, defaults)?;
 
+    // The functions may publish only to the hub's topic and invoke only the hub's agent (their
+    // IAM policies name exactly those): another one would pass here and then fail at
+    // SendApprovalRequest (AccessDenied) or silently fall back to the rules. So an input may
+    // repeat the hub's values, never name others.
     let sns_topic_arn = match input.sns_topic_arn {
-        Some(arn) => Some(validate_topic_arn(arn)?),
+        Some(arn) => {
+            let arn = validate_topic_arn(arn)?;
+            match &defaults.sns_topic_arn {
+                Some(hub) if *hub != arn => {
+                    return Err(Error::invalid(
+                        "snsTopicArn",
+                        format!(
+                            "{arn} is not this hub's topic {hub}, the only one it may publish to; omit snsTopicArn"
+                        ),
+                    ));
+                }
+                _ => Some(arn),
+            }
+        }
         None => defaults.sns_topic_arn.clone(),
     };
     let bedrock = match input.bedrock {
-        Some(agent) => Some(BedrockAgent {
-            agent_id: validate_identifier("bedrock.agentId", agent.agent_id)?,
-            agent_alias_id: validate_identifier("bedrock.agentAliasId", agent.agent_alias_id)?,
-        }),
+        Some(agent) => {
+            let agent = BedrockAgent {
+                agent_id: validate_identifier("bedrock.agentId", agent.agent_id)?,
+                agent_alias_id: validate_identifier("bedrock.agentAliasId", agent.agent_alias_id)?,
+            };
+            match &defaults.bedrock {
+                Some(hub) if *hub == agent => Some(agent),
+                Some(hub) => {
+                    return Err(Error::invalid(
+                        "bedrock",
+                        format!(
+                            "agent {} alias {} is not this hub's agent ({} alias {}), the only one it may invoke; omit bedrock",
+                            agent.agent_id, agent.agent_alias_id, hub.agent_id, hub.agent_alias_id
+                        ),
+                    ));
+                }
+                None => {
+                    return Err(Error::invalid(
+                        "bedrock",
+                        format!(
+                            "this hub has no Bedrock agent (Terraform's bedrock_agent_id), so agent {} cannot be invoked; omit bedrock for the rule-based analysis",
+                            agent.agent_id
+                        ),
+                    ));
+                }
+            }
+        }
         None => defaults.bedrock.clone(),
     };
     let wave_pause_seconds = match input.wave_pause_seconds {

@@ -14,6 +14,7 @@
 
 use ec2patch_core::config::{NamedWave, RunDefaults};
 use ec2patch_core::input::plan_run;
+use ec2patch_core::plan::BedrockAgent;
 use ec2patch_core::{Error, RunPlan};
 use proptest::prelude::*;
 use proptest::sample::Index;
@@ -32,9 +33,14 @@ fn defaults() -> RunDefaults {
             regions: vec!["us-east-1".into()],
         }],
         wave_pause_seconds: 300,
+        // The hub the seed examples were written for (README's Quick Start names).
+        sns_topic_arn: Some(HUB_TOPIC.into()),
+        bedrock: Some(BedrockAgent { agent_id: "AGENT_ID".into(), agent_alias_id: "ALIAS_ID".into() }),
         ..RunDefaults::default()
     }
 }
+
+const HUB_TOPIC: &str = "arn:aws:sns:us-east-1:111111111111:ec2patch-PatchAlerts";
 
 /// Fields the parser may name although the input lacks them (required, or filled from defaults).
 const MISSING_FIELDS: &[&str] =

@@ -4,6 +4,7 @@
 
 use ec2patch_core::config::{NamedWave, RunDefaults};
 use ec2patch_core::input::plan_run;
+use ec2patch_core::plan::BedrockAgent;
 use ec2patch_core::{Error, TagFilter};
 use serde_json::{Value, json};
 
@@ -18,9 +19,14 @@ fn defaults() -> RunDefaults {
             regions: vec!["us-east-1".into()],
         }],
         wave_pause_seconds: 300,
+        // The hub the seed examples were written for (README's Quick Start names).
+        sns_topic_arn: Some(HUB_TOPIC.into()),
+        bedrock: Some(BedrockAgent { agent_id: "AGENT_ID".into(), agent_alias_id: "ALIAS_ID".into() }),
         ..RunDefaults::default()
     }
 }
+
+const HUB_TOPIC: &str = "arn:aws:sns:us-east-1:111111111111:ec2patch-PatchAlerts";
 
 fn field_of(input: Value) -> (String, String) {
     match plan_run("run-1", &input, &defaults()) {
@@ -177,6 +183,17 @@ fn invalid_inputs_name_the_field() {
             "bedrock.agentId",
             "1-100",
         ),
+        // Only the hub's own topic and agent: its functions may use no other.
+        (
+            json!({"accounts": ["222222222222"], "snsTopicArn": "arn:aws:sns:us-east-1:111111111111:other"}),
+            "snsTopicArn",
+            "is not this hub's topic arn:aws:sns:us-east-1:111111111111:ec2patch-PatchAlerts",
+        ),
+        (
+            json!({"accounts": ["222222222222"], "bedrock": {"agentId": "AGENT_ID", "agentAliasId": "OTHER"}}),
+            "bedrock",
+            "is not this hub's agent (AGENT_ID alias ALIAS_ID)",
+        ),
         (json!({"waveId": "no-such-wave"}), "waveId", "no wave configured"),
         (json!({"waveId": "bad name!", "accounts": ["222222222222"]}), "waveId", "letters, digits"),
         (json!({"dryRun": true}), "accountWaves", "is required"),
@@ -192,6 +209,22 @@ fn invalid_inputs_name_the_field() {
         assert_eq!(got_field, field, "field for {input}");
         assert!(got_reason.contains(reason), "reason for {input}: {got_reason:?} lacks {reason:?}");
     }
+}
+
+#[test]
+fn a_bedrock_agent_is_refused_by_a_hub_without_one_and_the_hub_topic_is_accepted() {
+    let no_agent = RunDefaults { bedrock: None, ..defaults() };
+    let input = json!({"accounts": ["222222222222"], "bedrock": {"agentId": "AGENT_ID", "agentAliasId": "ALIAS_ID"}});
+    match plan_run("run-1", &input, &no_agent) {
+        Err(Error::InvalidInput { field, reason }) => {
+            assert_eq!(field, "bedrock");
+            assert!(reason.contains("this hub has no Bedrock agent"), "{reason}");
+        }
+        other => panic!("expected InvalidInput, got {other:?}"),
+    }
+    let input = json!({"accounts": ["222222222222"], "snsTopicArn": HUB_TOPIC});
+    let plan = plan_run("run-1", &input, &defaults()).unwrap();
+    assert_eq!(plan.sns_topic_arn.as_deref(), Some(HUB_TOPIC));
 }
 
 #[test]

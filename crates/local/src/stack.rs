@@ -17,6 +17,7 @@ use serde_json::Value;
 use tokio::net::TcpListener;
 
 use ec2patch_core::config::{HubConfig, PatchSettings, RunDefaults};
+use ec2patch_core::plan::BedrockAgent;
 use ec2patch_core::{Hub, asl};
 
 use crate::estate::{self, Estate, EstateSpec};
@@ -43,6 +44,9 @@ pub struct LocalStackOptions {
     /// (`EC2PATCH_RUN_LOCK_MARGIN_SECONDS`). Small values let tests watch a stopped run's lease
     /// expire.
     pub run_lock_margin_seconds: u32,
+    /// The hub's Bedrock agent (Terraform's `bedrock_agent_id`/`_alias_id`): the only one a run
+    /// input may name. `None`: rule-based analysis only.
+    pub bedrock: Option<BedrockAgent>,
 }
 
 impl Default for LocalStackOptions {
@@ -56,6 +60,7 @@ impl Default for LocalStackOptions {
             targets_per_batch: 2,
             command_timeout_seconds: 30,
             run_lock_margin_seconds: 900,
+            bedrock: None,
         }
     }
 }
@@ -118,6 +123,7 @@ impl LocalStack {
             defaults: RunDefaults {
                 regions: vec![options.region.clone()],
                 sns_topic_arn: Some(topic_arn),
+                bedrock: options.bedrock.clone(),
                 ..RunDefaults::default()
             },
             ..HubConfig::new(&table, &bucket)

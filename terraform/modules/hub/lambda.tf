@@ -18,14 +18,27 @@ locals {
       EC2PATCH_DEFAULT_REGIONS          = join(",", local.default_regions)
       EC2PATCH_TAG_KEY                  = var.tag_key
       EC2PATCH_TAG_VALUE                = var.tag_value
-      EC2PATCH_SNS_TOPIC_ARN            = aws_sns_topic.alerts.arn
+      EC2PATCH_SNS_TOPIC_ARN            = local.topic_arn
       EC2PATCH_WAVE_PAUSE_SECONDS       = tostring(var.wave_pause_seconds)
       EC2PATCH_ABORT_ON_ISSUES          = tostring(var.abort_on_issues)
       EC2PATCH_APPROVAL_TIMEOUT_SECONDS = tostring(var.approval_timeout_seconds)
-      EC2PATCH_CALLBACK_BASE_URL        = aws_apigatewayv2_api.callback.api_endpoint
       EC2PATCH_HMAC_KEY_PARAMETER       = local.hmac_parameter_name
       EC2PATCH_METRIC_NAMESPACE         = local.metric_namespace
+      EC2PATCH_EXTRA_REGIONS            = join(",", var.extra_regions)
+      EC2PATCH_TARGETS_PER_BATCH        = tostring(var.targets_per_batch)
+      EC2PATCH_REBOOT_OPTION            = var.reboot_option
+      EC2PATCH_MAX_CONCURRENCY          = var.max_concurrency
+      EC2PATCH_MAX_ERRORS               = var.max_errors
+      EC2PATCH_COMMAND_TIMEOUT_SECONDS  = tostring(var.command_timeout_seconds)
+      EC2PATCH_POLL_INITIAL_SECONDS     = tostring(var.poll_initial_seconds)
+      EC2PATCH_POLL_MAX_SECONDS         = tostring(var.poll_max_seconds)
+      EC2PATCH_RUN_LOCK_MARGIN_SECONDS  = tostring(var.run_lock_margin_seconds)
+      EC2PATCH_BEDROCK_TIMEOUT_SECONDS  = tostring(var.bedrock_timeout_seconds)
+      EC2PATCH_MAX_FAILURE_RATE         = tostring(var.max_failure_rate)
+      EC2PATCH_MAX_UNHEALTHY            = tostring(var.max_unhealthy)
+      EC2PATCH_UNREACHABLE_IS_ISSUE     = tostring(var.unreachable_is_issue)
     },
+    var.command_log_group != null ? { EC2PATCH_COMMAND_LOG_GROUP = var.command_log_group } : {},
     local.bedrock_enabled ? {
       EC2PATCH_BEDROCK_AGENT_ID       = var.bedrock_agent_id
       EC2PATCH_BEDROCK_AGENT_ALIAS_ID = var.bedrock_agent_alias_id
@@ -213,7 +226,9 @@ resource "aws_lambda_function" "this" {
   kms_key_arn      = local.kms_key_arn
 
   environment {
-    variables = local.function_environment[each.key]
+    # The API's URL is known only after apply; kept out of the local so that the rest of the
+    # environment is known at plan time (tests/e2e/tests/terraform_knobs.rs reads it).
+    variables = merge(local.function_environment[each.key], { EC2PATCH_CALLBACK_BASE_URL = aws_apigatewayv2_api.callback.api_endpoint })
   }
 
   logging_config {
@@ -239,7 +254,12 @@ resource "aws_lambda_function" "this" {
       error_message = "Set bedrock_agent_id and bedrock_agent_alias_id together, or neither."
     }
     precondition {
-      condition     = length(jsonencode(local.function_environment[each.key])) <= 4096
+      condition     = var.poll_max_seconds >= var.poll_initial_seconds
+      error_message = "poll_max_seconds (${var.poll_max_seconds}) must be at least poll_initial_seconds (${var.poll_initial_seconds})."
+    }
+    precondition {
+      # 4 KB less room for EC2PATCH_CALLBACK_BASE_URL (https://<id>.execute-api.<region>.amazonaws.com).
+      condition     = length(jsonencode(local.function_environment[each.key])) <= 4096 - 128
       error_message = "The environment of ${each.key} exceeds Lambda's 4 KB: wave_rules lists too many accounts for EC2PATCH_WAVES. Split the waves, or start such runs with explicit accountWaves."
     }
   }

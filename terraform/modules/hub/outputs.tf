@@ -92,3 +92,8 @@ output "schedule_dead_letter_queue_url" {
   description = "SQS queue receiving wave-rule deliveries EventBridge gave up on."
   value       = aws_sqs_queue.schedule_dlq.url
 }
+
+output "function_environment" {
+  description = "Each function's Lambda environment (the hub configuration, docs/api.md), by function name, less EC2PATCH_CALLBACK_BASE_URL (callback_base_url)."
+  value       = local.function_environment
+}

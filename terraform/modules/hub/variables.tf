@@ -289,9 +289,14 @@ variable "wave_schedules_enabled" {
 }
 
 variable "metric_namespace" {
-  description = "CloudWatch namespace of ec2patch's own metrics (PatchFailures, InstancesUnhealthy, PendingApprovals). Null: `EC2Patch/<name_prefix>`."
+  description = "CloudWatch namespace of ec2patch's own metrics (PatchFailures, InstancesUnhealthy, PendingApprovals; `EC2PATCH_METRIC_NAMESPACE`). Null: `EC2Patch/<name_prefix>`."
   type        = string
   default     = null
+
+  validation {
+    condition     = var.metric_namespace == null || can(regex("^[A-Za-z0-9.\\-_/#:]{1,255}$", var.metric_namespace)) && !startswith(coalesce(var.metric_namespace, "x"), "AWS/")
+    error_message = "metric_namespace must be 1-255 characters of A-Z, a-z, 0-9, '.', '-', '_', '/', '#' and ':', and not start with AWS/."
+  }
 }
 
 variable "callback_throttle" {
@@ -304,6 +309,164 @@ variable "callback_throttle" {
     rate  = 10
     burst = 20
   }
+
+  validation {
+    condition     = var.callback_throttle.rate > 0 && var.callback_throttle.burst >= 1 && floor(var.callback_throttle.burst) == var.callback_throttle.burst && var.callback_throttle.burst <= 5000
+    error_message = "callback_throttle needs rate > 0 and a whole burst from 1 to 5000."
+  }
+}
+
+# ---- Patching: how AWS-RunPatchBaseline is sent and watched (SendSsmCommand, PollSsmCommand) ----
+
+variable "targets_per_batch" {
+  description = "Targets (account x region) one iteration of the state machine's batch Map sends and polls (`EC2PATCH_TARGETS_PER_BATCH`). Larger batches mean fewer state transitions and longer invocations."
+  type        = number
+  default     = 10
+
+  validation {
+    condition     = var.targets_per_batch >= 1 && var.targets_per_batch <= 100 && floor(var.targets_per_batch) == var.targets_per_batch
+    error_message = "targets_per_batch must be a whole number from 1 to 100."
+  }
+}
+
+variable "reboot_option" {
+  description = "AWS-RunPatchBaseline's RebootOption (`EC2PATCH_REBOOT_OPTION`): RebootIfNeeded or NoReboot."
+  type        = string
+  default     = "RebootIfNeeded"
+
+  validation {
+    condition     = contains(["RebootIfNeeded", "NoReboot"], var.reboot_option)
+    error_message = "reboot_option must be RebootIfNeeded or NoReboot."
+  }
+}
+
+variable "max_concurrency" {
+  description = "SSM SendCommand MaxConcurrency per target (`EC2PATCH_MAX_CONCURRENCY`): instances patched at once, a number or a percentage."
+  type        = string
+  default     = "10%"
+
+  validation {
+    condition     = can(regex("^([1-9][0-9]{0,3}|[1-9][0-9]?%|100%)$", var.max_concurrency))
+    error_message = "max_concurrency must be a number from 1 to 9999 or a percentage from 1% to 100% (SSM's MaxConcurrency)."
+  }
+}
+
+variable "max_errors" {
+  description = "SSM SendCommand MaxErrors per target (`EC2PATCH_MAX_ERRORS`): failed instances after which SSM stops sending, a number or a percentage."
+  type        = string
+  default     = "10%"
+
+  validation {
+    condition     = can(regex("^(0|[1-9][0-9]{0,3}|[0-9]%|[1-9][0-9]%|100%)$", var.max_errors))
+    error_message = "max_errors must be a number from 0 to 9999 or a percentage from 0% to 100% (SSM's MaxErrors)."
+  }
+}
+
+variable "command_timeout_seconds" {
+  description = "SSM command timeout (`EC2PATCH_COMMAND_TIMEOUT_SECONDS`); a batch still running this long after sending is recorded as timed out. SendCommand accepts 30 s to 30 days."
+  type        = number
+  default     = 7200
+
+  validation {
+    condition     = var.command_timeout_seconds >= 30 && var.command_timeout_seconds <= 2592000 && floor(var.command_timeout_seconds) == var.command_timeout_seconds
+    error_message = "command_timeout_seconds must be a whole number from 30 to 2592000 (SSM SendCommand's TimeoutSeconds range)."
+  }
+}
+
+variable "poll_initial_seconds" {
+  description = "First wait before polling a sent command (`EC2PATCH_POLL_INITIAL_SECONDS`); each further wait doubles up to poll_max_seconds."
+  type        = number
+  default     = 30
+
+  validation {
+    condition     = var.poll_initial_seconds >= 1 && var.poll_initial_seconds <= 3600 && floor(var.poll_initial_seconds) == var.poll_initial_seconds
+    error_message = "poll_initial_seconds must be a whole number from 1 to 3600."
+  }
+}
+
+variable "poll_max_seconds" {
+  description = "Longest wait between two polls of a command (`EC2PATCH_POLL_MAX_SECONDS`), at least poll_initial_seconds."
+  type        = number
+  default     = 300
+
+  validation {
+    condition     = var.poll_max_seconds >= 1 && var.poll_max_seconds <= 3600 && floor(var.poll_max_seconds) == var.poll_max_seconds
+    error_message = "poll_max_seconds must be a whole number from 1 to 3600."
+  }
+}
+
+variable "command_log_group" {
+  description = "CloudWatch Logs group (in each spoke account) that receives the patch commands' output (`EC2PATCH_COMMAND_LOG_GROUP`). Null: output stays in SSM only (truncated to 24,000 characters). The spoke instances' profile must allow writing to it."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.command_log_group == null || can(regex("^[.\\-_/#A-Za-z0-9]{1,512}$", var.command_log_group))
+    error_message = "command_log_group must be a CloudWatch Logs group name: 1-512 characters of A-Z, a-z, 0-9, '.', '-', '_', '/' and '#'."
+  }
+}
+
+variable "run_lock_margin_seconds" {
+  description = "What every renewal of a run's lock adds for the steps until the next renewal (`EC2PATCH_RUN_LOCK_MARGIN_SECONDS`). It must exceed the longest function timeout (PollSsmCommand, 600 s): an expired lease then means no invocation of that run is in flight."
+  type        = number
+  default     = 900
+
+  validation {
+    condition     = var.run_lock_margin_seconds > 600 && var.run_lock_margin_seconds <= 86400 && floor(var.run_lock_margin_seconds) == var.run_lock_margin_seconds
+    error_message = "run_lock_margin_seconds must be a whole number above 600 (PollSsmCommand's timeout) and at most 86400."
+  }
+}
+
+variable "extra_regions" {
+  description = "Regions run inputs may name beyond ec2patch's built-in list (`EC2PATCH_EXTRA_REGIONS`), e.g. a region newer than the release."
+  type        = list(string)
+  default     = []
+
+  validation {
+    condition     = alltrue([for r in var.extra_regions : can(regex("^[a-z]{2}(-[a-z]+)+-[0-9]+$", r))])
+    error_message = "extra_regions must be region names such as ap-southeast-7."
+  }
+}
+
+# ---- Analysis: when a wave's results count as issues (AnalyzeWithBedrock) --------------------
+
+variable "bedrock_timeout_seconds" {
+  description = "Bound on one Bedrock InvokeAgent call, answer stream included (`EC2PATCH_BEDROCK_TIMEOUT_SECONDS`); past it the rules decide. At most 150 s, so the rules still answer within AnalyzeWithBedrock's 180 s timeout."
+  type        = number
+  default     = 60
+
+  validation {
+    condition     = var.bedrock_timeout_seconds >= 1 && var.bedrock_timeout_seconds <= 150 && floor(var.bedrock_timeout_seconds) == var.bedrock_timeout_seconds
+    error_message = "bedrock_timeout_seconds must be a whole number from 1 to 150 (AnalyzeWithBedrock's timeout is 180 s)."
+  }
+}
+
+variable "max_failure_rate" {
+  description = "Highest tolerated share of a wave's attempted instances that failed or timed out, 0 to 1 (`EC2PATCH_MAX_FAILURE_RATE`); above it the wave has issues. 0.05 tolerates 5 %."
+  type        = number
+  default     = 0
+
+  validation {
+    condition     = var.max_failure_rate >= 0 && var.max_failure_rate <= 1
+    error_message = "max_failure_rate must be a fraction from 0 to 1."
+  }
+}
+
+variable "max_unhealthy" {
+  description = "Highest tolerated number of a wave's instances unhealthy after patching (`EC2PATCH_MAX_UNHEALTHY`)."
+  type        = number
+  default     = 0
+
+  validation {
+    condition     = var.max_unhealthy >= 0 && floor(var.max_unhealthy) == var.max_unhealthy
+    error_message = "max_unhealthy must be a whole number of at least 0."
+  }
+}
+
+variable "unreachable_is_issue" {
+  description = "Whether targets that could not be reached (role not assumable, region not enabled) make a wave's result an issue (`EC2PATCH_UNREACHABLE_IS_ISSUE`)."
+  type        = bool
+  default     = true
 }
 
 variable "tags" {

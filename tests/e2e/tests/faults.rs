@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 use aws_sdk_sfn::operation::describe_execution::DescribeExecutionOutput;
 use aws_sdk_sfn::types::ExecutionStatus;
 use bytes::Bytes;
+use ec2patch_core::plan::BedrockAgent;
 use ec2patch_core::run_lock::{self, RunLock};
 use ec2patch_core::store::{self, Item};
 use ec2patch_core::{AccountId, Region};
@@ -381,7 +382,9 @@ async fn a_spoke_denied_after_inventory_is_recorded_unreachable_and_the_rest_pat
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn bedrock_down_or_answering_garbage_falls_back_to_the_rules_and_the_run_goes_on() {
     let started = Instant::now();
-    let stack = LocalStack::start(options()).await.unwrap();
+    // The hub's agent: a run input may name only that one.
+    let bedrock = BedrockAgent { agent_id: "AGENT00001".into(), agent_alias_id: "ALIAS00001".into() };
+    let stack = LocalStack::start(LocalStackOptions { bedrock: Some(bedrock), ..options() }).await.unwrap();
     let estate = stack.seed(&spec(2, &["us-east-1"], &[(SeedKind::Patchable, 2)], 0)).await.unwrap();
     let cases = [
         ("bedrock-down", FaultRule::error("bedrock", "InvokeAgent", "ServiceUnavailableException", 503)),
