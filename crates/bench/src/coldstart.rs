@@ -48,6 +48,9 @@ pub struct Sample {
     /// `response`, `error` (a handled error, as intended for some events) or `init-error`.
     pub answer: String,
     pub aws_calls: BTreeMap<String, u64>,
+    /// Bytes the process wrote to stdout/stderr (what Lambda ships to CloudWatch Logs, before
+    /// the platform's START/END/REPORT lines).
+    pub log_bytes: u64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -56,11 +59,11 @@ pub struct ColdStart {
     pub function: String,
     pub bin: String,
     pub calls: String,
-    /// Medians over the measured runs.
-    pub rust_millis: f64,
-    pub rust_peak_rss_mib: f64,
-    pub python_millis: f64,
-    pub python_peak_rss_mib: f64,
+    /// Median, min and max over the measured runs.
+    pub rust_millis: Spread,
+    pub rust_peak_rss_mib: Spread,
+    pub python_millis: Spread,
+    pub python_peak_rss_mib: Spread,
     pub rust: Vec<Sample>,
     pub python: Vec<Sample>,
     /// Both sides made the same AWS calls (by operation and count).
@@ -172,8 +175,27 @@ pub enum Launch {
     Python { python: PathBuf, handlers: PathBuf, module: String },
 }
 
-/// The Lambda environment of a function process against `stack`.
-fn environment(stack: &LocalStack, case: &Case, runtime_api: &str) -> Vec<(String, String)> {
+/// Median, min and max of a set of samples.
+#[derive(Debug, Clone, Copy, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Spread {
+    pub median: f64,
+    pub min: f64,
+    pub max: f64,
+}
+
+impl Spread {
+    pub fn of(values: impl IntoIterator<Item = f64>) -> Self {
+        let mut values: Vec<f64> = values.into_iter().collect();
+        let min = values.iter().copied().fold(f64::INFINITY, f64::min);
+        let max = values.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        Self { median: median(&mut values), min, max }
+    }
+}
+
+/// The Lambda environment of a function process against `stack`, whose AWS endpoint is
+/// `endpoint` (the HTTPS front) and trusted through `ca_bundle`.
+fn environment(stack: &LocalStack, case: &Case, runtime_api: &str, endpoint: &Endpoint) -> Vec<(String, String)> {
     let config = &stack.hub.config;
     let credentials = &stack.hub_credentials;
     let mut env = vec![
@@ -185,7 +207,11 @@ fn environment(stack: &LocalStack, case: &Case, runtime_api: &str) -> Vec<(Strin
         ("AWS_LAMBDA_LOG_STREAM_NAME", "bench".to_owned()),
         ("AWS_REGION", stack.options.region.clone()),
         ("AWS_DEFAULT_REGION", stack.options.region.clone()),
-        ("AWS_ENDPOINT_URL", stack.router.url()),
+        ("AWS_ENDPOINT_URL", endpoint.url.clone()),
+        // Each side's standard trust setting, both pointing at the same bundle: rustls-native-certs
+        // (the Rust SDK's HTTPS client) reads SSL_CERT_FILE, botocore AWS_CA_BUNDLE.
+        ("SSL_CERT_FILE", endpoint.ca_bundle.display().to_string()),
+        ("AWS_CA_BUNDLE", endpoint.ca_bundle.display().to_string()),
         ("AWS_ACCESS_KEY_ID", credentials.access_key_id().to_owned()),
         ("AWS_SECRET_ACCESS_KEY", credentials.secret_access_key().to_owned()),
         // No shared config files and no instance metadata: Lambda has neither.
@@ -205,8 +231,22 @@ fn environment(stack: &LocalStack, case: &Case, runtime_api: &str) -> Vec<(Strin
     env.into_iter().map(|(k, v)| (k.to_owned(), v)).collect()
 }
 
+/// Where the function processes reach AWS.
+#[derive(Debug, Clone)]
+pub struct Endpoint {
+    pub url: String,
+    pub ca_bundle: PathBuf,
+}
+
 /// One cold start: spawn, wait for the answer, read the peak RSS, kill.
-pub async fn sample(stack: &LocalStack, case: &Case, launch: &Launch, log: &Path, n: usize) -> anyhow::Result<Sample> {
+pub async fn sample(
+    stack: &LocalStack,
+    endpoint: &Endpoint,
+    case: &Case,
+    launch: &Launch,
+    log: &Path,
+    n: usize,
+) -> anyhow::Result<Sample> {
     let event = sample_event(case, n);
     let mut api =
         RuntimeApi::serve(&event, &format!("arn:aws:lambda:us-east-1:111111111111:function:{}", case.function)).await?;
@@ -218,11 +258,12 @@ pub async fn sample(stack: &LocalStack, case: &Case, launch: &Launch, log: &Path
             command
         }
     };
-    command.env_clear().envs(environment(stack, case, &api.address()));
+    command.env_clear().envs(environment(stack, case, &api.address(), endpoint));
     if let Launch::Python { handlers, .. } = launch {
         command.env("PYTHONPATH", handlers.as_os_str()).env("LAMBDA_TASK_ROOT", handlers.as_os_str());
     }
     let log_file = std::fs::OpenOptions::new().create(true).append(true).open(log)?;
+    let log_before = log_file.metadata().map(|m| m.len()).unwrap_or_default();
     command.stdin(Stdio::null()).stdout(log_file.try_clone()?).stderr(log_file).kill_on_drop(true);
     stack.router.reset_calls();
     let started = Instant::now();
@@ -239,11 +280,13 @@ pub async fn sample(stack: &LocalStack, case: &Case, launch: &Launch, log: &Path
     if answer.kind == "init-error" {
         bail!("{} failed at init: {}", case.function, answer.body);
     }
+    let log_after = std::fs::metadata(log).map(|m| m.len()).unwrap_or_default();
     Ok(Sample {
         millis: answer.at.duration_since(started).as_secs_f64() * 1000.0,
         peak_rss_kib,
         answer: answer.kind.to_owned(),
         aws_calls: stack.router.calls(),
+        log_bytes: log_after.saturating_sub(log_before),
     })
 }
 
@@ -278,8 +321,10 @@ pub fn median(values: &mut [f64]) -> f64 {
 
 /// Every case, `runs` measured times per side, after one unmeasured warm-up run if `warmup` (so
 /// both sides start with their files in the page cache, as Lambda's workers do).
+#[allow(clippy::too_many_arguments)]
 pub async fn measure(
     stack: &LocalStack,
+    endpoint: &Endpoint,
     binaries: &Path,
     python: &Path,
     handlers: &Path,
@@ -304,24 +349,33 @@ pub async fn measure(
         let mut python_samples = Vec::new();
         let skip = usize::from(warmup);
         for run in 0..runs + skip {
-            // Alternate the sides so that any drift in the machine's load hits both.
-            let r = sample(stack, &case, &rust, &logs.join(format!("{}-rust.log", case.bin)), 2 * run).await?;
-            let p = sample(stack, &case, &py, &logs.join(format!("{}-python.log", case.bin)), 2 * run + 1).await?;
+            // Interleave the sides and alternate which goes first, so that neither always runs
+            // right after the other (page cache, CPU frequency, the emulator's state) and any
+            // drift in the machine's load hits both.
+            let rust_log = logs.join(format!("{}-rust.log", case.bin));
+            let python_log = logs.join(format!("{}-python.log", case.bin));
+            let (r, p) = if run % 2 == 0 {
+                let r = sample(stack, endpoint, &case, &rust, &rust_log, 2 * run).await?;
+                (r, sample(stack, endpoint, &case, &py, &python_log, 2 * run + 1).await?)
+            } else {
+                let p = sample(stack, endpoint, &case, &py, &python_log, 2 * run).await?;
+                (sample(stack, endpoint, &case, &rust, &rust_log, 2 * run + 1).await?, p)
+            };
             if run >= skip {
                 rust_samples.push(r);
                 python_samples.push(p);
             }
         }
-        let med = |samples: &[Sample], f: fn(&Sample) -> f64| median(&mut samples.iter().map(f).collect::<Vec<_>>());
+        let spread = |samples: &[Sample], f: fn(&Sample) -> f64| Spread::of(samples.iter().map(f));
         let same_calls = rust_samples.iter().zip(&python_samples).all(|(r, p)| r.aws_calls == p.aws_calls);
         results.push(ColdStart {
             function: case.function.to_owned(),
             bin: case.bin.to_owned(),
             calls: case.calls.to_owned(),
-            rust_millis: med(&rust_samples, |s| s.millis),
-            rust_peak_rss_mib: med(&rust_samples, |s| s.peak_rss_kib as f64 / 1024.0),
-            python_millis: med(&python_samples, |s| s.millis),
-            python_peak_rss_mib: med(&python_samples, |s| s.peak_rss_kib as f64 / 1024.0),
+            rust_millis: spread(&rust_samples, |s| s.millis),
+            rust_peak_rss_mib: spread(&rust_samples, |s| s.peak_rss_kib as f64 / 1024.0),
+            python_millis: spread(&python_samples, |s| s.millis),
+            python_peak_rss_mib: spread(&python_samples, |s| s.peak_rss_kib as f64 / 1024.0),
             rust: rust_samples,
             python: python_samples,
             same_calls,

@@ -34,6 +34,8 @@ pub struct FanOutOptions {
     pub sequential_accounts: usize,
     /// A second latency run with this inventory concurrency (the deployed default is 16).
     pub wider_concurrency: usize,
+    /// How many times each comparison is made (the figures take the median ratio).
+    pub runs: usize,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -45,25 +47,41 @@ pub struct FanOut {
     pub instances: usize,
     pub concurrency: usize,
     pub seed_seconds: f64,
+    pub latency_ms: u64,
+    pub wider_concurrency: usize,
+    pub sequential_sample_targets: usize,
+    /// Each run's measurements, in order.
+    pub runs: Vec<FanOutRun>,
+    /// The inventory's answer (a `WaveInventory`) over accounts x (regions + extra region), in
+    /// bytes of JSON: what the state machine carries of a wave of that size.
+    pub summary_bytes_all_regions: Option<usize>,
+    pub summary_targets_all_regions: Option<usize>,
+}
+
+/// One run of the comparisons.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FanOutRun {
     /// (a) The handler as is, and the tight client making the same calls.
     pub inventory_seconds: f64,
     pub inventory_calls: BTreeMap<String, u64>,
     pub raw_seconds: f64,
     pub raw_calls: BTreeMap<String, u64>,
-    /// (b) With `latency_ms` added to every AWS call.
-    pub latency_ms: u64,
+    /// (b) With `latency_ms` added to every AWS call, at the deployed concurrency and at
+    /// `wider_concurrency`.
     pub inventory_latency_seconds: f64,
-    /// The same at `wider_concurrency` targets at once.
-    pub wider_concurrency: usize,
     pub inventory_latency_wider_seconds: f64,
-    pub sequential_sample_targets: usize,
     pub sequential_sample_seconds: f64,
     /// The sample's time x targets / sample targets.
     pub sequential_seconds: f64,
-    /// The inventory's answer (a `WaveInventory`) over accounts x (regions + extra region), in
-    /// bytes of JSON: what the state machine carries of a wave of that size.
-    pub summary_bytes_all_regions: Option<usize>,
-    pub summary_targets_all_regions: Option<usize>,
+}
+
+impl FanOut {
+    /// Mean inventory time per target at the deployed concurrency without added latency.
+    pub fn inventory_seconds_per_target(&self) -> f64 {
+        let runs = self.runs.len().max(1) as f64;
+        self.runs.iter().map(|r| r.inventory_seconds).sum::<f64>() / runs / self.targets.max(1) as f64
+    }
 }
 
 /// Seeds the estate, runs the measurements, and leaves the router without latency.
@@ -88,43 +106,69 @@ pub async fn measure(stack: &LocalStack, options: &FanOutOptions) -> anyhow::Res
 
     // (a) The tight client first, so that whatever the emulator's growing state costs falls on
     // the handler, which runs second; then the real handler, in-process, as the router would run
-    // it for the state machine.
-    let raw_started = Instant::now();
-    stack.router.reset_calls();
+    // it for the state machine. (b) Every AWS call `latency` slower, as from a Lambda to AWS
+    // endpoints across regions. Each `runs` times: the figures are the median of the runs'
+    // ratios, with their min and max.
     let concurrency = stack.hub.config.inventory_concurrency;
-    tight_client(stack, &targets, concurrency, "raw").await?;
-    let raw_seconds = raw_started.elapsed().as_secs_f64();
-    let raw_calls = stack.router.calls();
-    let (inventory_seconds, inventory_calls, _) =
-        inventory(stack, &stack.hub, "bench-fanout", &estate.accounts, &options.regions).await?;
+    let sample_accounts = &estate.accounts[..options.sequential_accounts.clamp(1, estate.accounts.len())];
+    let sample: Vec<(String, String)> = targets.iter().filter(|(a, _)| sample_accounts.contains(a)).cloned().collect();
+    let mut runs = Vec::new();
+    for run in 0..options.runs.max(1) {
+        let raw_started = Instant::now();
+        stack.router.reset_calls();
+        tight_client(stack, &targets, concurrency, &format!("raw-{run}")).await?;
+        let raw_seconds = raw_started.elapsed().as_secs_f64();
+        let raw_calls = stack.router.calls();
+        let (inventory_seconds, inventory_calls, _) =
+            inventory(stack, &stack.hub, &format!("bench-fanout-{run}"), &estate.accounts, &options.regions).await?;
 
-    // (b) Every AWS call 50 ms slower, as from a Lambda to AWS endpoints across regions.
-    stack.router.faults().add(FaultRule::latency(options.latency));
-    let result = async {
-        let (inventory_latency_seconds, _, _) =
-            inventory(stack, &stack.hub, "bench-fanout-latency", &estate.accounts, &options.regions).await?;
-        // The same with more targets at once (EC2PATCH_INVENTORY_CONCURRENCY is a setting).
-        let wider = Hub::new(
-            stack.sdk.clone(),
-            HubConfig { inventory_concurrency: options.wider_concurrency, ..stack.hub.config.clone() },
+        stack.router.faults().add(FaultRule::latency(options.latency));
+        let result = async {
+            let (latency_seconds, _, _) = inventory(
+                stack,
+                &stack.hub,
+                &format!("bench-fanout-latency-{run}"),
+                &estate.accounts,
+                &options.regions,
+            )
+            .await?;
+            // The same with more targets at once (EC2PATCH_INVENTORY_CONCURRENCY is a setting).
+            let wider = Hub::new(
+                stack.sdk.clone(),
+                HubConfig { inventory_concurrency: options.wider_concurrency, ..stack.hub.config.clone() },
+            );
+            let (wider_seconds, _, _) = inventory(
+                stack,
+                &wider,
+                &format!("bench-fanout-latency-wide-{run}"),
+                &estate.accounts,
+                &options.regions,
+            )
+            .await?;
+            let started = Instant::now();
+            tight_client(stack, &sample, 1, &format!("sequential-{run}")).await?;
+            Ok::<_, anyhow::Error>((latency_seconds, wider_seconds, started.elapsed().as_secs_f64()))
+        }
+        .await;
+        stack.router.faults().clear();
+        let (latency_seconds, wider_seconds, sample_seconds) = result?;
+        let sequential_seconds = sample_seconds * targets.len() as f64 / sample.len().max(1) as f64;
+        eprintln!(
+            "bench: fan-out run {}: handler {inventory_seconds:.1} s vs tight {raw_seconds:.1} s; with latency {latency_seconds:.1} s (x{} {wider_seconds:.1} s) vs sequential {sequential_seconds:.1} s",
+            run + 1,
+            options.wider_concurrency
         );
-        let (wider_seconds, _, _) =
-            inventory(stack, &wider, "bench-fanout-latency-wide", &estate.accounts, &options.regions).await?;
-        let sample_accounts = &estate.accounts[..options.sequential_accounts.clamp(1, estate.accounts.len())];
-        let sample: Vec<(String, String)> =
-            targets.iter().filter(|(a, _)| sample_accounts.contains(a)).cloned().collect();
-        let started = Instant::now();
-        tight_client(stack, &sample, 1, "sequential").await?;
-        Ok::<_, anyhow::Error>((
-            inventory_latency_seconds,
-            wider_seconds,
-            sample.len(),
-            started.elapsed().as_secs_f64(),
-        ))
+        runs.push(FanOutRun {
+            inventory_seconds,
+            inventory_calls,
+            raw_seconds,
+            raw_calls,
+            inventory_latency_seconds: latency_seconds,
+            inventory_latency_wider_seconds: wider_seconds,
+            sequential_sample_seconds: sample_seconds,
+            sequential_seconds,
+        });
     }
-    .await;
-    stack.router.faults().clear();
-    let (inventory_latency_seconds, wider_seconds, sample_targets, sample_seconds) = result?;
 
     let (summary_bytes, summary_targets) = match &options.extra_region {
         Some(_) => {
@@ -141,17 +185,10 @@ pub async fn measure(stack: &LocalStack, options: &FanOutOptions) -> anyhow::Res
         instances: targets.len() * options.instances_per_target,
         concurrency,
         seed_seconds,
-        inventory_seconds,
-        inventory_calls,
-        raw_seconds,
-        raw_calls,
         latency_ms: u64::try_from(options.latency.as_millis()).unwrap_or(u64::MAX),
-        inventory_latency_seconds,
         wider_concurrency: options.wider_concurrency,
-        inventory_latency_wider_seconds: wider_seconds,
-        sequential_sample_targets: sample_targets,
-        sequential_sample_seconds: sample_seconds,
-        sequential_seconds: sample_seconds * targets.len() as f64 / sample_targets.max(1) as f64,
+        sequential_sample_targets: sample.len(),
+        runs,
         summary_bytes_all_regions: summary_bytes,
         summary_targets_all_regions: summary_targets,
     })
@@ -192,9 +229,9 @@ async fn inventory(
 }
 
 /// The calls the inventory makes, with nothing in between: per account AssumeRole (once), per
-/// target DescribeInstances (running + tag filter), DescribeInstanceInformation (the ids) and
-/// one BatchWriteItem of the same items (a target record + one per instance); then the wave's
-/// objects (manifest, batches) and record. `concurrency` targets at a time.
+/// target DescribeInstances (running + tag filter) and DescribeInstanceInformation (the ids);
+/// the same records (a target record + one per instance) 25 to a BatchWriteItem; then the wave's
+/// objects (manifest, batches) and record. `concurrency` calls at a time.
 async fn tight_client(
     stack: &LocalStack,
     targets: &[(String, String)],
@@ -231,7 +268,7 @@ async fn tight_client(
         .await;
     let credentials: HashMap<String, Credentials> = assumed.into_iter().collect::<anyhow::Result<_>>()?;
     let (dynamodb, table, credentials) = (&dynamodb, &table, &credentials);
-    let results: Vec<anyhow::Result<serde_json::Value>> = futures::stream::iter(targets.iter().enumerate())
+    let results: Vec<anyhow::Result<(serde_json::Value, Vec<WriteRequest>)>> = futures::stream::iter(targets.iter().enumerate())
         .map(|(index, (account, region))| async move {
             let creds = credentials.get(account).context("no credentials for the account")?.clone();
             let config: SdkConfig = stack
@@ -287,20 +324,30 @@ async fn tight_client(
             for id in &ids {
                 writes.push(item(format!("INSTANCE#{account}#{region}#{id}"))?);
             }
-            for chunk in writes.chunks(25) {
-                dynamodb
-                    .batch_write_item()
-                    .request_items(table.clone(), chunk.to_vec())
-                    .send()
-                    .await
-                    .context("BatchWriteItem")?;
-            }
-            Ok(json!({"account": account, "region": region, "instances": ids}))
+            Ok((json!({"account": account, "region": region, "instances": ids}), writes))
         })
         .buffer_unordered(concurrency.max(1))
         .collect()
         .await;
-    let manifest: Vec<serde_json::Value> = results.into_iter().collect::<anyhow::Result<_>>()?;
+    let (manifest, writes): (Vec<serde_json::Value>, Vec<Vec<WriteRequest>>) =
+        results.into_iter().collect::<anyhow::Result<Vec<_>>>()?.into_iter().unzip();
+    // The fewest DynamoDB calls: every record of the wave, 25 to a BatchWriteItem (its limit).
+    let writes: Vec<WriteRequest> = writes.into_iter().flatten().collect();
+    let written: Vec<anyhow::Result<()>> = futures::stream::iter(writes.chunks(25))
+        .map(|chunk| async move {
+            dynamodb
+                .batch_write_item()
+                .request_items(table.clone(), chunk.to_vec())
+                .send()
+                .await
+                .context("BatchWriteItem")?;
+            Ok(())
+        })
+        .buffer_unordered(concurrency.max(1))
+        .collect()
+        .await;
+    written.into_iter().collect::<anyhow::Result<Vec<()>>>()?;
+
 
     // The wave's objects: the manifest, one object per batch of targets, and the wave record.
     let s3 = aws_sdk_s3::Client::from_conf(ec2patch_core::hub::s3_config(&stack.sdk));

@@ -7,14 +7,15 @@ use std::collections::BTreeMap;
 use ec2patch_core::config::PatchSettings;
 use serde::Serialize;
 
-use crate::coldstart::ColdStart;
+use crate::coldstart::{ColdStart, Spread};
 use crate::fanout::FanOut;
 use crate::waves::WaveRun;
 
 /// Public prices (us-east-1): Standard workflow state transitions, Lambda requests and duration.
 pub const PRICE_PER_TRANSITION: f64 = 0.025 / 1000.0;
 pub const PRICE_PER_REQUEST: f64 = 0.20 / 1_000_000.0;
-pub const PRICE_PER_GB_SECOND: f64 = 0.000_016_666_7;
+/// arm64 (the architecture the hub module deploys).
+pub const PRICE_PER_GB_SECOND: f64 = crate::bill::LAMBDA_GB_SECOND_ARM64;
 /// Step Functions: events per execution history.
 pub const HISTORY_LIMIT: f64 = 25_000.0;
 /// The simulated patch: every command takes this long.
@@ -50,8 +51,13 @@ pub struct Figure {
     /// What the value is compared with (the baseline), if anything.
     pub baseline: Option<f64>,
     pub baseline_label: Option<String>,
-    /// `value / baseline`.
+    /// The value's min and max over the runs, when it is a median of several.
+    pub value_min: Option<f64>,
+    pub value_max: Option<f64>,
+    /// `value / baseline`, or the median of each run's ratio when there are several runs.
     pub ratio: Option<f64>,
+    pub ratio_min: Option<f64>,
+    pub ratio_max: Option<f64>,
     pub target: Option<Target>,
     pub met: Option<bool>,
     /// How far from the target when missed (>= 1: the factor by which it is missed).
@@ -75,7 +81,11 @@ impl Figure {
             unit,
             baseline: None,
             baseline_label: None,
+            value_min: None,
+            value_max: None,
             ratio: None,
+            ratio_min: None,
+            ratio_max: None,
             target: None,
             met: None,
             miss_factor: None,
@@ -87,6 +97,18 @@ impl Figure {
         self.baseline = Some(baseline);
         self.baseline_label = Some(label.into());
         self.ratio = Some(self.value / baseline);
+        self
+    }
+
+    /// Several runs: the value's spread and each run's ratio (the figure's ratio becomes their
+    /// median; its min and max are shown). Call before [`Figure::target`].
+    fn runs(mut self, values: &[f64], ratios: &[f64]) -> Self {
+        let value = Spread::of(values.iter().copied());
+        (self.value_min, self.value_max) = (Some(value.min), Some(value.max));
+        if !ratios.is_empty() {
+            let ratio = Spread::of(ratios.iter().copied());
+            (self.ratio, self.ratio_min, self.ratio_max) = (Some(ratio.median), Some(ratio.min), Some(ratio.max));
+        }
         self
     }
 
@@ -140,7 +162,7 @@ pub fn configured_memory_mb(main_tf: &str) -> BTreeMap<String, f64> {
 }
 
 /// Which function each Lambda task state of the template invokes (the ARN placeholder's name).
-fn state_functions() -> BTreeMap<&'static str, &'static str> {
+pub fn state_functions() -> BTreeMap<&'static str, &'static str> {
     BTreeMap::from([
         ("PlanRun", "PlanRun"),
         ("Inventory", "PreEC2Inventory"),
@@ -239,6 +261,22 @@ pub struct Inputs<'a> {
     pub scale_instances: usize,
     /// The deployed defaults (targets per batch, poll schedule, command timeout).
     pub settings: &'a PatchSettings,
+    /// The whole bill per 1000 targets, from the small and the large wave.
+    pub bills: &'a [crate::bill::Bill],
+    /// The time-scaled polling run.
+    pub polling: &'a crate::polling::Polling,
+}
+
+/// When a fixed schedule of waits (the doubling one, 30 s to 300 s) first polls at or after
+/// `finish` seconds: (polls, delay).
+pub fn doubling_seen(settings: &PatchSettings, finish: f64) -> (u32, f64) {
+    let mut at = f64::from(settings.poll_initial_seconds);
+    let mut polls = 1;
+    while at < finish {
+        at += f64::from(ec2patch_ssm_poll::next_poll_seconds(settings, polls));
+        polls += 1;
+    }
+    (polls, at - finish)
 }
 
 /// Spoke calls (STS, EC2, SSM) in `calls`, without the hub's own SSM parameter reads.
@@ -266,20 +304,28 @@ fn all_calls(calls: &BTreeMap<String, u64>) -> f64 {
 pub fn figures(inputs: &Inputs<'_>) -> Vec<Figure> {
     let mut out = Vec::new();
     for c in inputs.cold {
+        let pairs = || c.rust.iter().zip(&c.python);
+        let millis_ratios: Vec<f64> = pairs().map(|(r, p)| r.millis / p.millis).collect();
+        let rss_ratios: Vec<f64> = pairs().map(|(r, p)| r.peak_rss_kib as f64 / p.peak_rss_kib as f64).collect();
+        let millis: Vec<f64> = c.rust.iter().map(|s| s.millis).collect();
+        let rss: Vec<f64> = c.rust.iter().map(|s| s.peak_rss_kib as f64 / 1024.0).collect();
         out.push(
             Figure::new(
                 format!("coldStart.{}.millis", c.bin),
                 "cold start",
-                format!("{} cold start + first invoke", c.function),
-                c.rust_millis,
+                format!("{} cold start + first invoke (HTTPS)", c.function),
+                c.rust_millis.median,
                 "ms",
             )
-            .against(c.python_millis, "Python (boto3 + awslambdaric)")
+            .against(c.python_millis.median, "Python (boto3 + awslambdaric)")
+            .runs(&millis, &millis_ratios)
             .target(Bound::AtMost, 0.1, "ratio")
             .note(format!(
-                "{}; median of {} runs{}",
+                "{}; median of {} runs per side (Python {:.0}-{:.0} ms), sides alternating which goes first; ratio: median of the runs' ratios{}",
                 c.calls,
                 c.rust.len(),
+                c.python_millis.min,
+                c.python_millis.max,
                 if c.same_calls { "; same AWS calls both sides" } else { "; AWS CALLS DIFFER between the sides" }
             )),
         );
@@ -288,42 +334,55 @@ pub fn figures(inputs: &Inputs<'_>) -> Vec<Figure> {
                 format!("coldStart.{}.peakRssMib", c.bin),
                 "cold start",
                 format!("{} peak RSS", c.function),
-                c.rust_peak_rss_mib,
+                c.rust_peak_rss_mib.median,
                 "MiB",
             )
-            .against(c.python_peak_rss_mib, "Python (boto3 + awslambdaric)")
+            .against(c.python_peak_rss_mib.median, "Python (boto3 + awslambdaric)")
+            .runs(&rss, &rss_ratios)
             .target(Bound::AtMost, 0.25, "ratio")
-            .note("VmHWM at the first answer"),
+            .note(format!(
+                "VmHWM at the first answer; Python {:.1}-{:.1} MiB",
+                c.python_peak_rss_mib.min, c.python_peak_rss_mib.max
+            )),
         );
     }
 
     let f = inputs.fanout;
+    let of = |pick: fn(&crate::fanout::FanOutRun) -> f64| -> Vec<f64> { f.runs.iter().map(pick).collect() };
+    let ratios = |num: fn(&crate::fanout::FanOutRun) -> f64, den: fn(&crate::fanout::FanOutRun) -> f64| -> Vec<f64> {
+        f.runs.iter().map(|r| num(r) / den(r)).collect()
+    };
+    let med = |values: Vec<f64>| Spread::of(values).median;
+    let first_calls = f.runs.first();
     out.push(
         Figure::new(
             "fanout.inventorySeconds",
             "inventory fan-out",
             format!("inventory {} accounts x {} regions", f.accounts, f.regions),
-            f.inventory_seconds,
+            med(of(|r| r.inventory_seconds)),
             "s",
         )
-        .against(f.raw_seconds, "tight client, same calls")
+        .against(med(of(|r| r.raw_seconds)), "tight client, same calls")
+        .runs(&of(|r| r.inventory_seconds), &ratios(|r| r.inventory_seconds, |r| r.raw_seconds))
         .target(Bound::AtMost, 1.25, "ratio")
         .note(format!(
-            "{} targets, {} instances, concurrency {}; {} AWS calls by the handler, {} by the tight client",
+            "{} targets, {} instances, concurrency {}; {} runs (tight client first in each), ratio: median of the runs' ratios; {} AWS calls by the handler, {} by the tight client (25 records per BatchWriteItem)",
             f.targets,
             f.instances,
             f.concurrency,
-            all_calls(&f.inventory_calls),
-            all_calls(&f.raw_calls)
+            f.runs.len(),
+            first_calls.map(|r| all_calls(&r.inventory_calls)).unwrap_or_default(),
+            first_calls.map(|r| all_calls(&r.raw_calls)).unwrap_or_default()
         )),
     );
     out.push(
-        Figure::new("fanout.latencyInventorySeconds", "inventory fan-out", format!("inventory with {} ms per AWS call", f.latency_ms), f.inventory_latency_seconds, "s")
-            .against(f.sequential_seconds, "sequential loop, same calls")
+        Figure::new("fanout.latencyInventorySeconds", "inventory fan-out", format!("inventory with {} ms per AWS call", f.latency_ms), med(of(|r| r.inventory_latency_seconds)), "s")
+            .against(med(of(|r| r.sequential_seconds)), "sequential loop, same calls")
+            .runs(&of(|r| r.inventory_latency_seconds), &ratios(|r| r.inventory_latency_seconds, |r| r.sequential_seconds))
             .target(Bound::AtMost, 0.1, "ratio")
             .note(format!(
-                "sequential loop timed over {} targets ({:.1} s) and scaled to {} targets (linear: the same calls per target)",
-                f.sequential_sample_targets, f.sequential_sample_seconds, f.targets
+                "deployed concurrency {}; {} runs; the sequential loop timed over {} targets ({:.1} s median) and scaled to {} targets (linear: the same calls per target)",
+                f.concurrency, f.runs.len(), f.sequential_sample_targets, med(of(|r| r.sequential_sample_seconds)), f.targets
             )),
     );
 
@@ -332,10 +391,11 @@ pub fn figures(inputs: &Inputs<'_>) -> Vec<Figure> {
             "fanout.latencyInventoryWiderSeconds",
             "inventory fan-out",
             format!("same, EC2PATCH_INVENTORY_CONCURRENCY={}", f.wider_concurrency),
-            f.inventory_latency_wider_seconds,
+            med(of(|r| r.inventory_latency_wider_seconds)),
             "s",
         )
-        .against(f.sequential_seconds, "sequential loop, same calls")
+        .against(med(of(|r| r.sequential_seconds)), "sequential loop, same calls")
+        .runs(&of(|r| r.inventory_latency_wider_seconds), &ratios(|r| r.inventory_latency_wider_seconds, |r| r.sequential_seconds))
         .target(Bound::AtMost, 0.1, "ratio")
         .note(format!(
             "the deployed default is {}; a setting of the hub module (inventory_concurrency)",
@@ -346,9 +406,11 @@ pub fn figures(inputs: &Inputs<'_>) -> Vec<Figure> {
     // Orchestration cost of one wave of 1000 targets, 30-minute patch.
     let settings = inputs.settings;
     let per_batch = settings.targets_per_batch as f64;
-    let backoff_polls = f64::from(polls_for(settings, PATCH_SECONDS));
+    // Polls per batch for a 30-minute patch: the time-scaled run's median (PollSsmCommand's
+    // schedule as it behaved).
+    let backoff_polls = Spread::of(inputs.polling.batches.iter().map(|b| f64::from(b.polls))).median;
     let fixed_polls = f64::from(PATCH_SECONDS / FIXED_POLL_SECONDS);
-    let inventory_per_target = f.inventory_seconds / f.targets.max(1) as f64;
+    let inventory_per_target = f.inventory_seconds_per_target();
     let cost = |polls| {
         wave_cost(inputs.large, inputs.processor, inputs.memory, inventory_per_target, 1000.0, per_batch, polls)
     };
@@ -357,7 +419,7 @@ pub fn figures(inputs: &Inputs<'_>) -> Vec<Figure> {
         Figure::new("cost.per1000TargetsDollars", "orchestration cost", "one wave, 1000 targets, 30-min patch", backoff.dollars, "$")
             .target(Bound::AtMost, 1.0, "value")
             .note(format!(
-                "{:.0} transitions, {:.0} Lambda requests, {:.1} GB-s; {} polls per batch of {}; $0.025/1000 transitions, $0.20/M requests, $0.0000166667/GB-s",
+                "{:.0} transitions, {:.0} Lambda requests, {:.1} GB-s; {} polls per batch of {}; $0.025/1000 transitions, $0.20/M requests, $0.0000133334/GB-s (arm64)",
                 backoff.transitions, backoff.invocations, backoff.gb_seconds, backoff_polls, per_batch
             )),
     );
@@ -415,6 +477,58 @@ pub fn figures(inputs: &Inputs<'_>) -> Vec<Figure> {
         .against(fixed.dollars / 1000.0, "fixed 30 s polls")
         .note("one wave's cost / 1000"),
     );
+
+    // The whole bill per 1000 targets: every charge, from the larger wave's recorded calls.
+    if let Some(large_bill) = inputs.bills.iter().max_by_key(|b| b.instances_per_target) {
+        out.push(
+            Figure::new(
+                "bill.per1000TargetsDollars",
+                "whole bill",
+                format!("whole bill, 1000 targets x {} instances, 30-min patch", large_bill.instances_per_target),
+                large_bill.dollars,
+                "$",
+            )
+            .target(Bound::AtMost, 0.5, "value")
+            .note(
+                large_bill
+                    .parts
+                    .iter()
+                    .map(|p| format!("{} ${:.4}", p.service, p.dollars))
+                    .collect::<Vec<_>>()
+                    .join("; "),
+            ),
+        );
+        for part in &large_bill.parts {
+            out.push(
+                Figure::new(
+                    format!("bill.part.{}", part.service.to_lowercase().replace([' ', '(', ')'], "")),
+                    "whole bill",
+                    format!("  {}: {:.0} {}", part.service, part.quantity, part.unit),
+                    part.dollars,
+                    "$",
+                )
+                .note(part.basis.clone()),
+            );
+        }
+        if let Some(small_bill) = inputs.bills.iter().min_by_key(|b| b.instances_per_target) {
+            let extra = (large_bill.instances_per_target - small_bill.instances_per_target) as f64 * large_bill.targets;
+            if extra > 0.0 {
+                out.push(
+                    Figure::new(
+                        "bill.perInstanceMarginalDollars",
+                        "whole bill",
+                        "per-instance marginal cost",
+                        (large_bill.dollars - small_bill.dollars) / extra,
+                        "$",
+                    )
+                    .note(format!(
+                        "(bill at {} - at {} instances per target) / {extra:.0} more instances; at {} instances per target: ${:.4} per 1000 targets",
+                        large_bill.instances_per_target, small_bill.instances_per_target, small_bill.instances_per_target, small_bill.dollars
+                    )),
+                );
+            }
+        }
+    }
 
     // History: the parent's events do not depend on the wave's size (the Distributed Map's
     // children carry the batches); the largest child is one batch.
@@ -491,14 +605,36 @@ pub fn figures(inputs: &Inputs<'_>) -> Vec<Figure> {
             .note("spoke + hub (DynamoDB, S3, SNS, Lambda invokes by the state machine), without polls"),
         );
     }
+    let p = inputs.polling;
+    let polls: Vec<f64> = p.batches.iter().map(|b| f64::from(b.polls)).collect();
+    let delays: Vec<f64> = p.batches.iter().map(|b| b.delay_seconds).collect();
+    let doubling: Vec<(u32, f64)> = p.batches.iter().map(|b| doubling_seen(settings, b.command_seconds)).collect();
+    let doubling_polls = Spread::of(doubling.iter().map(|d| f64::from(d.0)));
+    let doubling_delay = Spread::of(doubling.iter().map(|d| d.1));
+    let groups = {
+        let mut sizes: Vec<usize> = p.batches.iter().map(|b| b.instances_per_target).collect();
+        sizes.sort_unstable();
+        sizes.dedup();
+        sizes.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
+    };
     out.push(
-        Figure::new("calls.pollsPerTarget", "AWS calls", "polls per target, 30-min patch", backoff_polls, "polls")
-            .against(fixed_polls, "fixed 30 s polls")
+        Figure::new("polling.pollsPerBatch", "completion seen", format!("polls per batch, {}-min patch (time-scaled x{})", p.patch_seconds / 60, p.scale), Spread::of(polls.clone()).median, "polls")
+            .against(doubling_polls.median, "30 s doubling to 300 s")
+            .runs(&polls, &[])
             .target(Bound::AtMost, 12.0, "value")
             .note(format!(
-                "waits {}s doubling to {}s (PollSsmCommand's schedule); one ListCommandInvocations per command (<= 50 instances) per poll; measured locally (1-2 s waits, simulated patches): {:.1} polls per batch",
-                settings.poll_initial_seconds, settings.poll_max_seconds,
-                large.polls_per_batch.values().sum::<u64>() as f64 / large.polls_per_batch.len().max(1) as f64
+                "{} batches of one target ({groups} instances per target, SSM MaxConcurrency {}), each command {} s scaled back; real handlers, waits as PollSsmCommand answers them, divided by {}",
+                p.batches.len(), settings.max_concurrency, p.patch_seconds, p.scale
+            )),
+    );
+    out.push(
+        Figure::new("polling.delaySeconds", "completion seen", format!("command finished -> hub sees it, {}-min patch (median)", p.patch_seconds / 60), Spread::of(delays.clone()).median, "s")
+            .against(doubling_delay.median, "30 s doubling to 300 s")
+            .runs(&delays, &[])
+            .target(Bound::AtMost, 60.0, "value")
+            .note(format!(
+                "finish: the last invocation's ResponseFinishDateTime; seen: the poll that answered done; x{} back to real time; the doubling schedule over the same command durations: {:.0}-{:.0} s",
+                p.scale, doubling_delay.min, doubling_delay.max
             )),
     );
     out

@@ -8,10 +8,13 @@
 //!   payloads, Lambda durations and AWS calls;
 //! - [`figures`]: the figures, their targets and the projections to full scale.
 
+pub mod bill;
 pub mod coldstart;
 pub mod fanout;
 pub mod figures;
+pub mod polling;
 pub mod runtime_api;
+pub mod tls;
 pub mod waves;
 
 use std::collections::BTreeMap;
@@ -54,10 +57,16 @@ pub struct Options {
     pub fanout_instances: usize,
     pub latency_ms: u64,
     pub sequential_accounts: usize,
+    /// Runs of each fan-out comparison (its figures are the median ratio, with min and max).
+    pub fanout_runs: usize,
     pub wave_accounts: usize,
     pub wave_regions: Vec<String>,
     pub wave_instances_small: usize,
     pub wave_instances_large: usize,
+    /// The time-scaled polling run: time compression, and instances per target of its groups.
+    pub polling_scale: u32,
+    pub polling_instances: Vec<usize>,
+    pub polling_targets_per_group: usize,
     /// The scale the history and payload figures are stated for.
     pub scale_accounts: usize,
     pub scale_regions: usize,
@@ -79,10 +88,14 @@ impl Options {
             fanout_instances: 2,
             latency_ms: 50,
             sequential_accounts: 100,
+            fanout_runs: 3,
             wave_accounts: 20,
             wave_regions: vec!["us-east-1".to_owned(), "eu-west-1".to_owned(), "ap-southeast-2".to_owned()],
             wave_instances_small: 5,
             wave_instances_large: 50,
+            polling_scale: 30,
+            polling_instances: vec![1, 5, 20],
+            polling_targets_per_group: 3,
             scale_accounts: 1000,
             scale_regions: 3,
             scale_instances: 50,
@@ -102,9 +115,13 @@ impl Options {
             extra_region: Some("ap-southeast-2".to_owned()),
             fanout_instances: 1,
             sequential_accounts: 2,
+            fanout_runs: 1,
             wave_accounts: 2,
             wave_instances_small: 1,
             wave_instances_large: 3,
+            polling_scale: 120,
+            polling_instances: vec![2],
+            polling_targets_per_group: 1,
             output: target_dir(root).join("bench/smoke-results.json"),
             ..Self::full(root)
         }
@@ -160,6 +177,10 @@ pub struct Results {
     pub fanout: fanout::FanOut,
     pub waves: Vec<waves::WaveRun>,
     pub calls_per_poll: BTreeMap<String, u64>,
+    /// The time-scaled polling run.
+    pub polling: polling::Polling,
+    /// The whole bill per 1000 targets, from the small and the large wave, each part shown.
+    pub bills: Vec<bill::Bill>,
     /// `ValidateStateMachineDefinition` of the deployed definition (Distributed Map included) by
     /// the emulator's ASL parser: `OK`, or its diagnostics.
     pub definition_check: String,
@@ -236,9 +257,20 @@ pub async fn run(root: &Path, options: &Options) -> anyhow::Result<Results> {
 
     let logs = target_dir(root).join("bench/logs");
     let t = Instant::now();
-    eprintln!("bench: cold starts ({} runs per side) ...", options.cold_start_runs);
+    // The function processes reach AWS over HTTPS, as in Lambda: a TLS front to the router with
+    // a CA made for this run.
+    let router: std::net::SocketAddr = stack
+        .router
+        .url()
+        .trim_start_matches("http://")
+        .parse()
+        .context("the router's address")?;
+    let front = tls::TlsFront::start(&target_dir(root).join("bench/tls"), router).await?;
+    let endpoint = coldstart::Endpoint { url: front.url(), ca_bundle: front.bundle().to_owned() };
+    eprintln!("bench: cold starts ({} runs per side, AWS endpoint {}) ...", options.cold_start_runs, endpoint.url);
     let cold = coldstart::measure(
         &stack,
+        &endpoint,
         &options.binaries,
         &python,
         &root.join("crates/bench/python"),
@@ -290,6 +322,21 @@ pub async fn run(root: &Path, options: &Options) -> anyhow::Result<Results> {
     phase("patch waves", t);
 
     let t = Instant::now();
+    eprintln!("bench: time-scaled polling (x{}) ...", options.polling_scale);
+    let polling = polling::measure(
+        &stack,
+        &polling::PollingOptions {
+            scale: options.polling_scale,
+            patch_seconds: figures::PATCH_SECONDS,
+            instances_per_target: options.polling_instances.clone(),
+            targets_per_group: options.polling_targets_per_group,
+            first_account: 500,
+        },
+    )
+    .await?;
+    phase("polling", t);
+
+    let t = Instant::now();
     eprintln!("bench: inventory fan-out over {} accounts ...", options.fanout_accounts);
     let fanout = fanout::measure(
         &stack,
@@ -301,6 +348,7 @@ pub async fn run(root: &Path, options: &Options) -> anyhow::Result<Results> {
             latency: Duration::from_millis(options.latency_ms),
             sequential_accounts: options.sequential_accounts,
             wider_concurrency: 64,
+            runs: options.fanout_runs,
         },
     )
     .await?;
@@ -310,6 +358,30 @@ pub async fn run(root: &Path, options: &Options) -> anyhow::Result<Results> {
         .context("reading the hub module's function table")?;
     let memory = figures::configured_memory_mb(&main_tf);
     let processor = waves::processor_states()?;
+    // Log bytes per invocation, per function (the Rust side's median at cold start).
+    let log_bytes: BTreeMap<String, f64> = cold
+        .iter()
+        .map(|c| (c.function.clone(), coldstart::Spread::of(c.rust.iter().map(|s| s.log_bytes as f64)).median))
+        .collect();
+    // Polls per batch for a 30-minute patch: the time-scaled run's median.
+    let polls = coldstart::Spread::of(polling.batches.iter().map(|b| f64::from(b.polls))).median;
+    let bills: Vec<bill::Bill> = [&small, &large]
+        .into_iter()
+        .map(|run| {
+            bill::bill(&bill::BillInputs {
+                run,
+                calls_per_poll: &calls_per_poll,
+                processor: &processor,
+                memory: &memory,
+                log_bytes: &log_bytes,
+                inventory_seconds_per_target: fanout.inventory_seconds_per_target(),
+                targets: 1000.0,
+                targets_per_batch: settings.targets_per_batch as f64,
+                polls,
+                inline_max_batches: ec2patch_core::asl::INLINE_MAP_MAX_BATCHES as f64,
+            })
+        })
+        .collect();
     let figures = figures::figures(&figures::Inputs {
         cold: &cold,
         fanout: &fanout,
@@ -323,6 +395,8 @@ pub async fn run(root: &Path, options: &Options) -> anyhow::Result<Results> {
         scale_regions: options.scale_regions,
         scale_instances: options.scale_instances,
         settings: &settings,
+        bills: &bills,
+        polling: &polling,
     });
     Ok(Results {
         machine: Machine::detect(),
@@ -335,6 +409,8 @@ pub async fn run(root: &Path, options: &Options) -> anyhow::Result<Results> {
         fanout,
         waves: vec![tiny, small, large],
         calls_per_poll,
+        polling,
+        bills,
         definition_check,
     })
 }
@@ -404,7 +480,17 @@ pub fn table(results: &Results) -> Table {
             (Some(false), None) => "MISSED".to_owned(),
             (None, _) => String::new(),
         };
-        table.add_row([figure.label.clone(), with_unit(figure.value, figure.unit), baseline, ratio, target, result]);
+        let measured = match (figure.value_min, figure.value_max) {
+            (Some(min), Some(max)) => {
+                format!("{} ({}-{})", with_unit(figure.value, figure.unit), number(min), number(max))
+            }
+            _ => with_unit(figure.value, figure.unit),
+        };
+        let ratio = match (figure.ratio_min, figure.ratio_max) {
+            (Some(min), Some(max)) if !ratio.is_empty() => format!("{ratio} ({}-{})", number(min), number(max)),
+            _ => ratio,
+        };
+        table.add_row([figure.label.clone(), measured, baseline, ratio, target, result]);
     }
     table
 }

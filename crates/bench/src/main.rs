@@ -32,6 +32,13 @@ struct Args {
     /// Accounts the sequential loop is timed over (then scaled to --accounts).
     #[arg(long, default_value_t = 100)]
     sequential_accounts: usize,
+    /// Measure the debug (dev profile) binaries instead of release ones: for the counts (calls,
+    /// polls, delays, the bill) when a release build does not fit; timings are then not Lambda's.
+    #[arg(long)]
+    debug: bool,
+    /// Runs of each inventory fan-out comparison (the figures are the median ratio, with min and max).
+    #[arg(long, default_value_t = 3)]
+    fanout_runs: usize,
     /// Accounts of the patch waves (x 3 regions; at most 10 batches of 10 targets: moto runs only the inline Map).
     #[arg(long, default_value_t = 20)]
     wave_accounts: usize,
@@ -57,6 +64,10 @@ async fn all(args: Args) -> anyhow::Result<()> {
     // Shown in the output: the plain path, not crates/local/../..
     let root = std::fs::canonicalize(&root).unwrap_or(root);
     let mut options = ec2patch_bench::Options::full(&root);
+    if args.debug {
+        options.binaries = ec2patch_bench::target_dir(&root).join("debug");
+        options.build_profile = Some("dev".to_owned());
+    }
     if args.no_build {
         options.build_profile = None;
     }
@@ -64,6 +75,7 @@ async fn all(args: Args) -> anyhow::Result<()> {
     options.fanout_accounts = args.accounts.max(1);
     options.sequential_accounts = args.sequential_accounts.clamp(1, options.fanout_accounts);
     options.wave_accounts = args.wave_accounts.max(1);
+    options.fanout_runs = args.fanout_runs.max(1);
     if let Some(output) = args.output {
         options.output = output;
     }

@@ -23,7 +23,10 @@ const KEYS: &[&str] = &[
     "calls.allPerTarget.5",
     "calls.spokePerTarget.50",
     "calls.allPerTarget.50",
-    "calls.pollsPerTarget",
+    "polling.pollsPerBatch",
+    "polling.delaySeconds",
+    "bill.per1000TargetsDollars",
+    "bill.perInstanceMarginalDollars",
 ];
 
 const BINARIES: &[&str] = &[
