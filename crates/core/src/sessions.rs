@@ -123,6 +123,49 @@ impl SpokeSessions {
     }
 }
 
+/// Spoke sessions kept for the life of a warm Lambda container: one per hub and run (the
+/// session name shows the run in spoke CloudTrail), each holding its accounts' credentials
+/// until shortly before they expire ([`RENEW_BEFORE_EXPIRY`]). Without it every invocation
+/// assumes each account's role again: a batch polled nine times made nine AssumeRole calls per
+/// account. Each function crate holds its own (`static`), as each function has its own
+/// containers in Lambda.
+#[derive(Debug)]
+pub struct SessionCache {
+    sessions: Mutex<std::collections::BTreeMap<String, Arc<SpokeSessions>>>,
+}
+
+/// Runs whose sessions a container keeps at once; more are rare (a container serves one
+/// function of runs in progress), and dropping them only costs new AssumeRole calls.
+const CACHED_RUNS: usize = 32;
+
+impl SessionCache {
+    pub const fn new() -> Self {
+        Self { sessions: Mutex::new(std::collections::BTreeMap::new()) }
+    }
+
+    /// The sessions of `run_id` for `hub`: the cached ones, or new ones.
+    pub fn sessions(&self, hub: &crate::Hub, run_id: &str) -> Arc<SpokeSessions> {
+        // The hub's identity is part of the key: tests run several local hubs in one process.
+        let key = format!("{:?}|{}|{run_id}", hub.sdk.endpoint_url(), hub.config.table);
+        let mut sessions = self.sessions.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(cached) = sessions.get(&key) {
+            return cached.clone();
+        }
+        if sessions.len() >= CACHED_RUNS {
+            sessions.clear();
+        }
+        let created = Arc::new(hub.spoke_sessions(run_id));
+        sessions.insert(key, created.clone());
+        created
+    }
+}
+
+impl Default for SessionCache {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 fn sanitize_session_name(name: &str) -> String {
     let cleaned: String = name
         .chars()

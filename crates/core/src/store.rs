@@ -28,7 +28,7 @@ use crate::plan::{AccountId, Region, RunPlan};
 use crate::{Error, Result};
 
 /// DynamoDB's limit for one BatchWriteItem call.
-const BATCH_WRITE_LIMIT: usize = 25;
+pub const BATCH_WRITE_LIMIT: usize = 25;
 /// Rounds of re-sending unprocessed items before the write is declared failed.
 const UNPROCESSED_ROUNDS: u32 = 8;
 

@@ -146,3 +146,47 @@ pub struct BatchManifest {
     /// Targets with their patchable instances only.
     pub targets: Vec<TargetManifest>,
 }
+
+/// An instance's record as the inventory writes it (outcome `SKIPPED` with the reason when SSM
+/// cannot patch it, else `PENDING`); the verify step writes it again whole, with the outcome.
+pub fn instance_record(
+    pk: &str,
+    wave_index: usize,
+    account: &crate::plan::AccountId,
+    region: &crate::plan::Region,
+    instance: &DiscoveredInstance,
+    expires_at: &aws_sdk_dynamodb::types::AttributeValue,
+) -> crate::store::Item {
+    use crate::store::{n, s};
+    let mut item: crate::store::Item = std::collections::HashMap::from([
+        ("pk".to_owned(), s(pk)),
+        ("sk".to_owned(), s(crate::store::instance_sk(account, region, &instance.instance_id))),
+        ("wave".to_owned(), n(wave_index)),
+        ("account".to_owned(), s(account.as_str())),
+        ("region".to_owned(), s(region.as_str())),
+        ("instanceId".to_owned(), s(&instance.instance_id)),
+        ("platform".to_owned(), s(&instance.platform)),
+        (
+            "ssm".to_owned(),
+            s(match &instance.ssm {
+                SsmStatus::Online => "Online",
+                SsmStatus::Offline { ping_status } => ping_status,
+                SsmStatus::NotManaged => "NotManaged",
+            }),
+        ),
+        ("expiresAt".to_owned(), expires_at.clone()),
+    ]);
+    if let Some(name) = &instance.name {
+        item.insert("name".to_owned(), s(name));
+    }
+    match instance.skip_reason() {
+        Some(reason) => {
+            item.insert("outcome".to_owned(), s("SKIPPED"));
+            item.insert("reason".to_owned(), s(reason));
+        }
+        None => {
+            item.insert("outcome".to_owned(), s("PENDING"));
+        }
+    }
+    item
+}

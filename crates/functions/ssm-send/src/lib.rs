@@ -19,12 +19,15 @@ use ec2patch_core::approval::{format_epoch, now_epoch_seconds};
 use ec2patch_core::aws::AwsResultExt;
 use ec2patch_core::patching::{self, CommandRecord, DOCUMENT, INSTANCES_PER_COMMAND, outcome};
 use ec2patch_core::run_lock::{self, Renewal};
-use ec2patch_core::sessions::SpokeSessions;
+use ec2patch_core::sessions::{SessionCache, SpokeSessions};
 use ec2patch_core::store::{self, s};
 use ec2patch_core::wave::{BatchManifest, TargetManifest, WaveManifest};
 use ec2patch_core::{AccountId, Error, Hub, Region, Result, RunPlan};
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
+
+/// Spoke credentials kept in a warm container (the batches of a run share accounts).
+static SESSIONS: SessionCache = SessionCache::new();
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -77,8 +80,8 @@ pub async fn handle(hub: &Hub, request: SendRequest) -> Result<SendResult> {
     let predecessors =
         load_predecessors(hub, lock.as_ref().map(|l| l.resumes.as_slice()).unwrap_or_default(), request.wave_index)
             .await?;
-    let sessions = hub.spoke_sessions(&plan.run_id);
-    let (plan, sessions, request, predecessors) = (&plan, &sessions, &request, &predecessors);
+    let sessions = SESSIONS.sessions(hub, &plan.run_id);
+    let (plan, sessions, request, predecessors) = (&plan, &*sessions, &request, &predecessors);
     // Owned targets: a borrowed item in a spawned-future stream trips the compiler's
     // higher-ranked lifetime inference (rust-lang/rust#102211).
     let sent: Vec<TargetSent> = futures::stream::iter(batch.targets.clone())

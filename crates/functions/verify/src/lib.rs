@@ -20,7 +20,12 @@ use ec2patch_core::patching::{self, CommandRecord, Invocation, outcome};
 use ec2patch_core::store::{self, Item, ObjectRef};
 use ec2patch_core::wave::{InstanceFailure, WaveOutcomes};
 use ec2patch_core::{AccountId, Error, Hub, Region, Result};
+use ec2patch_core::sessions::SessionCache;
+use ec2patch_core::wave::{BatchManifest, DiscoveredInstance};
 use serde::{Deserialize, Serialize};
+
+/// Spoke credentials kept in a warm container (the batches of a run share accounts).
+static SESSIONS: SessionCache = SessionCache::new();
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(tag = "step", rename_all = "camelCase")]
@@ -98,7 +103,24 @@ async fn verify_batch(
         .iter()
         .map(CommandRecord::from_item)
         .collect::<Result<_>>()?;
-    let sessions = hub.spoke_sessions(run_id);
+    // What the inventory recorded of each instance (the batch object has it): the outcomes are
+    // written as whole records, 25 to a BatchWriteItem, instead of one UpdateItem each.
+    let manifest: BatchManifest = hub.store.get_json(&store::batch_key(run_id, wave_index, batch)).await?;
+    let discovered: HashMap<(&str, &str, &str), &DiscoveredInstance> = manifest
+        .targets
+        .iter()
+        .flat_map(|t| t.instances.iter().map(move |i| ((t.account.as_str(), t.region.as_str(), i.instance_id.as_str()), i)))
+        .collect();
+    let outcomes = Outcomes {
+        pk: store::run_pk(run_id),
+        wave_index,
+        expires_at: hub.store.expires_at(),
+        finished_at: now_epoch_seconds(),
+        discovered,
+        items: Vec::new(),
+    };
+    let mut outcomes = outcomes;
+    let sessions = SESSIONS.sessions(hub, run_id);
     let mut verified = BatchVerified { batch, patched: 0, failed: 0, timed_out: 0, unreachable: 0, unhealthy: 0 };
     for record in &records {
         let config = match sessions.config_for(&record.account, &record.region).await {
@@ -107,15 +129,7 @@ async fn verify_batch(
             Err(error) => {
                 let reason = format!("cannot reach the account to verify: {error}");
                 for id in &record.instance_ids {
-                    patching::record_outcome(
-                        &hub.store,
-                        run_id,
-                        (&record.account, &record.region, id),
-                        outcome::UNREACHABLE,
-                        Some(&reason),
-                        &[],
-                    )
-                    .await?;
+                    outcomes.add(record, id, outcome::UNREACHABLE, Some(&reason), Vec::new());
                 }
                 verified.unreachable += record.instance_ids.len();
                 continue;
@@ -123,15 +137,7 @@ async fn verify_batch(
         };
         let Some(command_id) = &record.command_id else {
             for id in &record.instance_ids {
-                patching::record_outcome(
-                    &hub.store,
-                    run_id,
-                    (&record.account, &record.region, id),
-                    outcome::FAILED,
-                    Some("the patch command was never sent"),
-                    &[],
-                )
-                .await?;
+                outcomes.add(record, id, outcome::FAILED, Some("the patch command was never sent"), Vec::new());
             }
             verified.failed += record.instance_ids.len();
             continue;
@@ -163,15 +169,7 @@ async fn verify_batch(
                     extra.push((name, AttributeValue::N(value.to_string())));
                 }
             }
-            patching::record_outcome(
-                &hub.store,
-                run_id,
-                (&record.account, &record.region, id),
-                result,
-                reason.as_deref(),
-                &extra,
-            )
-            .await?;
+            outcomes.add(record, id, result, reason.as_deref(), extra);
             match result {
                 outcome::PATCHED | outcome::SCANNED => verified.patched += 1,
                 outcome::TIMED_OUT => verified.timed_out += 1,
@@ -182,7 +180,56 @@ async fn verify_batch(
             }
         }
     }
+    hub.store.put_items(outcomes.items).await?;
     Ok(verified)
+}
+
+/// The batch's instance records with their outcomes, built whole (what the inventory recorded +
+/// the outcome), to be written together.
+struct Outcomes<'a> {
+    pk: String,
+    wave_index: usize,
+    expires_at: AttributeValue,
+    finished_at: u64,
+    discovered: HashMap<(&'a str, &'a str, &'a str), &'a DiscoveredInstance>,
+    items: Vec<Item>,
+}
+
+impl Outcomes<'_> {
+    fn add(
+        &mut self,
+        record: &CommandRecord,
+        instance_id: &str,
+        result: &str,
+        reason: Option<&str>,
+        extra: Vec<(&str, AttributeValue)>,
+    ) {
+        let (account, region) = (&record.account, &record.region);
+        let mut item = match self.discovered.get(&(account.as_str(), region.as_str(), instance_id)) {
+            Some(instance) => {
+                ec2patch_core::wave::instance_record(&self.pk, self.wave_index, account, region, instance, &self.expires_at)
+            }
+            None => HashMap::from([
+                ("pk".to_owned(), store::s(&self.pk)),
+                ("sk".to_owned(), store::s(store::instance_sk(account, region, instance_id))),
+                ("wave".to_owned(), store::n(self.wave_index)),
+                ("account".to_owned(), store::s(account.as_str())),
+                ("region".to_owned(), store::s(region.as_str())),
+                ("instanceId".to_owned(), store::s(instance_id)),
+                ("expiresAt".to_owned(), self.expires_at.clone()),
+            ]),
+        };
+        item.insert("outcome".to_owned(), store::s(result));
+        item.insert("finishedAt".to_owned(), store::n(self.finished_at));
+        match reason {
+            Some(reason) => item.insert("reason".to_owned(), store::s(reason)),
+            None => item.remove("reason"),
+        };
+        for (name, value) in extra {
+            item.insert(name.to_owned(), value);
+        }
+        self.items.push(item);
+    }
 }
 
 /// The outcome, its reason and whether the instance is healthy.
