@@ -147,7 +147,8 @@ pub fn bill(inputs: &BillInputs<'_>) -> Bill {
     let verify_batches = calls(&run.aws_calls, "dynamodb:UpdateItem") < instances;
     let batch_items_run = run.targets as f64 + instances * if verify_batches { 2.0 } else { 1.0 };
     let batch_items = batch_items_run.min(25.0 * calls(&run.aws_calls, "dynamodb:BatchWriteItem")) * scale;
-    let single_writes = per_wave("dynamodb:PutItem") + per_wave("dynamodb:UpdateItem") + per_wave("dynamodb:DeleteItem");
+    let single_writes =
+        per_wave("dynamodb:PutItem") + per_wave("dynamodb:UpdateItem") + per_wave("dynamodb:DeleteItem");
     let wru = single_writes + batch_items;
     parts.push(Part {
         service: "DynamoDB writes (on-demand)",
@@ -193,7 +194,8 @@ pub fn bill(inputs: &BillInputs<'_>) -> Bill {
         quantity: kms,
         unit: "requests",
         dollars: kms * KMS_REQUEST,
-        basis: "upper bound: 2 per Lambda invocation + 1 per SecureString read and SNS publish; $0.03/10,000".to_owned(),
+        basis: "upper bound: 2 per Lambda invocation + 1 per SecureString read and SNS publish; $0.03/10,000"
+            .to_owned(),
     });
     let functions = crate::figures::state_functions();
     let log_bytes: f64 = run

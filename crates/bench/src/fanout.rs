@@ -268,67 +268,68 @@ async fn tight_client(
         .await;
     let credentials: HashMap<String, Credentials> = assumed.into_iter().collect::<anyhow::Result<_>>()?;
     let (dynamodb, table, credentials) = (&dynamodb, &table, &credentials);
-    let results: Vec<anyhow::Result<(serde_json::Value, Vec<WriteRequest>)>> = futures::stream::iter(targets.iter().enumerate())
-        .map(|(index, (account, region))| async move {
-            let creds = credentials.get(account).context("no credentials for the account")?.clone();
-            let config: SdkConfig = stack
-                .sdk
-                .to_builder()
-                .credentials_provider(aws_credential_types::provider::SharedCredentialsProvider::new(creds))
-                .region(aws_config::Region::new(region.clone()))
-                .build();
-            let ec2 = aws_sdk_ec2::Client::new(&config);
-            let described = ec2
-                .describe_instances()
-                .filters(Filter::builder().name("instance-state-name").values("running").build())
-                .filters(Filter::builder().name("tag:PatchGroup").values("default").build())
-                .send()
-                .await
-                .with_context(|| format!("DescribeInstances {account} {region}"))?;
-            let ids: Vec<String> = described
-                .reservations()
-                .iter()
-                .flat_map(|r| r.instances())
-                .filter_map(|i| i.instance_id().map(str::to_owned))
-                .collect();
-            aws_sdk_ssm::Client::new(&config)
-                .describe_instance_information()
-                .filters(
-                    InstanceInformationStringFilter::builder()
-                        .key("InstanceIds")
-                        .set_values(Some(ids.clone()))
-                        .build()?,
-                )
-                .send()
-                .await
-                .with_context(|| format!("DescribeInstanceInformation {account} {region}"))?;
-            let pk = format!("RUN#bench-{label}");
-            let item = |sk: String| -> anyhow::Result<WriteRequest> {
-                let attributes: HashMap<String, AttributeValue> = [
-                    ("pk", pk.clone()),
-                    ("sk", sk),
-                    ("account", account.clone()),
-                    ("region", region.clone()),
-                    ("platform", "Linux/UNIX".to_owned()),
-                    ("ssm", "ONLINE".to_owned()),
-                    ("outcome", "PENDING".to_owned()),
-                ]
-                .into_iter()
-                .map(|(k, v)| (k.to_owned(), AttributeValue::S(v)))
-                .collect();
-                Ok(WriteRequest::builder()
-                    .put_request(PutRequest::builder().set_item(Some(attributes)).build()?)
-                    .build())
-            };
-            let mut writes = vec![item(format!("TARGET#{index}"))?];
-            for id in &ids {
-                writes.push(item(format!("INSTANCE#{account}#{region}#{id}"))?);
-            }
-            Ok((json!({"account": account, "region": region, "instances": ids}), writes))
-        })
-        .buffer_unordered(concurrency.max(1))
-        .collect()
-        .await;
+    let results: Vec<anyhow::Result<(serde_json::Value, Vec<WriteRequest>)>> =
+        futures::stream::iter(targets.iter().enumerate())
+            .map(|(index, (account, region))| async move {
+                let creds = credentials.get(account).context("no credentials for the account")?.clone();
+                let config: SdkConfig = stack
+                    .sdk
+                    .to_builder()
+                    .credentials_provider(aws_credential_types::provider::SharedCredentialsProvider::new(creds))
+                    .region(aws_config::Region::new(region.clone()))
+                    .build();
+                let ec2 = aws_sdk_ec2::Client::new(&config);
+                let described = ec2
+                    .describe_instances()
+                    .filters(Filter::builder().name("instance-state-name").values("running").build())
+                    .filters(Filter::builder().name("tag:PatchGroup").values("default").build())
+                    .send()
+                    .await
+                    .with_context(|| format!("DescribeInstances {account} {region}"))?;
+                let ids: Vec<String> = described
+                    .reservations()
+                    .iter()
+                    .flat_map(|r| r.instances())
+                    .filter_map(|i| i.instance_id().map(str::to_owned))
+                    .collect();
+                aws_sdk_ssm::Client::new(&config)
+                    .describe_instance_information()
+                    .filters(
+                        InstanceInformationStringFilter::builder()
+                            .key("InstanceIds")
+                            .set_values(Some(ids.clone()))
+                            .build()?,
+                    )
+                    .send()
+                    .await
+                    .with_context(|| format!("DescribeInstanceInformation {account} {region}"))?;
+                let pk = format!("RUN#bench-{label}");
+                let item = |sk: String| -> anyhow::Result<WriteRequest> {
+                    let attributes: HashMap<String, AttributeValue> = [
+                        ("pk", pk.clone()),
+                        ("sk", sk),
+                        ("account", account.clone()),
+                        ("region", region.clone()),
+                        ("platform", "Linux/UNIX".to_owned()),
+                        ("ssm", "ONLINE".to_owned()),
+                        ("outcome", "PENDING".to_owned()),
+                    ]
+                    .into_iter()
+                    .map(|(k, v)| (k.to_owned(), AttributeValue::S(v)))
+                    .collect();
+                    Ok(WriteRequest::builder()
+                        .put_request(PutRequest::builder().set_item(Some(attributes)).build()?)
+                        .build())
+                };
+                let mut writes = vec![item(format!("TARGET#{index}"))?];
+                for id in &ids {
+                    writes.push(item(format!("INSTANCE#{account}#{region}#{id}"))?);
+                }
+                Ok((json!({"account": account, "region": region, "instances": ids}), writes))
+            })
+            .buffer_unordered(concurrency.max(1))
+            .collect()
+            .await;
     let (manifest, writes): (Vec<serde_json::Value>, Vec<Vec<WriteRequest>>) =
         results.into_iter().collect::<anyhow::Result<Vec<_>>>()?.into_iter().unzip();
     // The fewest DynamoDB calls: every record of the wave, 25 to a BatchWriteItem (its limit).
@@ -347,7 +348,6 @@ async fn tight_client(
         .collect()
         .await;
     written.into_iter().collect::<anyhow::Result<Vec<()>>>()?;
-
 
     // The wave's objects: the manifest, one object per batch of targets, and the wave record.
     let s3 = aws_sdk_s3::Client::from_conf(ec2patch_core::hub::s3_config(&stack.sdk));

@@ -395,7 +395,10 @@ pub fn figures(inputs: &Inputs<'_>) -> Vec<Figure> {
             "s",
         )
         .against(med(of(|r| r.sequential_seconds)), "sequential loop, same calls")
-        .runs(&of(|r| r.inventory_latency_wider_seconds), &ratios(|r| r.inventory_latency_wider_seconds, |r| r.sequential_seconds))
+        .runs(
+            &of(|r| r.inventory_latency_wider_seconds),
+            &ratios(|r| r.inventory_latency_wider_seconds, |r| r.sequential_seconds),
+        )
         .target(Bound::AtMost, 0.1, "ratio")
         .note(format!(
             "the deployed default is {}; a setting of the hub module (inventory_concurrency)",

@@ -259,12 +259,8 @@ pub async fn run(root: &Path, options: &Options) -> anyhow::Result<Results> {
     let t = Instant::now();
     // The function processes reach AWS over HTTPS, as in Lambda: a TLS front to the router with
     // a CA made for this run.
-    let router: std::net::SocketAddr = stack
-        .router
-        .url()
-        .trim_start_matches("http://")
-        .parse()
-        .context("the router's address")?;
+    let router: std::net::SocketAddr =
+        stack.router.url().trim_start_matches("http://").parse().context("the router's address")?;
     let front = tls::TlsFront::start(&target_dir(root).join("bench/tls"), router).await?;
     let endpoint = coldstart::Endpoint { url: front.url(), ca_bundle: front.bundle().to_owned() };
     eprintln!("bench: cold starts ({} runs per side, AWS endpoint {}) ...", options.cold_start_runs, endpoint.url);

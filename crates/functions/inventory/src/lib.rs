@@ -13,13 +13,13 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_ec2::types::Filter as Ec2Filter;
 use aws_sdk_ssm::types::InstanceInformationStringFilter;
 use ec2patch_core::aws::AwsResultExt;
+use ec2patch_core::sessions::SessionCache;
 use ec2patch_core::store::{self, Item, ObjectRef, n, s};
 pub use ec2patch_core::wave::{
     BatchManifest, DiscoveredInstance, MAX_FAILURES_IN_SUMMARY, SsmStatus, TargetFailure, TargetManifest,
     WaveInventory, WaveManifest,
 };
 use ec2patch_core::{Error, Hub, Result, TagFilter, Target};
-use ec2patch_core::sessions::SessionCache;
 use futures::StreamExt;
 use serde::Deserialize;
 
@@ -314,7 +314,14 @@ fn target_records(hub: &Hub, run_id: &str, wave_index: usize, target: &Target, m
     }
     let mut items = vec![target_item];
     for instance in &manifest.instances {
-        let item = ec2patch_core::wave::instance_record(&pk, wave_index, &target.account, &target.region, instance, &expires_at);
+        let item = ec2patch_core::wave::instance_record(
+            &pk,
+            wave_index,
+            &target.account,
+            &target.region,
+            instance,
+            &expires_at,
+        );
         items.push(item);
     }
     items

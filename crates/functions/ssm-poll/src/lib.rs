@@ -149,7 +149,8 @@ pub async fn handle(hub: &Hub, request: PollRequest) -> Result<PollResult> {
         let finished: Vec<f64> = invocations.iter().filter(|i| i.is_terminal()).filter_map(|i| i.finished_at).collect();
         let terminal = invocations.iter().filter(|i| i.is_terminal()).count();
         if terminal < total {
-            let start = invocations.iter().filter_map(|i| i.started_at).reduce(f64::min).unwrap_or(record.claimed_at as f64);
+            let start =
+                invocations.iter().filter_map(|i| i.started_at).reduce(f64::min).unwrap_or(record.claimed_at as f64);
             let last = finished.iter().copied().reduce(f64::max).unwrap_or(start);
             match estimated_end(start, last, finished.len(), total) {
                 Some(estimate) => end = Some(end.map_or(estimate, |e: f64| e.max(estimate))),
@@ -164,9 +165,9 @@ pub async fn handle(hub: &Hub, request: PollRequest) -> Result<PollResult> {
     let deadline = started + timeout + (timeout / 10).min(60);
     result.timed_out = result.in_progress > 0 && now_epoch_seconds() > deadline;
     result.done = result.in_progress == 0 || result.timed_out;
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0);
-    result.next_poll_seconds =
-        next_wait(&hub.config.patching, request.attempt + 1, now, end, unknown, deadline as f64);
+    let now =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0);
+    result.next_poll_seconds = next_wait(&hub.config.patching, request.attempt + 1, now, end, unknown, deadline as f64);
     Ok(result)
 }
 

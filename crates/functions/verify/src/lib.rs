@@ -17,11 +17,11 @@ use ec2patch_core::approval::now_epoch_seconds;
 use ec2patch_core::aws::AwsResultExt;
 use ec2patch_core::metrics::{self, Metric};
 use ec2patch_core::patching::{self, CommandRecord, Invocation, outcome};
+use ec2patch_core::sessions::SessionCache;
 use ec2patch_core::store::{self, Item, ObjectRef};
+use ec2patch_core::wave::{BatchManifest, DiscoveredInstance};
 use ec2patch_core::wave::{InstanceFailure, WaveOutcomes};
 use ec2patch_core::{AccountId, Error, Hub, Region, Result};
-use ec2patch_core::sessions::SessionCache;
-use ec2patch_core::wave::{BatchManifest, DiscoveredInstance};
 use serde::{Deserialize, Serialize};
 
 /// Spoke credentials kept in a warm container (the batches of a run share accounts).
@@ -109,7 +109,9 @@ async fn verify_batch(
     let discovered: HashMap<(&str, &str, &str), &DiscoveredInstance> = manifest
         .targets
         .iter()
-        .flat_map(|t| t.instances.iter().map(move |i| ((t.account.as_str(), t.region.as_str(), i.instance_id.as_str()), i)))
+        .flat_map(|t| {
+            t.instances.iter().map(move |i| ((t.account.as_str(), t.region.as_str(), i.instance_id.as_str()), i))
+        })
         .collect();
     let outcomes = Outcomes {
         pk: store::run_pk(run_id),
@@ -206,9 +208,14 @@ impl Outcomes<'_> {
     ) {
         let (account, region) = (&record.account, &record.region);
         let mut item = match self.discovered.get(&(account.as_str(), region.as_str(), instance_id)) {
-            Some(instance) => {
-                ec2patch_core::wave::instance_record(&self.pk, self.wave_index, account, region, instance, &self.expires_at)
-            }
+            Some(instance) => ec2patch_core::wave::instance_record(
+                &self.pk,
+                self.wave_index,
+                account,
+                region,
+                instance,
+                &self.expires_at,
+            ),
             None => HashMap::from([
                 ("pk".to_owned(), store::s(&self.pk)),
                 ("sk".to_owned(), store::s(store::instance_sk(account, region, instance_id))),
