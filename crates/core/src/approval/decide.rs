@@ -297,4 +297,3 @@ pub async fn pending(store: &RunStore) -> Result<Vec<PendingApproval>> {
     pending.sort_by_key(|p| p.details.link_expires_at);
     Ok(pending)
 }
-
