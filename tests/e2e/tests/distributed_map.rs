@@ -68,16 +68,12 @@ async fn approve_until_done(stack: &LocalStack, arn: &str, approved: usize) -> D
 
 /// instance id -> (outcome, reason) of a run.
 async fn outcomes(stack: &LocalStack, run_id: &str) -> BTreeMap<String, (String, String)> {
-    stack
-        .hub
-        .store
-        .query_prefix(&store::run_pk(run_id), "INSTANCE#")
+    ec2patch_e2e::records::instance_records(stack, run_id)
         .await
-        .unwrap()
         .into_iter()
-        .map(|item| {
+        .map(|(instance_id, item)| {
             let text = |k: &str| item.get(k).and_then(|v| v.as_s().ok()).cloned().unwrap_or_default();
-            (text("instanceId"), (text("outcome"), text("reason")))
+            (instance_id, (text("outcome"), text("reason")))
         })
         .collect()
 }
