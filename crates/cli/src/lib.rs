@@ -61,7 +61,8 @@ pub enum Command {
     Validate {
         /// A run input `.json`, or a hub `.tfvars` file.
         file: PathBuf,
-        /// The hub's tfvars, to resolve a run input's `waveId` against its wave rules.
+        /// The hub's tfvars: resolves a run input's `waveId` against its wave rules and checks that
+        /// `snsTopicArn` and `bedrock` are the hub's own.
         #[arg(long)]
         hub_vars: Option<PathBuf>,
     },
@@ -256,11 +257,13 @@ fn validate_command(
         let text = std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
         let input: serde_json::Value =
             serde_json::from_str(&text).map_err(|e| InvalidInput(format!("{} is not JSON: {e}", file.display())))?;
-        let defaults = match hub_vars {
-            Some(path) => HubVars::read(path).map_err(|e| InvalidInput(format!("{e:#}")))?.run_defaults(),
-            None => Default::default(),
-        };
-        vec![validate::check_run_input(&file.display().to_string(), &input, &defaults)]
+        match hub_vars {
+            Some(path) => {
+                let defaults = HubVars::read(path).map_err(|e| InvalidInput(format!("{e:#}")))?.run_defaults();
+                vec![validate::check_run_input(&file.display().to_string(), &input, &defaults)]
+            }
+            None => vec![validate::check_run_input_without_hub(&file.display().to_string(), &input)],
+        }
     };
     let valid = checks.iter().all(|c| c.ok);
     match output {

@@ -8,6 +8,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use ec2patch_core::config::{NamedWave, RunDefaults};
+use ec2patch_core::plan::BedrockAgent;
 
 /// The hub variables the CLI uses; other variables in the file are ignored.
 #[derive(Debug, Clone, Deserialize)]
@@ -97,6 +98,14 @@ impl HubVars {
             tag_key: self.tag_key.clone(),
             tag_value: self.tag_value.clone(),
             sns_topic_arn: Some(self.topic_arn()),
+            // Terraform hands the agent to the functions (EC2PATCH_BEDROCK_AGENT_ID/_ALIAS_ID)
+            // only when both are set.
+            bedrock: match (&self.bedrock_agent_id, &self.bedrock_agent_alias_id) {
+                (Some(agent_id), Some(agent_alias_id)) => {
+                    Some(BedrockAgent { agent_id: agent_id.clone(), agent_alias_id: agent_alias_id.clone() })
+                }
+                _ => None,
+            },
             abort_on_issues: self.abort_on_issues,
             wave_pause_seconds: u32::try_from(self.wave_pause_seconds).unwrap_or_default(),
             waves: self

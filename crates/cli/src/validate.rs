@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 
 use ec2patch_core::config::RunDefaults;
 use ec2patch_core::input::plan_run;
-use ec2patch_core::plan::RunPlan;
+use ec2patch_core::plan::{BedrockAgent, RunPlan};
 
 use crate::schedule::Schedule;
 use crate::tfvars::HubVars;
@@ -34,6 +34,30 @@ pub fn check_run_input(subject: &str, input: &Value, defaults: &RunDefaults) -> 
         Ok(plan) => Check { subject: subject.to_owned(), ok: true, detail: describe(&plan) },
         Err(error) => Check { subject: subject.to_owned(), ok: false, detail: error.to_string() },
     }
+}
+
+/// Checks one run input when the hub is unknown (no `--hub-vars`): the shape and every value is
+/// checked, but whether `snsTopicArn` and `bedrock` are *this hub's* cannot be, so the input's own
+/// are taken as the hub's and the detail says that they were not compared.
+pub fn check_run_input_without_hub(subject: &str, input: &Value) -> Check {
+    let mut defaults = RunDefaults::default();
+    let mut unchecked = Vec::new();
+    if let Some(Value::String(arn)) = input.get("snsTopicArn") {
+        defaults.sns_topic_arn = Some(arn.clone());
+        unchecked.push("snsTopicArn");
+    }
+    if let Some(agent) = input.get("bedrock").and_then(|b| serde_json::from_value::<BedrockAgent>(b.clone()).ok()) {
+        defaults.bedrock = Some(agent);
+        unchecked.push("bedrock");
+    }
+    let mut check = check_run_input(subject, input, &defaults);
+    if check.ok && !unchecked.is_empty() {
+        check.detail.push_str(&format!(
+            " ({} not compared with the hub's: pass --hub-vars <hub tfvars> to check them)",
+            unchecked.join(" and ")
+        ));
+    }
+    check
 }
 
 pub fn describe(plan: &RunPlan) -> String {

@@ -48,6 +48,11 @@ fn validate_accepts_both_seed_shapes_and_the_hub_tfvars() {
         let stdout = text(&out.get_output().stdout);
         assert!(stdout.contains("ok") && stdout.contains("target(s)"), "{file}: {stdout}");
     }
+    // Without the hub's tfvars the seed example's agent cannot be compared with the hub's: it is
+    // accepted, and the output says what was not checked.
+    let out = ec2patch().args(["validate"]).arg(repo("examples/run-input-eventbridge.json")).assert().success();
+    let stdout = text(&out.get_output().stdout);
+    assert!(stdout.contains("snsTopicArn and bedrock not compared with the hub's"), "{stdout}");
     let out =
         ec2patch().args(["validate", "-o", "json"]).arg(repo("examples/hub.auto.tfvars.example")).assert().success();
     let json: Value = serde_json::from_slice(&out.get_output().stdout).unwrap();
