@@ -29,6 +29,7 @@ locals {
     PollSsmCommand      = { bin = "ssm-poll", timeout = 600, memory = 256, asl_var = "ssm_poll", spoke = true }
     PostEC2Verify       = { bin = "verify", timeout = 300, memory = 512, asl_var = "verify", table = ["dynamodb:Query", "dynamodb:UpdateItem"], bucket = ["s3:GetObject", "s3:PutObject"], spoke = true }
     AnalyzeWithBedrock  = { bin = "bedrock-analysis", timeout = 180, memory = 256, asl_var = "analysis", bucket = ["s3:GetObject"], bedrock = true }
+    ApprovalMonitor     = { bin = "approval-monitor", timeout = 60, memory = 256, table = ["dynamodb:Scan", "dynamodb:UpdateItem"], bucket = ["s3:GetObject"], publish = true, hmac_key = true }
   }
   function_defaults = {
     asl_var       = null

@@ -43,6 +43,7 @@ const FUNCTIONS: &[(&str, &str, Option<&str>, i64)] = &[
     ("PollSsmCommand", "ssm-poll", Some("ssm_poll"), 600),
     ("PostEC2Verify", "verify", Some("verify"), 300),
     ("AnalyzeWithBedrock", "bedrock-analysis", Some("analysis"), 180),
+    ("ApprovalMonitor", "approval-monitor", None, 60),
 ];
 
 /// The functions that assume the spoke role.
@@ -360,6 +361,7 @@ async fn quick_start_plans(stack: &LocalStack) {
         assert_eq!(lambda["timeout"], *timeout, "{function}");
         assert_eq!(lambda["logging_config"][0]["log_format"], "JSON");
     }
+    approval_alarm_watches_the_emitted_metric(&planned);
     eprintln!("quick start plan: {} resources to create", planned.len());
 
     // 2. The hub refuses a malformed account id, and credentials of another account.
@@ -399,6 +401,37 @@ async fn quick_start_plans(stack: &LocalStack) {
         let run = terraform_ok(&spoke_root, &args).await;
         assert!(squash(&run.stdout).contains("Plan: 2 to add, 0 to change, 0 to destroy"), "{}", run.text());
     }
+}
+
+/// ApprovalTimeout watches exactly what ApprovalMonitor emits: the EMF document the function
+/// prints, in the namespace its planned environment names, has the alarm's metric with the
+/// alarm's dimensions (none); and the monitor is scheduled every five minutes.
+fn approval_alarm_watches_the_emitted_metric(planned: &BTreeMap<String, Value>) {
+    use ec2patch_core::approval::monitor::OLDEST_PENDING_METRIC;
+    let alarm = &planned["module.hub.aws_cloudwatch_metric_alarm.approval_timeout"];
+    assert_eq!(alarm["alarm_name"], "ec2patch-ApprovalTimeout");
+    assert_eq!(alarm["metric_name"], OLDEST_PENDING_METRIC);
+    assert_eq!(alarm["statistic"], "Maximum");
+    assert_eq!(alarm["threshold"], 60.0);
+    assert_eq!(alarm["comparison_operator"], "GreaterThanOrEqualToThreshold");
+    let monitor = &planned["module.hub.aws_lambda_function.this[\"ApprovalMonitor\"]"];
+    let namespace = monitor["environment"][0]["variables"]["EC2PATCH_METRIC_NAMESPACE"].as_str().unwrap();
+    assert_eq!(alarm["namespace"], namespace);
+    let emitted = ec2patch_core::metrics::document(namespace, None, &ec2patch_approval_monitor::metrics_of(1, 61), 0);
+    let directive = &emitted["_aws"]["CloudWatchMetrics"][0];
+    assert_eq!(directive["Namespace"], namespace);
+    assert!(directive["Metrics"].as_array().unwrap().iter().any(|m| m["Name"] == OLDEST_PENDING_METRIC), "{emitted}");
+    let alarm_dimensions: Vec<String> = match alarm.get("dimensions") {
+        Some(Value::Object(d)) => d.keys().cloned().collect(),
+        _ => Vec::new(),
+    };
+    let dimension_sets: Vec<Vec<String>> = serde_json::from_value(directive["Dimensions"].clone()).unwrap();
+    assert!(dimension_sets.contains(&alarm_dimensions), "alarm dimensions {alarm_dimensions:?} not emitted: {emitted}");
+    assert_eq!(emitted[OLDEST_PENDING_METRIC], 61.0);
+    let rule = &planned["module.hub.aws_cloudwatch_event_rule.approval_monitor"];
+    assert_eq!(rule["schedule_expression"], "rate(5 minutes)");
+    assert!(planned.contains_key("module.hub.aws_cloudwatch_event_target.approval_monitor"));
+    assert_eq!(planned["module.hub.aws_lambda_permission.approval_monitor"]["principal"], "events.amazonaws.com");
 }
 
 /// examples/local applied, re-planned, inspected and destroyed.
