@@ -404,7 +404,7 @@ async fn quick_start_plans(stack: &LocalStack) {
 }
 
 /// ApprovalTimeout watches exactly what ApprovalMonitor emits: the EMF document the function
-/// prints, in the namespace its planned environment names, has the alarm's metric with the
+/// prints, in the hub's namespace, has the alarm's metric with the
 /// alarm's dimensions (none); and the monitor is scheduled every five minutes.
 fn approval_alarm_watches_the_emitted_metric(planned: &BTreeMap<String, Value>) {
     use ec2patch_core::approval::monitor::OLDEST_PENDING_METRIC;
@@ -414,9 +414,12 @@ fn approval_alarm_watches_the_emitted_metric(planned: &BTreeMap<String, Value>) 
     assert_eq!(alarm["statistic"], "Maximum");
     assert_eq!(alarm["threshold"], 60.0);
     assert_eq!(alarm["comparison_operator"], "GreaterThanOrEqualToThreshold");
-    let monitor = &planned["module.hub.aws_lambda_function.this[\"ApprovalMonitor\"]"];
-    let namespace = monitor["environment"][0]["variables"]["EC2PATCH_METRIC_NAMESPACE"].as_str().unwrap();
-    assert_eq!(alarm["namespace"], namespace);
+    // The functions' environment is known only after apply (it holds the API's URL); the
+    // namespace is the module's local.metric_namespace, as in every function's
+    // EC2PATCH_METRIC_NAMESPACE (checked after the apply in inspect_local_apply).
+    let namespace = alarm["namespace"].as_str().unwrap();
+    assert_eq!(namespace, "EC2Patch/ec2patch");
+    assert_eq!(planned["module.hub.aws_cloudwatch_metric_alarm.metric[\"PatchFailures\"]"]["namespace"], namespace);
     let emitted = ec2patch_core::metrics::document(namespace, None, &ec2patch_approval_monitor::metrics_of(1, 61), 0);
     let directive = &emitted["_aws"]["CloudWatchMetrics"][0];
     assert_eq!(directive["Namespace"], namespace);
@@ -550,6 +553,12 @@ async fn inspect_local_apply(stack: &LocalStack, local: &Path, apply_log: &str) 
         check(
             env.get("EC2PATCH_HMAC_KEY_PARAMETER").map(String::as_str) == Some("/ec2patch/approval-hmac-key"),
             format!("{function} HMAC parameter {:?}", env.get("EC2PATCH_HMAC_KEY_PARAMETER")),
+        )?;
+        // The namespace the functions emit in is the one ApprovalTimeout watches.
+        let alarm_namespace = resource("module.hub.aws_cloudwatch_metric_alarm.approval_timeout")?["namespace"].clone();
+        check(
+            env.get("EC2PATCH_METRIC_NAMESPACE").map(|n| json!(n)) == Some(alarm_namespace.clone()),
+            format!("{function} metric namespace {:?}, alarm {alarm_namespace}", env.get("EC2PATCH_METRIC_NAMESPACE")),
         )?;
         let base = env.get("EC2PATCH_CALLBACK_BASE_URL").cloned().unwrap_or_default();
         check(base.starts_with("https://") && !base.ends_with('/'), format!("{function} callback base URL {base:?}"))?;
