@@ -209,16 +209,7 @@ async fn every_knob_set_on_the_root_reaches_the_functions_and_bad_values_are_ref
         copy_tree(&repo_root().join(dir), &copy.join(dir));
     }
     // The plan only needs the zips to exist (the emulator never runs them).
-    for bin in [
-        "plan",
-        "inventory",
-        "approval-request",
-        "approval-callback",
-        "bedrock-analysis",
-        "ssm-send",
-        "ssm-poll",
-        "verify",
-    ] {
+    for bin in ec2patch_local::functions::binaries() {
         let zip = copy.join("target/lambda").join(bin).join("bootstrap.zip");
         std::fs::create_dir_all(zip.parent().unwrap()).unwrap();
         std::fs::write(zip, b"placeholder").unwrap();
