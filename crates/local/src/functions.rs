@@ -28,6 +28,7 @@ pub const SEND_SSM_COMMAND: &str = "SendSsmCommand";
 pub const POLL_SSM_COMMAND: &str = "PollSsmCommand";
 pub const POST_EC2_VERIFY: &str = "PostEC2Verify";
 pub const ANALYZE_WITH_BEDROCK: &str = "AnalyzeWithBedrock";
+pub const CHECK_CHANGE_FREEZE: &str = "CheckChangeFreeze";
 /// Scheduled (EventBridge), not a workflow step: approval metrics and reminders.
 pub const APPROVAL_MONITOR: &str = "ApprovalMonitor";
 
@@ -57,6 +58,7 @@ pub const ALL: &[FunctionSpec] = &[
     FunctionSpec { name: POLL_SSM_COMMAND, binary: "ssm-poll" },
     FunctionSpec { name: POST_EC2_VERIFY, binary: "verify" },
     FunctionSpec { name: ANALYZE_WITH_BEDROCK, binary: "bedrock-analysis" },
+    FunctionSpec { name: CHECK_CHANGE_FREEZE, binary: "change-freeze" },
     FunctionSpec { name: APPROVAL_MONITOR, binary: "approval-monitor" },
 ];
 
@@ -114,6 +116,9 @@ impl FunctionHost for LocalFunctions {
                 run(payload, move |request| async move { ec2patch_ssm_poll::handle(&hub, request).await })
             }
             POST_EC2_VERIFY => run(payload, move |request| async move { ec2patch_verify::handle(&hub, request).await }),
+            CHECK_CHANGE_FREEZE => {
+                run(payload, move |request| async move { ec2patch_change_freeze::handle(&hub, request).await })
+            }
             ANALYZE_WITH_BEDROCK => {
                 let deps = self.analysis.clone();
                 run(payload, move |request| async move {

@@ -69,6 +69,7 @@ const FUNCTIONS: &[(&str, bool)] = &[
     ("PostEC2Verify", true),
     ("AnalyzeWithBedrock", false),
     ("ApprovalMonitor", false),
+    ("CheckChangeFreeze", false),
 ];
 
 /// A tool finding we accept, with the reason. `address` is a substring of the planned resource

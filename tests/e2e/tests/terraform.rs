@@ -43,6 +43,7 @@ const FUNCTIONS: &[(&str, &str, Option<&str>, i64)] = &[
     ("PollSsmCommand", "ssm-poll", Some("ssm_poll"), 600),
     ("PostEC2Verify", "verify", Some("verify"), 300),
     ("AnalyzeWithBedrock", "bedrock-analysis", Some("analysis"), 180),
+    ("CheckChangeFreeze", "change-freeze", Some("change_freeze"), 60),
     ("ApprovalMonitor", "approval-monitor", None, 60),
 ];
 
