@@ -39,6 +39,8 @@ module "hub" {
   command_log_group        = var.command_log_group
   run_lock_margin_seconds  = var.run_lock_margin_seconds
   extra_regions            = var.extra_regions
+  change_calendars         = var.change_calendars
+  freeze_wait_seconds      = var.freeze_wait_seconds
   bedrock_timeout_seconds  = var.bedrock_timeout_seconds
   max_failure_rate         = var.max_failure_rate
   max_unhealthy            = var.max_unhealthy

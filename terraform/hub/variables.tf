@@ -221,6 +221,18 @@ variable "extra_regions" {
   default     = []
 }
 
+variable "change_calendars" {
+  description = "SSM Change Calendars that must be OPEN before a wave patches."
+  type        = list(string)
+  default     = []
+}
+
+variable "freeze_wait_seconds" {
+  description = "How long a wave waits for a closed change calendar (0: stop at once)."
+  type        = number
+  default     = 0
+}
+
 variable "bedrock_timeout_seconds" {
   description = "Bound on one Bedrock agent call (1-150)."
   type        = number

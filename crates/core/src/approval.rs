@@ -9,8 +9,12 @@
 //! - [`record`]: the approval record in DynamoDB (to and from its item) and its statuses.
 //! - [`decide`]: deciding an approval (one conditional write, then delivery to the waiting
 //!   execution), shared by the callback's POST and the operator CLI; the pending approvals.
+//! - [`email`]: the approval email and its reminder.
+//! - [`monitor`]: what the scheduled approval monitor measures and when it reminds.
 
 pub mod decide;
+pub mod email;
+pub mod monitor;
 pub mod record;
 
 use std::fmt;

@@ -24,6 +24,11 @@ pub struct RunDefaults {
     pub waves: Vec<NamedWave>,
     /// Regions accepted beyond the built-in list (`EC2PATCH_EXTRA_REGIONS`).
     pub extra_regions: Vec<String>,
+    /// SSM Change Calendars (names or ARNs, in the hub account) every run respects
+    /// (`EC2PATCH_CHANGE_CALENDARS`, comma-separated; Terraform's `change_calendars`).
+    pub change_calendars: Vec<String>,
+    /// How long a wave waits for a closed calendar to open (`EC2PATCH_FREEZE_WAIT_SECONDS`).
+    pub freeze_wait_seconds: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -45,6 +50,8 @@ impl Default for RunDefaults {
             abort_on_issues: true,
             waves: Vec::new(),
             extra_regions: Vec::new(),
+            change_calendars: Vec::new(),
+            freeze_wait_seconds: 0,
         }
     }
 }
@@ -254,6 +261,9 @@ impl HubConfig {
                 abort_on_issues,
                 waves,
                 extra_regions: list("EC2PATCH_EXTRA_REGIONS"),
+                change_calendars: list("EC2PATCH_CHANGE_CALENDARS"),
+                freeze_wait_seconds: u32::try_from(number("EC2PATCH_FREEZE_WAIT_SECONDS", 0)?)
+                    .map_err(|_| Error::ConfigError("EC2PATCH_FREEZE_WAIT_SECONDS is too large".to_owned()))?,
             },
         })
     }

@@ -48,6 +48,9 @@ pub enum Error {
     /// took over), so two runs never send patch commands for the same waves at once.
     #[error("duplicate run: {lock} is held by run {holder}: {reason}")]
     DuplicateRun { lock: String, holder: String, reason: String },
+
+    #[error("change freeze: {calendars} CLOSED: {reason}")]
+    ChangeFreeze { calendars: String, reason: String },
 }
 
 impl Error {
@@ -67,6 +70,7 @@ impl Error {
             Error::NotFound(_) => "NotFound",
             Error::ConfigError(_) => "ConfigError",
             Error::DuplicateRun { .. } => "DuplicateRun",
+            Error::ChangeFreeze { .. } => "ChangeFreeze",
         }
     }
 

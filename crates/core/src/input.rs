@@ -4,6 +4,9 @@
 //! - EventBridge shape: `{"accountWaves": [{"accounts", "regions"}], "ec2": {"tagKey", "tagValue"},
 //!   "snsTopicArn", "bedrock": {"agentId", "agentAliasId"}, "wavePauseSeconds", "abortOnIssues"}`.
 //!
+//! - Either shape may add `scheduledTime` (set by the wave rules), `changeCalendars` and
+//!   `freezeWaitSeconds` (change freezes, see [`crate::change_freeze`]).
+//!
 //! Both are one schema with every field optional; `accountWaves` excludes `accounts`/`regions`,
 //! and `ec2` excludes `tagFilters`. Unknown fields are rejected, because a misspelt `dryRun` must
 //! not patch production. Every error names the offending field by its JSON path.
@@ -23,6 +26,10 @@ pub const MAX_WAVES: usize = 50;
 /// Longest pause between waves: one day (a longer one is a schedule, not a pause).
 pub const MAX_WAVE_PAUSE_SECONDS: i64 = 86_400;
 const MAX_TAG_FILTERS: usize = 10;
+/// Change calendars a run may name (GetCalendarState takes them in one call).
+const MAX_CHANGE_CALENDARS: usize = 10;
+/// Longest wait for a closed change calendar to open: one week.
+pub const MAX_FREEZE_WAIT_SECONDS: i64 = 7 * 86_400;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
@@ -41,6 +48,9 @@ struct RunInput {
     /// When the schedule fired (ISO 8601, the EventBridge event's `time`): keys the run lock,
     /// so a second delivery of the same event is refused (see [`scheduled_time`]).
     scheduled_time: Option<String>,
+    /// SSM Change Calendars to respect beyond the hub's (names or ARNs, hub account).
+    change_calendars: Option<Vec<String>>,
+    freeze_wait_seconds: Option<i64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -154,6 +164,18 @@ pub fn plan_run(run_id: &str, input: &Value, defaults: &RunDefaults) -> Result<R
         Some(seconds) => u32::try_from(seconds).map_err(|_| Error::invalid("wavePauseSeconds", "is out of range"))?,
     };
 
+    let change_calendars = change_calendars(input.change_calendars, &defaults.change_calendars)?;
+    let freeze_wait_seconds = match input.freeze_wait_seconds {
+        None => defaults.freeze_wait_seconds,
+        Some(seconds) if !(0..=MAX_FREEZE_WAIT_SECONDS).contains(&seconds) => {
+            return Err(Error::invalid(
+                "freezeWaitSeconds",
+                format!("must be 0 to {MAX_FREEZE_WAIT_SECONDS} (one week), got {seconds}"),
+            ));
+        }
+        Some(seconds) => u32::try_from(seconds).map_err(|_| Error::invalid("freezeWaitSeconds", "is out of range"))?,
+    };
+
     Ok(RunPlan {
         run_id: run_id.to_owned(),
         dry_run: input.dry_run.unwrap_or(false),
@@ -164,7 +186,54 @@ pub fn plan_run(run_id: &str, input: &Value, defaults: &RunDefaults) -> Result<R
         wave_pause_seconds,
         abort_on_issues: input.abort_on_issues.unwrap_or(defaults.abort_on_issues),
         snapshot_id: snapshot_id(run_id),
+        change_calendars,
+        freeze_wait_seconds,
     })
+}
+
+/// The hub's calendars, then the input's (an input adds calendars, it cannot drop the hub's).
+fn change_calendars(input: Option<Vec<String>>, hub: &[String]) -> Result<Vec<String>> {
+    let mut calendars: Vec<String> = hub.to_vec();
+    for (index, name) in input.unwrap_or_default().into_iter().enumerate() {
+        let field = format!("changeCalendars[{index}]");
+        let name = validate_calendar_name(&field, name)?;
+        if !calendars.contains(&name) {
+            calendars.push(name);
+        }
+    }
+    if calendars.len() > MAX_CHANGE_CALENDARS {
+        return Err(Error::invalid(
+            "changeCalendars",
+            format!("at most {MAX_CHANGE_CALENDARS} calendars (the hub's and the input's), got {}", calendars.len()),
+        ));
+    }
+    Ok(calendars)
+}
+
+/// An SSM document name (3-128 of letters, digits, `_`, `-`, `.`) or a document ARN.
+fn validate_calendar_name(field: &str, value: String) -> Result<String> {
+    let name_ok =
+        |name: &str| (3..=128).contains(&name.len()) && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"_-.".contains(&b));
+    let ok = match value.strip_prefix("arn:") {
+        None => name_ok(&value),
+        Some(rest) => {
+            let parts: Vec<&str> = rest.splitn(5, ':').collect();
+            parts.len() == 5
+                && parts[0].starts_with("aws")
+                && parts[1] == "ssm"
+                && !parts[2].is_empty()
+                && AccountId::parse(parts[3]).is_some()
+                && parts[4].strip_prefix("document/").is_some_and(name_ok)
+        }
+    };
+    if ok {
+        Ok(value)
+    } else {
+        Err(Error::invalid(
+            field,
+            format!("must be a Change Calendar name (3-128 letters, digits, '_', '-', '.') or its SSM document ARN, got {value:?}"),
+        ))
+    }
 }
 
 /// The run input's `scheduledTime`, normalised to `YYYY-MM-DDThh:mm:ssZ` (so `...:00Z` and

@@ -6,16 +6,20 @@
 //! - [`sessions`]: cross-account sessions into each spoke's `PatchExecRole`, cached per account.
 //! - [`store`]: where run state lives (DynamoDB items, S3 objects) and how it is keyed.
 //! - [`run_lock`]: one run per waves and scheduled time, with a lease; resume of stopped runs.
+//! - [`instance_lease`]: one run per instance: a lease taken before a patch command is sent.
+//! - [`change_freeze`]: a wave sends nothing while an SSM Change Calendar is CLOSED.
 //! - [`asl`]: rendering the state machine template the way Terraform's `templatefile` does.
 
 pub mod approval;
 pub mod asl;
+pub mod change_freeze;
 pub mod aws;
 pub mod config;
 pub mod error;
 pub mod hash;
 pub mod hub;
 pub mod input;
+pub mod instance_lease;
 pub mod metrics;
 pub mod patching;
 pub mod plan;

@@ -111,6 +111,14 @@ pub struct RunPlan {
     /// `SnapshotId` of every AWS-RunPatchBaseline command of the run (one per run, so patch
     /// baselines resolve identically across waves and retries).
     pub snapshot_id: String,
+    /// SSM Change Calendars (hub account) that must be OPEN before a wave sends commands: the
+    /// hub's, then the input's ([`crate::change_freeze`]).
+    #[serde(default)]
+    pub change_calendars: Vec<String>,
+    /// How long a wave waits for a CLOSED calendar to open before the run stops with
+    /// `ChangeFreeze` (0: stop at once).
+    #[serde(default)]
+    pub freeze_wait_seconds: u32,
 }
 
 impl RunPlan {

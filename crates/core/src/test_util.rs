@@ -25,3 +25,21 @@ pub fn offline_config() -> HubConfig {
 pub fn offline_hub() -> Hub {
     Hub::new(offline_sdk(), offline_config())
 }
+
+/// Starts a function's bootstrap binary as Lambda would, but without the hub's configuration
+/// (no `EC2PATCH_*` variables): it must stop at once with an error naming the missing variable,
+/// never panic (exit code 101) and never reach AWS.
+///
+/// Each function crate's `tests/bootstrap.rs` calls this with `env!("CARGO_BIN_EXE_<bin>")`;
+/// having an integration test also makes `cargo test --workspace` build the binary, which the
+/// benchmark's smoke test then runs without a second, differently-featured cargo build.
+pub fn assert_refuses_to_start_unconfigured(binary: &str) {
+    let output = std::process::Command::new(binary)
+        .env_clear()
+        .env("AWS_LAMBDA_FUNCTION_NAME", "unconfigured")
+        .output()
+        .unwrap_or_else(|error| panic!("starting {binary}: {error}"));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{binary} must fail cleanly: {stderr}");
+    assert!(stderr.contains("EC2PATCH_") && stderr.contains("is not set"), "{binary}: {stderr}");
+}

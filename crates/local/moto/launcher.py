@@ -10,7 +10,7 @@ Before the server starts this
   * turns on the Step Functions interpreter (moto's `execute_state_machine` config),
   * plugs jsonata-python into the interpreter's JSONata evaluator (a stub in moto),
   * adds Step Functions ValidateStateMachineDefinition and ListStateMachineVersions,
-  * registers the SSM simulation of ssm_sim.py (see README.md).
+  * registers the SSM simulation of ssm_sim.py (see README.md), Change Calendars included.
 Each hook point is checked first, so a moto upgrade that moves one fails loudly here.
 """
 
@@ -617,9 +617,15 @@ def add_ssm_ops() -> None:
     from moto.ec2.models.instances import InstanceBackend
 
     _require(InstanceBackend, "all_running_instances")
-    from moto.ssm.models import SimpleSystemManagerBackend
+    from moto.ssm import models
 
-    _require(SimpleSystemManagerBackend, "get_patch_baseline_for_patch_group")
+    _require(models.SimpleSystemManagerBackend, "get_patch_baseline_for_patch_group")
+    # Change Calendar documents (TEXT) go through moto's document store: its format check, its
+    # Document constructor, its content conversion and its GetDocument.
+    _require(models, "_validate_document_format")
+    _require(models, "Document")
+    _require(models.SimpleSystemManagerBackend, "_get_document_content")
+    _require(SimpleSystemManagerResponse, "get_document")
     ssm_sim.install(SimpleSystemManagerResponse)
 
 

@@ -1,4 +1,5 @@
-"""Simulated SSM Run Command / patching on top of moto's EC2 and SSM backends.
+"""Simulated SSM Run Command / patching on top of moto's EC2 and SSM backends, and SSM
+Change Calendars (TEXT ChangeCalendar documents in moto's document store, GetCalendarState).
 
 `install(response_cls)` registers one handler per operation on moto's SSM response
 class; moto dispatches `X-Amz-Target: AmazonSSM.<Op>` to the method named
@@ -17,7 +18,9 @@ from __future__ import annotations
 
 import base64
 import heapq
+import inspect
 import json
+import re
 import threading
 import uuid
 from dataclasses import dataclass, field
@@ -752,6 +755,307 @@ def describe_instance_patch_states(r: Any) -> ActionResult:
     return _with_token({"InstancePatchStates": page}, token)
 
 
+# ---------------------------------------------------------------------------
+# Change Calendars: DocumentType=ChangeCalendar documents in DocumentFormat=TEXT (moto 5.2.5
+# refuses that format outright) are kept in moto's own document store, and GetCalendarState
+# (absent from moto) evaluates them.  The content is iCalendar (RFC 5545) as the AWS console
+# writes it.  Two kinds of problem are told apart: content that is not a valid Change Calendar
+# is refused by CreateDocument/UpdateDocument (InvalidDocumentContent); valid iCalendar that the
+# simulation does not evaluate (time zones, recurrences, ...) is stored, as AWS would store it,
+# and GetCalendarState refuses it with UnsupportedCalendarException rather than guess.
+
+CALENDAR_TYPE = "ChangeCalendar"
+CALENDAR_DEFAULTS = ("DEFAULT_OPEN", "DEFAULT_CLOSED")
+# Properties that repeat, move or re-time an event: not simulated.
+CALENDAR_RECURRENCE = ("RRULE", "RDATE", "EXDATE", "EXRULE", "RECURRENCE-ID", "DURATION")
+UTC_ZONES = ("UTC", "Etc/UTC", "GMT", "Etc/GMT", "Z")
+_ICAL_NAME = re.compile(r"^[A-Za-z0-9-]+$")
+_ICAL_DATE = re.compile(r"^(\d{4})(\d{2})(\d{2})$")
+_ICAL_DATE_TIME = re.compile(r"^(\d{4})(\d{2})(\d{2})T(\d{2})(\d{2})(\d{2})(Z?)$")
+_DOCUMENT_ARN = re.compile(r"^arn:aws[a-z-]*:ssm:([a-z0-9-]+):(\d{12}):document/(.+)$")
+
+
+class CalendarInvalid(Exception):
+    """Not a valid Change Calendar: CreateDocument/UpdateDocument refuse it."""
+
+
+@dataclass
+class IcalComponent:
+    name: str
+    properties: list[tuple[str, dict[str, str], str]] = field(default_factory=list)  # name, params, value
+    children: list["IcalComponent"] = field(default_factory=list)
+
+    def values(self, name: str) -> list[tuple[dict[str, str], str]]:
+        return [(params, value) for n, params, value in self.properties if n == name]
+
+
+def _ical_property(line: str) -> tuple[str, dict[str, str], str]:
+    """`NAME;PARAM=v;PARAM="quoted:v":value` -> (NAME, {PARAM: v}, value)."""
+    quoted, colon = False, -1
+    for i, char in enumerate(line):
+        if char == '"':
+            quoted = not quoted
+        elif char == ":" and not quoted:
+            colon = i
+            break
+    if colon < 0:
+        raise CalendarInvalid(f"line {line[:60]!r} has no ':'")
+    name, *params = line[:colon].split(";")
+    if not _ICAL_NAME.match(name):
+        raise CalendarInvalid(f"line {line[:60]!r} has no valid property name")
+    parsed = {}
+    for param in params:
+        key, sep, value = param.partition("=")
+        if not sep or not _ICAL_NAME.match(key):
+            raise CalendarInvalid(f"parameter {param!r} of {name} is not NAME=value")
+        parsed[key.upper()] = value.strip('"')
+    return name.upper(), parsed, line[colon + 1:]
+
+
+def _ical_parse(content: Any) -> IcalComponent:
+    """The one VCALENDAR of `content`: lines unfolded (CRLF or LF, continuation lines start with
+    a space or tab), BEGIN/END nesting checked."""
+    if not isinstance(content, str):
+        raise CalendarInvalid("the content is not text")
+    lines: list[str] = []
+    for raw in content.replace("\r\n", "\n").split("\n"):
+        if raw[:1] in (" ", "\t"):
+            if not lines:
+                raise CalendarInvalid("the content starts with a continuation line")
+            lines[-1] += raw[1:]
+        elif raw.strip():
+            lines.append(raw)
+    stack: list[IcalComponent] = []
+    calendars: list[IcalComponent] = []
+    for line in lines:
+        name, params, value = _ical_property(line)
+        if name == "BEGIN":
+            stack.append(IcalComponent(value.upper()))
+        elif name == "END":
+            if not stack or stack[-1].name != value.upper():
+                raise CalendarInvalid(f"END:{value} does not close "
+                                      f"{'BEGIN:' + stack[-1].name if stack else 'any BEGIN'}")
+            done = stack.pop()
+            (stack[-1].children if stack else calendars).append(done)
+        elif not stack:
+            raise CalendarInvalid(f"{name} is outside BEGIN:VCALENDAR ... END:VCALENDAR")
+        else:
+            stack[-1].properties.append((name, params, value))
+    if stack:
+        raise CalendarInvalid(f"BEGIN:{stack[-1].name} is never closed")
+    if len(calendars) != 1 or calendars[0].name != "VCALENDAR":
+        raise CalendarInvalid("the content must be exactly one BEGIN:VCALENDAR ... END:VCALENDAR")
+    return calendars[0]
+
+
+@dataclass
+class ChangeCalendar:
+    default_open: bool
+    events: list[tuple[datetime, datetime]]  # [start, end), naive UTC
+    unsupported: list[str]  # what GetCalendarState would have to guess
+
+    def closed_at(self, when: datetime) -> bool:
+        # DEFAULT_OPEN: closed during its events; DEFAULT_CLOSED: open during its events.
+        in_event = any(start <= when < end for start, end in self.events)
+        return in_event if self.default_open else not in_event
+
+
+def _ical_time(prop: str, params: dict[str, str], value: str, zone: str | None,
+               unsupported: list[str]) -> tuple[datetime, str] | None:
+    """(naive UTC time, value type) of a DTSTART/DTEND, or None if not simulated (noted)."""
+    kind = params.get("VALUE", "DATE-TIME").upper()
+    others = sorted(set(params) - {"VALUE"})
+    if others:  # TZID=... above all
+        unsupported.append(f"{prop};{';'.join(f'{k}={params[k]}' for k in others)} "
+                           "(only UTC times ...Z and VALUE=DATE are simulated)")
+        return None
+    try:
+        if kind == "DATE":
+            match = _ICAL_DATE.match(value)
+            if not match:
+                raise ValueError
+            parsed = datetime(*map(int, match.groups()))
+            if zone is not None and zone not in UTC_ZONES:
+                unsupported.append(f"{prop};VALUE=DATE:{value} in X-WR-TIMEZONE {zone} "
+                                   "(all-day events are simulated in UTC only)")
+                return None
+            return parsed, kind
+        if kind != "DATE-TIME":
+            raise CalendarInvalid(f"{prop} has VALUE={kind}; DATE or DATE-TIME expected")
+        match = _ICAL_DATE_TIME.match(value)
+        if not match:
+            raise ValueError
+        parsed = datetime(*map(int, match.groups()[:6]))
+    except ValueError:
+        raise CalendarInvalid(f"{prop} value {value!r} is not an iCalendar {kind}")
+    if not match.group(7):
+        unsupported.append(f"{prop}:{value} (a floating local time; only UTC times ...Z are simulated)")
+        return None
+    return parsed, kind
+
+
+def _change_calendar(content: Any) -> ChangeCalendar:
+    calendar = _ical_parse(content)
+    kinds = [value.strip().upper() for _, value in calendar.values("X-CALENDAR-TYPE")]
+    if len(kinds) != 1 or kinds[0] not in CALENDAR_DEFAULTS:
+        raise CalendarInvalid(f"X-CALENDAR-TYPE must appear once, DEFAULT_OPEN or DEFAULT_CLOSED (found {kinds})")
+    zones = [value.strip() for _, value in calendar.values("X-WR-TIMEZONE")]
+    zone = zones[0] if zones else None
+    unsupported: list[str] = []
+    events = []
+    for number, event in enumerate((c for c in calendar.children if c.name == "VEVENT"), start=1):
+        what = f"VEVENT {number}"
+        for prop in CALENDAR_RECURRENCE:
+            if event.values(prop):
+                unsupported.append(f"{what} has {prop} (recurring or duration-based events are not simulated)")
+        if any(value.strip().upper() == "CANCELLED" for _, value in event.values("STATUS")):
+            unsupported.append(f"{what} has STATUS:CANCELLED")
+        starts, ends = event.values("DTSTART"), event.values("DTEND")
+        if len(starts) != 1 or len(ends) > 1:
+            raise CalendarInvalid(f"{what} must have one DTSTART and at most one DTEND")
+        if not ends:
+            if not event.values("DURATION"):
+                unsupported.append(f"{what} has no DTEND (its implied length is not simulated)")
+            continue
+        start = _ical_time("DTSTART", *starts[0], zone, unsupported)
+        end = _ical_time("DTEND", *ends[0], zone, unsupported)
+        if start is None or end is None:
+            continue
+        if start[1] != end[1]:
+            raise CalendarInvalid(f"{what}: DTSTART and DTEND must both be DATE or both DATE-TIME")
+        if end[0] <= start[0]:
+            raise CalendarInvalid(f"{what}: DTEND must be later than DTSTART")
+        events.append((start[0], end[0]))
+    return ChangeCalendar(kinds[0] == "DEFAULT_OPEN", events, unsupported)
+
+
+def _calendar_of(r: Any, name_or_arn: str) -> ChangeCalendar:
+    name = name_or_arn
+    arn = _DOCUMENT_ARN.match(name_or_arn or "")
+    if arn:
+        region, account, name = arn.groups()
+        if (region, account) != (r.region, r.current_account):
+            raise SsmError("InvalidDocument", f"Document {name_or_arn} does not exist in your account: "
+                                              "the simulation reads calendars of the caller's account and region only.")
+    documents = r.ssm_backend._documents.get(name)
+    if documents is None:
+        # InvalidDocument, not InvalidDocumentType/UnsupportedCalendarException: the SSM model
+        # documents it as "The specified SSM document doesn't exist", which is this case.
+        raise SsmError("InvalidDocument", f"Document {name_or_arn} does not exist in your account.")
+    document = documents.get_default_version()
+    if document.document_type != CALENDAR_TYPE:
+        raise SsmError("InvalidDocumentType",
+                       f"Document {name_or_arn} is of type {document.document_type}, not {CALENDAR_TYPE}.")
+    try:
+        calendar = _change_calendar(document.content)
+    except CalendarInvalid as ex:  # a ChangeCalendar stored as JSON/YAML, say
+        raise SsmError("UnsupportedCalendarException", f"Calendar {name_or_arn}: {ex}.")
+    if calendar.unsupported:
+        raise SsmError("UnsupportedCalendarException",
+                       f"Calendar {name_or_arn}: not simulated: {calendar.unsupported[0]}.")
+    return calendar
+
+
+def _iso_seconds(ts: datetime) -> str:
+    return ts.strftime("%Y-%m-%dT%H:%M:%SZ")  # the form AWS answers with: 2020-07-30T16:18:18Z
+
+
+def get_calendar_state(r: Any) -> ActionResult:
+    names = r._get_param("CalendarNames") or []
+    if not names:
+        raise _validation(names, "calendarNames", "Member must have length greater than or equal to 1")
+    at_time = r._get_param("AtTime")
+    if at_time:
+        try:
+            at = datetime.fromisoformat(at_time.strip())
+        except ValueError:
+            raise SsmError("ValidationException", f"AtTime {at_time!r} is not an ISO 8601 date and time.")
+        if at.tzinfo is not None:  # converted to UTC; a time without an offset is taken as UTC
+            at = (at - at.utcoffset()).replace(tzinfo=None)
+    else:
+        at = utcnow()
+    calendars = [_calendar_of(r, name) for name in names]
+
+    def closed(when: datetime) -> bool:  # CLOSED if any calendar is CLOSED
+        return any(c.closed_at(when) for c in calendars)
+
+    closed_now = closed(at)
+    # The combined state only changes at an event boundary: the next one where it differs.
+    boundaries = sorted({t for c in calendars for event in c.events for t in event if t > at})
+    transition = next((t for t in boundaries if closed(t) != closed_now), None)
+    body = {"State": "CLOSED" if closed_now else "OPEN", "AtTime": _iso_seconds(at)}
+    if transition is not None:
+        body["NextTransitionTime"] = _iso_seconds(transition)
+    return ActionResult(body)
+
+
+def _install_calendar_documents(response_cls: type) -> None:
+    """moto's CreateDocument/UpdateDocument/GetDocument take TEXT for ChangeCalendar documents;
+    they are stored in moto's own document store (so Describe/List/Delete work unchanged)."""
+    from moto.ssm import models
+    from moto.ssm.exceptions import InvalidDocumentContent, ValidationException
+
+    original_check_format = models._validate_document_format
+
+    def check_format(document_format: str) -> None:
+        if document_format != "TEXT":
+            original_check_format(document_format)
+
+    models._validate_document_format = check_format
+
+    original_init = models.Document.__init__
+    signature = inspect.signature(original_init)
+
+    def init(self: Any, *args: Any, **kwargs: Any) -> None:
+        given = signature.bind(self, *args, **kwargs).arguments
+        if given.get("document_format") != "TEXT":
+            return original_init(self, *args, **kwargs)
+        if given.get("document_type") != CALENDAR_TYPE:
+            raise ValidationException("Invalid document format TEXT")  # moto's answer, as before
+        content = given.get("content")
+        if content:  # empty content: moto's own "Content is required" follows
+            try:
+                _change_calendar(content)
+            except CalendarInvalid as ex:
+                raise InvalidDocumentContent(f"The content for the document is not valid: {ex}.")
+        # moto's constructor parses JSON/YAML only: build the rest of the document through it,
+        # then keep the calendar text as the content (the hash is computed from it).
+        given.update(content={"schemaVersion": "2.0"}, document_format="JSON")
+        original_init(**given)
+        self.content, self.document_format, self.content_json = content, "TEXT", None
+        self.schema_version = None  # a calendar has none: left out of DescribeDocument
+        self.platform_types = []
+
+    models.Document.__init__ = init
+
+    # A TEXT document has no JSON/YAML form: asked for one, say so instead of converting.
+    original_content = models.SimpleSystemManagerBackend._get_document_content
+
+    def document_content(document_format: str, ssm_document: Any) -> str:
+        if ssm_document.document_format == "TEXT" and document_format != "TEXT":
+            raise ValidationException(f"Document {ssm_document.name} is a TEXT document; "
+                                      f"it cannot be returned as {document_format}.")
+        return original_content(document_format, ssm_document)
+
+    models.SimpleSystemManagerBackend._get_document_content = staticmethod(document_content)
+
+    # moto's GetDocument defaults DocumentFormat to JSON; a calendar comes back as TEXT.
+    original_get = response_cls.get_document
+
+    def get_document(r: Any) -> ActionResult:
+        if r._get_param("DocumentFormat") is None:
+            documents = r.ssm_backend._documents.get(r._get_param("Name"))
+            document = documents and documents.find(
+                r._get_param("DocumentVersion"), r._get_param("VersionName"), strict=False)
+            if document is not None and document.document_format == "TEXT":
+                return ActionResult(r.ssm_backend.get_document(
+                    name=r._get_param("Name"), document_version=r._get_param("DocumentVersion"),
+                    version_name=r._get_param("VersionName"), document_format="TEXT"))
+        return original_get(r)
+
+    response_cls.get_document = get_document
+
+
 HANDLERS = {
     "describe_instance_information": describe_instance_information,
     "send_command": send_command,
@@ -760,9 +1064,11 @@ HANDLERS = {
     "get_command_invocation": get_command_invocation,
     "cancel_command": cancel_command,
     "describe_instance_patch_states": describe_instance_patch_states,
+    "get_calendar_state": get_calendar_state,
 }
 
 
 def install(response_cls: type) -> None:
+    _install_calendar_documents(response_cls)
     for name, handler in HANDLERS.items():
         setattr(response_cls, name, handler)

@@ -15,6 +15,7 @@ import tempfile
 import time
 import unittest
 import urllib.request
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import boto3
@@ -272,6 +273,143 @@ class LauncherTest(unittest.TestCase):
         self.assertGreater(scanned["OperationEndTime"], after[good]["OperationEndTime"])
         self.assertAwsError("InvalidParameters", ssm.send_command, InstanceIds=[good],
                             DocumentName="AWS-RunPatchBaseline", Parameters={"Operation": ["Patch"]})
+
+    # ------------------------------------------------------------------ Change Calendars
+
+    def _calendar(self, ssm, name: str, kind: str, *events: tuple[str, str]) -> None:
+        """A Change Calendar document as the AWS console writes it (CRLF, a VTODO placeholder);
+        each event is a (DTSTART, DTEND) pair of property lines."""
+        lines = ["BEGIN:VCALENDAR", "PRODID:-//AWS//Change Calendar 1.0//EN", "VERSION:2.0",
+                 f"X-CALENDAR-TYPE:{kind}", "X-WR-CALDESC:ec2patch test", "BEGIN:VTODO",
+                 "DTSTAMP:20200320T004207Z", "UID:3b5af39a-d0b3-4049-a839-d7bb8af01f92",
+                 "SUMMARY:Add events to this calendar.", "END:VTODO"]
+        for n, (start, end) in enumerate(events):
+            lines += ["BEGIN:VEVENT", "DTSTAMP:20260101T000000Z", f"UID:{name}-{n}", start, end,
+                      f"SUMMARY:freeze {n}", "END:VEVENT"]
+        ssm.create_document(Name=name, Content="\r\n".join(lines + ["END:VCALENDAR", ""]),
+                            DocumentType="ChangeCalendar", DocumentFormat="TEXT")
+
+    @staticmethod
+    def _hours_from_now(hours: float) -> tuple[str, str]:
+        """(iCalendar UTC form, GetCalendarState form) of now + hours, whole seconds."""
+        when = datetime.now(timezone.utc).replace(microsecond=0) + timedelta(hours=hours)
+        return when.strftime("%Y%m%dT%H%M%SZ"), when.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+    def test_change_calendar_documents(self) -> None:
+        ssm = self.client("ssm", self.hub, "eu-central-1")
+        self._calendar(ssm, "freeze-docs", "DEFAULT_OPEN",
+                       ("DTSTART:20261205T000000Z", "DTEND:20261206T000000Z"))
+        described = ssm.describe_document(Name="freeze-docs")["Document"]
+        self.assertEqual((described["DocumentType"], described["DocumentFormat"], described["Owner"]),
+                         ("ChangeCalendar", "TEXT", HUB))
+        document = ssm.get_document(Name="freeze-docs")
+        self.assertEqual(document["DocumentFormat"], "TEXT")
+        self.assertTrue(document["Content"].startswith("BEGIN:VCALENDAR\r\n"))
+        self.assertIn("X-CALENDAR-TYPE:DEFAULT_OPEN", document["Content"])
+        self.assertEqual(ssm.get_document(Name="freeze-docs", DocumentFormat="TEXT")["Content"], document["Content"])
+        listed = ssm.list_documents(Filters=[{"Key": "DocumentType", "Values": ["ChangeCalendar"]}])
+        self.assertIn("freeze-docs", [d["Name"] for d in listed["DocumentIdentifiers"]])
+        # Stored per account and region, like every document.
+        self.assertAwsError("InvalidDocument", self.client("ssm", self.acct_b, "eu-central-1").get_document,
+                            Name="freeze-docs")
+
+        updated = ssm.update_document(Name="freeze-docs", DocumentVersion="$LATEST", DocumentFormat="TEXT",
+                                      Content=document["Content"].replace("DEFAULT_OPEN", "DEFAULT_CLOSED"))
+        self.assertEqual(updated["DocumentDescription"]["DocumentVersion"], "2")
+        self.assertIn("DEFAULT_CLOSED", ssm.get_document(Name="freeze-docs", DocumentVersion="2")["Content"])
+
+        for broken in ("not a calendar",
+                       "BEGIN:VCALENDAR\r\nX-CALENDAR-TYPE:DEFAULT_MAYBE\r\nEND:VCALENDAR\r\n",
+                       "BEGIN:VCALENDAR\r\nX-CALENDAR-TYPE:DEFAULT_OPEN\r\nBEGIN:VEVENT\r\nEND:VCALENDAR\r\n",
+                       "BEGIN:VCALENDAR\r\nX-CALENDAR-TYPE:DEFAULT_OPEN\r\nBEGIN:VEVENT\r\nDTSTART:20261206T000000Z\r\n"
+                       "DTEND:20261205T000000Z\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n"):
+            self.assertAwsError("InvalidDocumentContent", ssm.create_document, Name="freeze-broken", Content=broken,
+                                DocumentType="ChangeCalendar", DocumentFormat="TEXT")
+        self.assertAwsError("ValidationException", ssm.create_document, Name="freeze-command", Content="echo",
+                            DocumentType="Command", DocumentFormat="TEXT")
+
+        ssm.delete_document(Name="freeze-docs")
+        self.assertAwsError("InvalidDocument", ssm.get_document, Name="freeze-docs")
+        self.assertAwsError("InvalidDocument", ssm.get_calendar_state, CalendarNames=["freeze-docs"])
+
+    def test_calendar_state_of_a_default_open_calendar(self) -> None:
+        region = "eu-central-1"
+        ssm = self.client("ssm", self.hub, region)
+        (start, start_iso), (end, end_iso) = self._hours_from_now(-1), self._hours_from_now(2)
+        self._calendar(ssm, "freeze-now", "DEFAULT_OPEN", (f"DTSTART:{start}", f"DTEND:{end}"))
+
+        state = ssm.get_calendar_state(CalendarNames=["freeze-now"])
+        self.assertEqual((state["State"], state["NextTransitionTime"]), ("CLOSED", end_iso))
+        at = datetime.strptime(state["AtTime"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc)
+        self.assertLess(abs((at - datetime.now(timezone.utc)).total_seconds()), 60, state)
+
+        before = ssm.get_calendar_state(CalendarNames=["freeze-now"], AtTime=self._hours_from_now(-3)[1])
+        self.assertEqual((before["State"], before["NextTransitionTime"]), ("OPEN", start_iso))
+        after = ssm.get_calendar_state(CalendarNames=["freeze-now"], AtTime=end_iso)  # DTEND is exclusive
+        self.assertEqual((after["State"], after["AtTime"]), ("OPEN", end_iso))
+        self.assertNotIn("NextTransitionTime", after)
+
+        arn = f"arn:aws:ssm:{region}:{HUB}:document/freeze-now"
+        self.assertEqual(ssm.get_calendar_state(CalendarNames=[arn])["State"], "CLOSED")
+
+        # All-day events (VALUE=DATE) are whole UTC days; AtTime may carry an offset.
+        self._calendar(ssm, "freeze-days", "DEFAULT_OPEN", ("DTSTART;VALUE=DATE:20301224", "DTEND;VALUE=DATE:20301227"))
+        inside = ssm.get_calendar_state(CalendarNames=["freeze-days"], AtTime="2030-12-26T01:30:00+0200")
+        self.assertEqual((inside["State"], inside["AtTime"], inside["NextTransitionTime"]),
+                         ("CLOSED", "2030-12-25T23:30:00Z", "2030-12-27T00:00:00Z"))
+
+    def test_calendar_state_of_a_default_closed_calendar(self) -> None:
+        ssm = self.client("ssm", self.hub, "eu-central-1")
+        (start, start_iso), (end, end_iso) = self._hours_from_now(1), self._hours_from_now(3)
+        self._calendar(ssm, "window-later", "DEFAULT_CLOSED", (f"DTSTART:{start}", f"DTEND:{end}"))
+        outside = ssm.get_calendar_state(CalendarNames=["window-later"])
+        self.assertEqual((outside["State"], outside["NextTransitionTime"]), ("CLOSED", start_iso))
+        inside = ssm.get_calendar_state(CalendarNames=["window-later"], AtTime=self._hours_from_now(2)[1])
+        self.assertEqual((inside["State"], inside["NextTransitionTime"]), ("OPEN", end_iso))
+        last = ssm.get_calendar_state(CalendarNames=["window-later"], AtTime=end_iso)
+        self.assertEqual(last["State"], "CLOSED")
+        self.assertNotIn("NextTransitionTime", last)
+
+    def test_calendar_state_of_several_calendars(self) -> None:
+        ssm = self.client("ssm", self.hub, "eu-central-1")
+        hours = {h: self._hours_from_now(h) for h in (1, 2, 3, 4, 5)}
+        # Freeze A 1h..3h, freeze B 2h..4h (overlapping); a window calendar open 0h..5h.
+        self._calendar(ssm, "freeze-a", "DEFAULT_OPEN", (f"DTSTART:{hours[1][0]}", f"DTEND:{hours[3][0]}"))
+        self._calendar(ssm, "freeze-b", "DEFAULT_OPEN", (f"DTSTART:{hours[2][0]}", f"DTEND:{hours[4][0]}"))
+        self._calendar(ssm, "window-now", "DEFAULT_CLOSED",
+                       (f"DTSTART:{self._hours_from_now(-1)[0]}", f"DTEND:{hours[5][0]}"))
+        both = ["freeze-a", "freeze-b"]
+        now = ssm.get_calendar_state(CalendarNames=both)
+        self.assertEqual((now["State"], now["NextTransitionTime"]), ("OPEN", hours[1][1]))
+        # Closed from A's start until B's end: A ending at 3h changes nothing.
+        frozen = ssm.get_calendar_state(CalendarNames=both, AtTime=hours[1][1])
+        self.assertEqual((frozen["State"], frozen["NextTransitionTime"]), ("CLOSED", hours[4][1]))
+        self.assertEqual(ssm.get_calendar_state(CalendarNames=["freeze-a"], AtTime=hours[3][1])["State"], "OPEN")
+        # One CLOSED calendar closes the lot; the window's own end is the next change after B's.
+        with_window = ssm.get_calendar_state(CalendarNames=["window-now", *both], AtTime=hours[3][1])
+        self.assertEqual((with_window["State"], with_window["NextTransitionTime"]), ("CLOSED", hours[4][1]))
+        later = ssm.get_calendar_state(CalendarNames=["window-now", *both], AtTime=hours[4][1])
+        self.assertEqual((later["State"], later["NextTransitionTime"]), ("OPEN", hours[5][1]))
+
+    def test_calendar_state_errors(self) -> None:
+        ssm = self.client("ssm", self.hub, "eu-central-1")
+        self._calendar(ssm, "freeze-known", "DEFAULT_OPEN")
+        self.assertEqual(ssm.get_calendar_state(CalendarNames=["freeze-known"])["State"], "OPEN")
+        self.assertAwsError("InvalidDocument", ssm.get_calendar_state, CalendarNames=["freeze-known", "no-such-calendar"])
+        self.assertAwsError("InvalidDocument", ssm.get_calendar_state,
+                            CalendarNames=[f"arn:aws:ssm:eu-central-1:{ACCOUNT_B}:document/freeze-known"])
+        ssm.create_document(Name="not-a-calendar", DocumentType="Command",
+                            Content=json.dumps({"schemaVersion": "2.2", "mainSteps": []}))
+        self.assertAwsError("InvalidDocumentType", ssm.get_calendar_state, CalendarNames=["not-a-calendar"])
+        self.assertAwsError("ValidationException", ssm.get_calendar_state,
+                            CalendarNames=["freeze-known"], AtTime="next tuesday")
+        # Valid iCalendar the simulation does not evaluate is stored, then refused, not guessed.
+        for name, event in (("freeze-tz", ("DTSTART;TZID=Europe/Paris:20301205T000000",
+                                           "DTEND;TZID=Europe/Paris:20301206T000000")),
+                            ("freeze-weekly", ("DTSTART:20301205T000000Z", "DTEND:20301206T000000Z\r\nRRULE:FREQ=WEEKLY"))):
+            self._calendar(ssm, name, "DEFAULT_OPEN", event)
+            error = self.assertAwsError("UnsupportedCalendarException", ssm.get_calendar_state, CalendarNames=[name])
+            self.assertIn("TZID" if name == "freeze-tz" else "RRULE", error.response["Error"]["Message"])
 
     def test_step_functions(self) -> None:
         sfn = self.client("stepfunctions", self.acct_a)

@@ -28,6 +28,9 @@ pub const SEND_SSM_COMMAND: &str = "SendSsmCommand";
 pub const POLL_SSM_COMMAND: &str = "PollSsmCommand";
 pub const POST_EC2_VERIFY: &str = "PostEC2Verify";
 pub const ANALYZE_WITH_BEDROCK: &str = "AnalyzeWithBedrock";
+pub const CHECK_CHANGE_FREEZE: &str = "CheckChangeFreeze";
+/// Scheduled (EventBridge), not a workflow step: approval metrics and reminders.
+pub const APPROVAL_MONITOR: &str = "ApprovalMonitor";
 
 /// One hub function: its Lambda name (after the prefix) and its cargo binary. The binary is
 /// also its directory under `crates/functions/`, its crate's name after `ec2patch-`, and its
@@ -55,6 +58,8 @@ pub const ALL: &[FunctionSpec] = &[
     FunctionSpec { name: POLL_SSM_COMMAND, binary: "ssm-poll" },
     FunctionSpec { name: POST_EC2_VERIFY, binary: "verify" },
     FunctionSpec { name: ANALYZE_WITH_BEDROCK, binary: "bedrock-analysis" },
+    FunctionSpec { name: CHECK_CHANGE_FREEZE, binary: "change-freeze" },
+    FunctionSpec { name: APPROVAL_MONITOR, binary: "approval-monitor" },
 ];
 
 /// The functions' cargo binaries, in [`ALL`]'s order.
@@ -71,6 +76,7 @@ pub struct LocalFunctions {
     // Loaded on first use, as each function's main() loads them at cold start.
     approval_request: Arc<OnceCell<ec2patch_approval_request::Deps>>,
     approval_callback: Arc<OnceCell<ec2patch_approval_callback::Deps>>,
+    approval_monitor: Arc<OnceCell<ec2patch_approval_monitor::Deps>>,
     analysis: Arc<OnceCell<ec2patch_bedrock_analysis::Deps>>,
 }
 
@@ -81,6 +87,7 @@ impl LocalFunctions {
             hub: OnceLock::new(),
             approval_request: Arc::new(OnceCell::new()),
             approval_callback: Arc::new(OnceCell::new()),
+            approval_monitor: Arc::new(OnceCell::new()),
             analysis: Arc::new(OnceCell::new()),
         }
     }
@@ -109,6 +116,9 @@ impl FunctionHost for LocalFunctions {
                 run(payload, move |request| async move { ec2patch_ssm_poll::handle(&hub, request).await })
             }
             POST_EC2_VERIFY => run(payload, move |request| async move { ec2patch_verify::handle(&hub, request).await }),
+            CHECK_CHANGE_FREEZE => {
+                run(payload, move |request| async move { ec2patch_change_freeze::handle(&hub, request).await })
+            }
             ANALYZE_WITH_BEDROCK => {
                 let deps = self.analysis.clone();
                 run(payload, move |request| async move {
@@ -128,6 +138,13 @@ impl FunctionHost for LocalFunctions {
                 run(payload, move |request| async move {
                     let deps = deps.get_or_try_init(|| ec2patch_approval_callback::Deps::load(&hub)).await?;
                     ec2patch_approval_callback::handle(&hub, deps, request).await
+                })
+            }
+            APPROVAL_MONITOR => {
+                let deps = self.approval_monitor.clone();
+                run(payload, move |event| async move {
+                    let deps = deps.get_or_try_init(|| ec2patch_approval_monitor::Deps::load(&hub)).await?;
+                    ec2patch_approval_monitor::handle(&hub, deps, event).await
                 })
             }
             _ => return None,

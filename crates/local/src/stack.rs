@@ -165,6 +165,7 @@ impl LocalStack {
             ("ssm_poll_function_arn", self.function_arn(functions::POLL_SSM_COMMAND)),
             ("verify_function_arn", self.function_arn(functions::POST_EC2_VERIFY)),
             ("analysis_function_arn", self.function_arn(functions::ANALYZE_WITH_BEDROCK)),
+            ("change_freeze_function_arn", self.function_arn(functions::CHECK_CHANGE_FREEZE)),
             ("table_name", self.hub.config.table.clone()),
         ])
     }

@@ -37,6 +37,8 @@ locals {
       EC2PATCH_MAX_FAILURE_RATE         = tostring(var.max_failure_rate)
       EC2PATCH_MAX_UNHEALTHY            = tostring(var.max_unhealthy)
       EC2PATCH_UNREACHABLE_IS_ISSUE     = tostring(var.unreachable_is_issue)
+      EC2PATCH_CHANGE_CALENDARS         = join(",", var.change_calendars)
+      EC2PATCH_FREEZE_WAIT_SECONDS      = tostring(var.freeze_wait_seconds)
     },
     var.command_log_group != null ? { EC2PATCH_COMMAND_LOG_GROUP = var.command_log_group } : {},
     local.bedrock_enabled ? {
@@ -177,6 +179,17 @@ data "aws_iam_policy_document" "function" {
       sid       = "ApprovalDecision"
       actions   = ["states:SendTaskSuccess", "states:SendTaskFailure"]
       resources = ["*"]
+    }
+  }
+
+  dynamic "statement" {
+    # The hub's calendars (change_calendars) and any a run input adds (changeCalendars): any
+    # document of the hub account, read-only; GetCalendarState reads nothing but the state.
+    for_each = each.value.calendars ? [1] : []
+    content {
+      sid       = "ChangeCalendars"
+      actions   = ["ssm:GetCalendarState"]
+      resources = ["arn:${local.partition}:ssm:${local.region}:${local.account_id}:document/*"]
     }
   }
 

@@ -19,6 +19,7 @@ locals {
   #   hmac_key      ssm:GetParameter (with decryption) on the approval-link HMAC key
   #   task_callback states:SendTaskSuccess / SendTaskFailure on the orchestrator
   #   bedrock       bedrock:InvokeAgent on the configured agent alias
+  #   calendars     ssm:GetCalendarState on the hub's SSM documents (Change Calendars)
   #   waves         receives EC2PATCH_WAVES (the named waves `waveId` can select)
   function_specs = {
     PlanRun             = { bin = "plan", timeout = 60, memory = 256, asl_var = "plan", table = ["dynamodb:PutItem"], bucket = ["s3:PutObject"], waves = true }
@@ -27,8 +28,10 @@ locals {
     ApprovalCallback    = { bin = "approval-callback", timeout = 60, memory = 256, table = ["dynamodb:GetItem", "dynamodb:UpdateItem"], task_callback = true, hmac_key = true }
     SendSsmCommand      = { bin = "ssm-send", timeout = 300, memory = 256, asl_var = "ssm_send", table = ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"], bucket = ["s3:GetObject"], spoke = true }
     PollSsmCommand      = { bin = "ssm-poll", timeout = 600, memory = 256, asl_var = "ssm_poll", spoke = true }
-    PostEC2Verify       = { bin = "verify", timeout = 300, memory = 512, asl_var = "verify", table = ["dynamodb:Query", "dynamodb:UpdateItem"], bucket = ["s3:GetObject", "s3:PutObject"], spoke = true }
+    PostEC2Verify       = { bin = "verify", timeout = 300, memory = 512, asl_var = "verify", table = ["dynamodb:Query", "dynamodb:UpdateItem", "dynamodb:DeleteItem"], bucket = ["s3:GetObject", "s3:PutObject"], spoke = true }
     AnalyzeWithBedrock  = { bin = "bedrock-analysis", timeout = 180, memory = 256, asl_var = "analysis", bucket = ["s3:GetObject"], bedrock = true }
+    CheckChangeFreeze   = { bin = "change-freeze", timeout = 60, memory = 256, asl_var = "change_freeze", table = ["dynamodb:UpdateItem"], bucket = ["s3:GetObject"], calendars = true }
+    ApprovalMonitor     = { bin = "approval-monitor", timeout = 60, memory = 256, table = ["dynamodb:Scan", "dynamodb:UpdateItem"], bucket = ["s3:GetObject"], publish = true, hmac_key = true }
   }
   function_defaults = {
     asl_var       = null
@@ -40,6 +43,7 @@ locals {
     task_callback = false
     bedrock       = false
     waves         = false
+    calendars     = false
   }
   functions = { for name, spec in local.function_specs : name => merge(local.function_defaults, spec) }
 

@@ -428,6 +428,28 @@ variable "extra_regions" {
   }
 }
 
+variable "change_calendars" {
+  description = "SSM Change Calendars (names or document ARNs, in the hub account) that must be OPEN before a wave sends patch commands (`EC2PATCH_CHANGE_CALENDARS`); a run input's `changeCalendars` adds to them."
+  type        = list(string)
+  default     = []
+
+  validation {
+    condition     = length(var.change_calendars) <= 10 && alltrue([for c in var.change_calendars : can(regex("^([a-zA-Z0-9_.-]{3,128}|arn:aws[a-z-]*:ssm:[a-z0-9-]+:[0-9]{12}:document/[a-zA-Z0-9_.-]{3,128})$", c))])
+    error_message = "change_calendars must be at most 10 Change Calendar names (3-128 of letters, digits, _ - .) or their SSM document ARNs."
+  }
+}
+
+variable "freeze_wait_seconds" {
+  description = "How long a wave waits for a CLOSED change calendar to open before the run stops with ChangeFreeze (`EC2PATCH_FREEZE_WAIT_SECONDS`; 0: stop at once)."
+  type        = number
+  default     = 0
+
+  validation {
+    condition     = var.freeze_wait_seconds >= 0 && var.freeze_wait_seconds <= 604800 && floor(var.freeze_wait_seconds) == var.freeze_wait_seconds
+    error_message = "freeze_wait_seconds must be a whole number of seconds from 0 to 604800 (one week)."
+  }
+}
+
 # ---- Analysis: when a wave's results count as issues (AnalyzeWithBedrock) --------------------
 
 variable "bedrock_timeout_seconds" {

@@ -68,6 +68,8 @@ const FUNCTIONS: &[(&str, bool)] = &[
     ("PollSsmCommand", true),
     ("PostEC2Verify", true),
     ("AnalyzeWithBedrock", false),
+    ("ApprovalMonitor", false),
+    ("CheckChangeFreeze", false),
 ];
 
 /// A tool finding we accept, with the reason. `address` is a substring of the planned resource

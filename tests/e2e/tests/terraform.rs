@@ -43,6 +43,8 @@ const FUNCTIONS: &[(&str, &str, Option<&str>, i64)] = &[
     ("PollSsmCommand", "ssm-poll", Some("ssm_poll"), 600),
     ("PostEC2Verify", "verify", Some("verify"), 300),
     ("AnalyzeWithBedrock", "bedrock-analysis", Some("analysis"), 180),
+    ("CheckChangeFreeze", "change-freeze", Some("change_freeze"), 60),
+    ("ApprovalMonitor", "approval-monitor", None, 60),
 ];
 
 /// The functions that assume the spoke role.
@@ -360,6 +362,7 @@ async fn quick_start_plans(stack: &LocalStack) {
         assert_eq!(lambda["timeout"], *timeout, "{function}");
         assert_eq!(lambda["logging_config"][0]["log_format"], "JSON");
     }
+    approval_alarm_watches_the_emitted_metric(&planned);
     eprintln!("quick start plan: {} resources to create", planned.len());
 
     // 2. The hub refuses a malformed account id, and credentials of another account.
@@ -399,6 +402,40 @@ async fn quick_start_plans(stack: &LocalStack) {
         let run = terraform_ok(&spoke_root, &args).await;
         assert!(squash(&run.stdout).contains("Plan: 2 to add, 0 to change, 0 to destroy"), "{}", run.text());
     }
+}
+
+/// ApprovalTimeout watches exactly what ApprovalMonitor emits: the EMF document the function
+/// prints, in the hub's namespace, has the alarm's metric with the
+/// alarm's dimensions (none); and the monitor is scheduled every five minutes.
+fn approval_alarm_watches_the_emitted_metric(planned: &BTreeMap<String, Value>) {
+    use ec2patch_core::approval::monitor::OLDEST_PENDING_METRIC;
+    let alarm = &planned["module.hub.aws_cloudwatch_metric_alarm.approval_timeout"];
+    assert_eq!(alarm["alarm_name"], "ec2patch-ApprovalTimeout");
+    assert_eq!(alarm["metric_name"], OLDEST_PENDING_METRIC);
+    assert_eq!(alarm["statistic"], "Maximum");
+    assert_eq!(alarm["threshold"], 60.0);
+    assert_eq!(alarm["comparison_operator"], "GreaterThanOrEqualToThreshold");
+    // The functions' environment is known only after apply (it holds the API's URL); the
+    // namespace is the module's local.metric_namespace, as in every function's
+    // EC2PATCH_METRIC_NAMESPACE (checked after the apply in inspect_local_apply).
+    let namespace = alarm["namespace"].as_str().unwrap();
+    assert_eq!(namespace, "EC2Patch/ec2patch");
+    assert_eq!(planned["module.hub.aws_cloudwatch_metric_alarm.metric[\"PatchFailures\"]"]["namespace"], namespace);
+    let emitted = ec2patch_core::metrics::document(namespace, None, &ec2patch_approval_monitor::metrics_of(1, 61), 0);
+    let directive = &emitted["_aws"]["CloudWatchMetrics"][0];
+    assert_eq!(directive["Namespace"], namespace);
+    assert!(directive["Metrics"].as_array().unwrap().iter().any(|m| m["Name"] == OLDEST_PENDING_METRIC), "{emitted}");
+    let alarm_dimensions: Vec<String> = match alarm.get("dimensions") {
+        Some(Value::Object(d)) => d.keys().cloned().collect(),
+        _ => Vec::new(),
+    };
+    let dimension_sets: Vec<Vec<String>> = serde_json::from_value(directive["Dimensions"].clone()).unwrap();
+    assert!(dimension_sets.contains(&alarm_dimensions), "alarm dimensions {alarm_dimensions:?} not emitted: {emitted}");
+    assert_eq!(emitted[OLDEST_PENDING_METRIC], 61.0);
+    let rule = &planned["module.hub.aws_cloudwatch_event_rule.approval_monitor"];
+    assert_eq!(rule["schedule_expression"], "rate(5 minutes)");
+    assert!(planned.contains_key("module.hub.aws_cloudwatch_event_target.approval_monitor"));
+    assert_eq!(planned["module.hub.aws_lambda_permission.approval_monitor"]["principal"], "events.amazonaws.com");
 }
 
 /// examples/local applied, re-planned, inspected and destroyed.
@@ -517,6 +554,12 @@ async fn inspect_local_apply(stack: &LocalStack, local: &Path, apply_log: &str) 
         check(
             env.get("EC2PATCH_HMAC_KEY_PARAMETER").map(String::as_str) == Some("/ec2patch/approval-hmac-key"),
             format!("{function} HMAC parameter {:?}", env.get("EC2PATCH_HMAC_KEY_PARAMETER")),
+        )?;
+        // The namespace the functions emit in is the one ApprovalTimeout watches.
+        let alarm_namespace = resource("module.hub.aws_cloudwatch_metric_alarm.approval_timeout")?["namespace"].clone();
+        check(
+            env.get("EC2PATCH_METRIC_NAMESPACE").map(|n| json!(n)) == Some(alarm_namespace.clone()),
+            format!("{function} metric namespace {:?}, alarm {alarm_namespace}", env.get("EC2PATCH_METRIC_NAMESPACE")),
         )?;
         let base = env.get("EC2PATCH_CALLBACK_BASE_URL").cloned().unwrap_or_default();
         check(base.starts_with("https://") && !base.ends_with('/'), format!("{function} callback base URL {base:?}"))?;

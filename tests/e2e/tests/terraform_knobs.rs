@@ -62,6 +62,8 @@ const KNOBS: &[(&str, &str, &str, &str)] = &[
     ("max_failure_rate", "0.05", "EC2PATCH_MAX_FAILURE_RATE", "0.05"),
     ("max_unhealthy", "2", "EC2PATCH_MAX_UNHEALTHY", "2"),
     ("unreachable_is_issue", "false", "EC2PATCH_UNREACHABLE_IS_ISSUE", "false"),
+    ("change_calendars", r#"["PatchFreeze","arn:aws:ssm:us-east-1:111111111111:document/Holidays"]"#, "EC2PATCH_CHANGE_CALENDARS", "PatchFreeze,arn:aws:ssm:us-east-1:111111111111:document/Holidays"),
+    ("freeze_wait_seconds", "3600", "EC2PATCH_FREEZE_WAIT_SECONDS", "3600"),
 ];
 
 /// Variables of the module the root does not pass on, and why.
@@ -209,16 +211,7 @@ async fn every_knob_set_on_the_root_reaches_the_functions_and_bad_values_are_ref
         copy_tree(&repo_root().join(dir), &copy.join(dir));
     }
     // The plan only needs the zips to exist (the emulator never runs them).
-    for bin in [
-        "plan",
-        "inventory",
-        "approval-request",
-        "approval-callback",
-        "bedrock-analysis",
-        "ssm-send",
-        "ssm-poll",
-        "verify",
-    ] {
+    for bin in ec2patch_local::functions::binaries() {
         let zip = copy.join("target/lambda").join(bin).join("bootstrap.zip");
         std::fs::create_dir_all(zip.parent().unwrap()).unwrap();
         std::fs::write(zip, b"placeholder").unwrap();
@@ -296,6 +289,11 @@ async fn every_knob_set_on_the_root_reaches_the_functions_and_bad_values_are_ref
         );
         assert_eq!((config.inventory_concurrency, config.record_ttl_days), (7, 30), "{address}");
         assert_eq!(config.defaults.extra_regions, ["ap-southeast-7"], "{address}");
+        assert_eq!(
+            (config.defaults.change_calendars.len(), config.defaults.freeze_wait_seconds),
+            (2, 3600),
+            "{address}"
+        );
         let thresholds = Thresholds::from_lookup(|name| env.get(name).cloned()).unwrap();
         assert_eq!(
             thresholds,
@@ -324,8 +322,9 @@ async fn every_knob_set_on_the_root_reaches_the_functions_and_bad_values_are_ref
         .expect("the PatchFailures alarm");
     assert_eq!(alarm["namespace"], "Knobs/Metrics");
 
-    // Bad values fail the plan with the variable's message.
-    for (knob, value, message) in [
+    // Bad values fail the plan, each with its variable's message. Terraform reports every failed
+    // validation of a plan at once, so one plan checks them all (a plan costs most of a minute).
+    let bad = [
         ("targets_per_batch", "0", "targets_per_batch must be a whole number from 1 to 100"),
         ("reboot_option", "Sometimes", "reboot_option must be RebootIfNeeded or NoReboot"),
         ("max_concurrency", "0", "max_concurrency must be a number from 1 to 9999"),
@@ -333,16 +332,15 @@ async fn every_knob_set_on_the_root_reaches_the_functions_and_bad_values_are_ref
         ("run_lock_margin_seconds", "300", "run_lock_margin_seconds must be a whole number above 600"),
         ("max_failure_rate", "5", "max_failure_rate must be a fraction from 0 to 1"),
         ("command_log_group", "no spaces", "command_log_group must be a CloudWatch Logs group name"),
-    ] {
-        let run = terraform(&hub, &plan_args(&[(knob, value)])).await;
-        assert_eq!(run.code, Some(1), "{knob}={value} planned:\n{}", run.text());
-        assert!(squash(&run.stderr).contains(message), "{knob}={value}:\n{}", run.text());
+        ("change_calendars", r#"["no spaces"]"#, "change_calendars must be at most 10 Change Calendar names"),
+        ("freeze_wait_seconds", "-1", "freeze_wait_seconds must be a whole number of seconds from 0 to 604800"),
+        ("poll_initial_seconds", "600", "poll_max_seconds (60) must be at least poll_initial_seconds (600)"),
+        ("poll_max_seconds", "60", "poll_max_seconds (60) must be at least poll_initial_seconds (600)"),
+    ];
+    let run = terraform(&hub, &plan_args(&bad.map(|(knob, value, _)| (knob, value)))).await;
+    assert_eq!(run.code, Some(1), "planned with bad values:\n{}", run.text());
+    let stderr = squash(&run.stderr);
+    for (knob, value, message) in bad {
+        assert!(stderr.contains(message), "{knob}={value}: no {message:?} in\n{}", run.text());
     }
-    let run = terraform(&hub, &plan_args(&[("poll_initial_seconds", "600"), ("poll_max_seconds", "60")])).await;
-    assert_eq!(run.code, Some(1), "{}", run.text());
-    assert!(
-        squash(&run.stderr).contains("poll_max_seconds (60) must be at least poll_initial_seconds (600)"),
-        "{}",
-        run.text()
-    );
 }

@@ -37,6 +37,9 @@ pub struct PlannedRun {
     pub approval_timeout_seconds: u32,
     /// Where wave summaries are published (`null`: nowhere).
     pub sns_topic_arn: Option<String>,
+    /// Whether each wave checks SSM Change Calendars before patching (the run names some and
+    /// is not a dry run): the state machine skips CheckChangeFreeze otherwise.
+    pub change_freeze: bool,
     pub plan: ObjectRef,
     /// The run lock, which the state machine releases when the run ends.
     pub lock: LockRef,
@@ -72,6 +75,7 @@ pub async fn handle(hub: &Hub, request: PlanRequest) -> Result<PlannedRun> {
         abort_on_issues: plan.abort_on_issues,
         approval_timeout_seconds: hub.config.approval_timeout_seconds,
         sns_topic_arn: plan.sns_topic_arn.clone(),
+        change_freeze: !plan.change_calendars.is_empty() && !plan.dry_run,
         plan: plan_ref,
         lock: lock.to_ref(),
     })

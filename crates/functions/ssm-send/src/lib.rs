@@ -7,6 +7,10 @@
 //! claim without an id (the previous attempt died between sending and recording) is matched to
 //! the command SSM already has by its Comment before anything is sent again.
 //!
+//! One run per instance: before sending, each instance is leased to this run
+//! ([`ec2patch_core::instance_lease`]); an instance another run holds is recorded `SKIPPED` with
+//! `BusyInAnotherRun <runId>` and gets no command. Dry runs neither take nor respect leases.
+//!
 //! Across runs: the run must still hold its run lock (renewed here, before anything is sent; see
 //! [`ec2patch_core::run_lock`]), and a run that resumes stopped runs of the same waves adopts
 //! their commands for the instances they already sent to (recorded under this run with
@@ -16,6 +20,7 @@
 use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_ssm::types::CloudWatchOutputConfig;
 use ec2patch_core::aws::AwsResultExt;
+use ec2patch_core::instance_lease::{self, Lease};
 use ec2patch_core::patching::{self, CommandRecord, DOCUMENT, INSTANCES_PER_COMMAND};
 use ec2patch_core::run_lock::{self, Renewal};
 use ec2patch_core::sessions::SpokeSessions;
@@ -45,6 +50,9 @@ pub struct SendResult {
     pub reused: usize,
     pub instances: usize,
     pub unreachable_targets: usize,
+    /// Instances skipped because another run holds their lease (`BusyInAnotherRun`).
+    #[serde(default)]
+    pub busy_instances: usize,
     pub next_poll_seconds: u32,
     pub attempt: u32,
     pub done: bool,
@@ -56,7 +64,18 @@ struct TargetSent {
     reused: usize,
     instances: usize,
     unreachable: bool,
+    busy: usize,
 }
+
+/// How this run takes instance leases ([`ec2patch_core::instance_lease`]).
+struct Leases {
+    /// Runs this one resumes: their leases are this run's to take over.
+    resumes: Vec<String>,
+    seconds: u64,
+}
+
+/// Lease writes in flight at once for one target (each is one small conditional PutItem).
+const LEASE_CONCURRENCY: usize = 16;
 
 /// Chunk numbers from here on hold commands adopted from resumed runs (sent chunks count from 0).
 const ADOPTED_CHUNK_BASE: usize = 500;
@@ -77,11 +96,16 @@ pub async fn handle(hub: &Hub, request: SendRequest) -> Result<SendResult> {
     let lock = run_lock::renew_for_run(&hub.store, &plan.run_id, lease).await?;
     let predecessors = load_predecessors(hub, &lock.resumes, request.wave_index).await?;
     let sessions = hub.spoke_sessions(&plan.run_id);
-    let (plan, sessions, request, predecessors) = (&plan, &sessions, &request, &predecessors);
+    let leases = Leases {
+        resumes: lock.resumes.clone(),
+        seconds: u64::from(hub.config.patching.command_timeout_seconds)
+            + u64::from(hub.config.patching.run_lock_margin_seconds),
+    };
+    let (plan, sessions, request, predecessors, leases) = (&plan, &sessions, &request, &predecessors, &leases);
     // Owned targets: a borrowed item in a spawned-future stream trips the compiler's
     // higher-ranked lifetime inference (rust-lang/rust#102211).
     let sent: Vec<TargetSent> = futures::stream::iter(batch.targets.clone())
-        .map(|target| async move { send_target(hub, sessions, plan, request, predecessors, &target).await })
+        .map(|target| async move { send_target(hub, sessions, plan, request, (predecessors, leases), &target).await })
         .buffer_unordered(hub.config.inventory_concurrency)
         .collect::<Vec<_>>()
         .await
@@ -93,6 +117,7 @@ pub async fn handle(hub: &Hub, request: SendRequest) -> Result<SendResult> {
         reused: sent.iter().map(|t| t.reused).sum(),
         instances: sent.iter().map(|t| t.instances).sum(),
         unreachable_targets: sent.iter().filter(|t| t.unreachable).count(),
+        busy_instances: sent.iter().map(|t| t.busy).sum(),
         next_poll_seconds: hub.config.patching.poll_initial_seconds,
         attempt: 0,
         done: false,
@@ -173,7 +198,7 @@ async fn send_target(
     sessions: &SpokeSessions,
     plan: &RunPlan,
     request: &SendRequest,
-    predecessors: &[Predecessor],
+    (predecessors, leases): (&[Predecessor], &Leases),
     target: &TargetManifest,
 ) -> Result<TargetSent> {
     let account = AccountId::parse(&target.account)
@@ -198,12 +223,12 @@ async fn send_target(
                 .await?;
             }
             tracing::warn!(%account, %region, %error, "target unreachable at send");
-            return Ok(TargetSent { commands: 0, reused: 0, instances: 0, unreachable: true });
+            return Ok(TargetSent { commands: 0, reused: 0, instances: 0, unreachable: true, busy: 0 });
         }
     };
     let ssm = aws_sdk_ssm::Client::new(&config);
     let mut ids: Vec<String> = target.instances.iter().map(|i| i.instance_id.clone()).collect();
-    let mut sent = TargetSent { commands: 0, reused: 0, instances: ids.len(), unreachable: false };
+    let mut sent = TargetSent { commands: 0, reused: 0, instances: ids.len(), unreachable: false, busy: 0 };
     let adopted = adoptable_commands(hub, &ssm, predecessors, request.wave_index, (&account, &region), &ids).await?;
     for (index, (command_id, from_run, instance_ids)) in adopted.into_iter().enumerate() {
         let sk = store::command_sk(request.wave_index, request.batch, &account, &region, ADOPTED_CHUNK_BASE + index);
@@ -224,6 +249,12 @@ async fn send_target(
         tracing::info!(%account, %region, %command_id, from_run, instances = instance_ids.len(),
             "adopted the patch command of a resumed run instead of sending again");
     }
+    if !plan.dry_run {
+        let busy = lease_instances(hub, plan, leases, (&account, &region), &ids).await?;
+        ids.retain(|id| !busy.contains(id));
+        sent.instances -= busy.len();
+        sent.busy = busy.len();
+    }
     for (chunk, instance_ids) in ids.chunks(INSTANCES_PER_COMMAND).enumerate() {
         let sk = store::command_sk(request.wave_index, request.batch, &account, &region, chunk);
         let reused = send_once(hub, &ssm, plan, &sk, &account, &region, instance_ids).await?;
@@ -231,6 +262,52 @@ async fn send_target(
         sent.reused += usize::from(reused);
     }
     Ok(sent)
+}
+
+/// Takes this run's lease on each instance (a retried send renews its own) and records every
+/// instance another run holds as `SKIPPED` with `BusyInAnotherRun <runId>`; returns those.
+async fn lease_instances(
+    hub: &Hub,
+    plan: &RunPlan,
+    leases: &Leases,
+    (account, region): (&AccountId, &Region),
+    ids: &[String],
+) -> Result<Vec<String>> {
+    let outcomes: Vec<(String, Lease)> = futures::stream::iter(ids.iter().cloned())
+        .map(|id| async move {
+            let lease = instance_lease::acquire(
+                &hub.store,
+                &plan.run_id,
+                &leases.resumes,
+                (account, region, id.as_str()),
+                leases.seconds,
+            )
+            .await?;
+            Ok::<_, Error>((id, lease))
+        })
+        .buffer_unordered(LEASE_CONCURRENCY)
+        .collect::<Vec<_>>()
+        .await
+        .into_iter()
+        .collect::<Result<_>>()?;
+    let mut busy = Vec::new();
+    for (id, lease) in outcomes {
+        let Lease::Busy { holder_run_id, until } = lease else { continue };
+        let reason = instance_lease::busy_reason(&holder_run_id);
+        patching::record_outcome(
+            &hub.store,
+            &plan.run_id,
+            (account, region, &id),
+            InstanceOutcome::Skipped,
+            Some(&reason),
+            &[("busyRun", s(&holder_run_id))],
+        )
+        .await?;
+        tracing::warn!(%account, %region, instance_id = %id, holder_run_id, lease_until = %format_epoch(until),
+            "instance leased by another run: skipped, no command sent");
+        busy.push(id);
+    }
+    Ok(busy)
 }
 
 /// Sends one command unless it was sent before; returns whether an earlier send was reused.

@@ -14,6 +14,7 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_ec2::types::SummaryStatus;
 use aws_sdk_ssm::types::InstanceInformationStringFilter;
 use ec2patch_core::aws::AwsResultExt;
+use ec2patch_core::instance_lease;
 use ec2patch_core::metrics::{self, Metric};
 use ec2patch_core::patching::{self, CommandRecord, Invocation};
 use ec2patch_core::status::{InstanceOutcome, InventoryStatus};
@@ -133,6 +134,9 @@ async fn verify_batch(
                     &[],
                 )
                 .await?;
+                if !plan.dry_run {
+                    instance_lease::release(&hub.store, run_id, (&record.account, &record.region, id)).await?;
+                }
             }
             verified.failed += record.instance_ids.len();
             continue;
@@ -173,6 +177,10 @@ async fn verify_batch(
                 &extra,
             )
             .await?;
+            // The outcome is on record: the instance is free for another run.
+            if !plan.dry_run {
+                instance_lease::release(&hub.store, run_id, (&record.account, &record.region, id)).await?;
+            }
             match result {
                 InstanceOutcome::Patched | InstanceOutcome::Scanned => verified.patched += 1,
                 InstanceOutcome::TimedOut => verified.timed_out += 1,

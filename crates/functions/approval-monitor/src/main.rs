@@ -1,0 +1,10 @@
+use ec2patch_approval_monitor::{Deps, handle};
+use lambda_runtime::{LambdaEvent, service_fn};
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_runtime::Error> {
+    ec2patch_core::telemetry::init();
+    let hub = ec2patch_core::Hub::from_env().await?;
+    let deps = Deps::load(&hub).await?;
+    lambda_runtime::run(service_fn(|event: LambdaEvent<serde_json::Value>| handle(&hub, &deps, event.payload))).await
+}
