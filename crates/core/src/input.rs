@@ -212,8 +212,9 @@ fn change_calendars(input: Option<Vec<String>>, hub: &[String]) -> Result<Vec<St
 
 /// An SSM document name (3-128 of letters, digits, `_`, `-`, `.`) or a document ARN.
 fn validate_calendar_name(field: &str, value: String) -> Result<String> {
-    let name_ok =
-        |name: &str| (3..=128).contains(&name.len()) && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"_-.".contains(&b));
+    let name_ok = |name: &str| {
+        (3..=128).contains(&name.len()) && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"_-.".contains(&b))
+    };
     let ok = match value.strip_prefix("arn:") {
         None => name_ok(&value),
         Some(rest) => {
@@ -231,7 +232,9 @@ fn validate_calendar_name(field: &str, value: String) -> Result<String> {
     } else {
         Err(Error::invalid(
             field,
-            format!("must be a Change Calendar name (3-128 letters, digits, '_', '-', '.') or its SSM document ARN, got {value:?}"),
+            format!(
+                "must be a Change Calendar name (3-128 letters, digits, '_', '-', '.') or its SSM document ARN, got {value:?}"
+            ),
         ))
     }
 }

@@ -25,10 +25,10 @@ use aws_sdk_dynamodb::operation::delete_item::DeleteItemError;
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailure};
 
+use crate::Result;
 use crate::plan::{AccountId, Region};
 use crate::store::{RunStore, n, s};
 use crate::time::now_epoch_seconds;
-use crate::Result;
 
 /// The sort key of every lease item.
 pub const LEASE_SK: &str = "LEASE";
@@ -86,8 +86,7 @@ pub async fn acquire(
         put = put.expression_attribute_values(&name, s(resumed));
         own_runs.push(name);
     }
-    let condition =
-        format!("attribute_not_exists(pk) OR leaseUntil < :now OR runId IN ({})", own_runs.join(", "));
+    let condition = format!("attribute_not_exists(pk) OR leaseUntil < :now OR runId IN ({})", own_runs.join(", "));
     let context = || format!("lease of instance {instance_id} (account {account} region {region}) for run {run_id}");
     match put.condition_expression(condition).send().await {
         Ok(_) => Ok(Lease::Held { until }),
@@ -95,9 +94,8 @@ pub async fn acquire(
             Some(PutItemError::ConditionalCheckFailedException(failed)) => {
                 let item = failed.item();
                 let text = |key: &str| item.and_then(|i| i.get(key)).and_then(|v| v.as_s().ok()).cloned();
-                let number = |key: &str| {
-                    item.and_then(|i| i.get(key)).and_then(|v| v.as_n().ok()).and_then(|v| v.parse().ok())
-                };
+                let number =
+                    |key: &str| item.and_then(|i| i.get(key)).and_then(|v| v.as_n().ok()).and_then(|v| v.parse().ok());
                 Ok(Lease::Busy {
                     holder_run_id: text("runId").unwrap_or_else(|| "an unknown run".to_owned()),
                     until: number("leaseUntil").unwrap_or_default(),
@@ -163,7 +161,7 @@ mod tests {
     #[test]
     fn leases_are_keyed_by_instance_not_by_run() {
         let account = AccountId::parse("123456789012").unwrap();
-        let region = Region::new_unchecked("eu-west-1".into());
+        let region = Region::new_unchecked("eu-west-1");
         assert_eq!(lease_pk(&account, &region, "i-0abc"), "LEASE#123456789012#eu-west-1#i-0abc");
     }
 }

@@ -12,8 +12,8 @@
 
 pub mod approval;
 pub mod asl;
-pub mod change_freeze;
 pub mod aws;
+pub mod change_freeze;
 pub mod config;
 pub mod error;
 pub mod hash;

@@ -250,3 +250,44 @@ fn error_messages_read_well() {
         "invalid input: `accountWaves[0].accounts[0]` must be a 12-digit AWS account id, got \"12345\""
     );
 }
+
+#[test]
+fn change_calendars_add_to_the_hubs_and_are_validated() {
+    let hub = RunDefaults { change_calendars: vec!["HubFreeze".into()], freeze_wait_seconds: 600, ..defaults() };
+    let input = json!({
+        "accounts": ["222222222222"],
+        "changeCalendars": ["PatchFreeze", "HubFreeze", "arn:aws:ssm:us-east-1:111111111111:document/Holidays"]
+    });
+    let plan = plan_run("run-1", &input, &hub).unwrap();
+    assert_eq!(
+        plan.change_calendars,
+        ["HubFreeze", "PatchFreeze", "arn:aws:ssm:us-east-1:111111111111:document/Holidays"],
+        "the hub's first, no repeats"
+    );
+    assert_eq!(plan.freeze_wait_seconds, 600, "the hub's default");
+    let plan = plan_run("run-1", &json!({"accounts": ["222222222222"], "freezeWaitSeconds": 0}), &hub).unwrap();
+    assert_eq!((plan.change_calendars.len(), plan.freeze_wait_seconds), (1, 0), "an input cannot drop the hub's");
+
+    for (input, field, reason) in [
+        (
+            json!({"accounts": ["222222222222"], "changeCalendars": ["no spaces"]}),
+            "changeCalendars[0]",
+            "Change Calendar name",
+        ),
+        (
+            json!({"accounts": ["222222222222"], "changeCalendars": ["ok-name", "arn:aws:s3:::bucket"]}),
+            "changeCalendars[1]",
+            "document ARN",
+        ),
+        (json!({"accounts": ["222222222222"], "freezeWaitSeconds": -5}), "freezeWaitSeconds", "must be 0 to 604800"),
+        (json!({"accounts": ["222222222222"], "freezeWaitSeconds": 604_801}), "freezeWaitSeconds", "one week"),
+    ] {
+        let (got_field, got_reason) = field_of(input);
+        assert_eq!(got_field, field);
+        assert!(got_reason.contains(reason), "{got_reason}");
+    }
+    let eleven: Vec<String> = (0..11).map(|n| format!("Freeze{n}")).collect();
+    let (field, reason) = field_of(json!({"accounts": ["222222222222"], "changeCalendars": eleven}));
+    assert_eq!(field, "changeCalendars");
+    assert!(reason.contains("at most 10"), "{reason}");
+}

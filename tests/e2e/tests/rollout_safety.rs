@@ -11,16 +11,27 @@ use aws_sdk_sfn::types::ExecutionStatus;
 use ec2patch_approval_monitor::MonitorReport;
 use ec2patch_core::approval::decide::{self, Decider, DecisionOutcome};
 use ec2patch_core::approval::{self, Action};
-use ec2patch_core::time::{format_epoch, now_epoch_seconds};
 use ec2patch_core::instance_lease;
+use ec2patch_core::time::{format_epoch, now_epoch_seconds};
 use ec2patch_core::{AccountId, Region};
 use ec2patch_e2e::records::{instance_records, link_after, records, text};
-use ec2patch_local::functions::APPROVAL_MONITOR;
 use ec2patch_local::approvals::ApproveOptions;
-use ec2patch_local::{EstateSpec, LocalStack, LocalStackOptions, SeedKind};
+use ec2patch_local::functions::APPROVAL_MONITOR;
+use ec2patch_local::{Estate, EstateSpec, LocalStack, LocalStackOptions, SeedKind};
 use serde_json::json;
 
 const TIMEOUT: Duration = Duration::from_secs(120);
+
+/// One account in us-east-1 with `patchable` patchable instances.
+async fn seed_one_target(stack: &LocalStack, patchable: usize) -> Estate {
+    let spec = EstateSpec {
+        accounts: 1,
+        regions: vec!["us-east-1".to_owned()],
+        per_target: BTreeMap::from([(SeedKind::Patchable, patchable)]),
+        ..EstateSpec::default()
+    };
+    stack.seed(&spec).await.unwrap()
+}
 
 /// Invokes ApprovalMonitor as EventBridge's schedule would, through the stack's function table.
 async fn invoke_monitor(stack: &LocalStack) -> MonitorReport {
@@ -34,15 +45,7 @@ async fn invoke_monitor(stack: &LocalStack) -> MonitorReport {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_approval_monitor_measures_the_wait_and_reminds_once() {
     let stack = LocalStack::start(LocalStackOptions::default()).await.unwrap();
-    let estate = stack
-        .seed(&EstateSpec {
-            accounts: 1,
-            regions: vec!["us-east-1".to_owned()],
-            per_target: BTreeMap::from([(SeedKind::Patchable, 1)]),
-            ..EstateSpec::default()
-        })
-        .await
-        .unwrap();
+    let estate = seed_one_target(&stack, 1).await;
     // Nothing pending yet: both figures are 0, so the alarm stays (or returns to) OK.
     let idle = invoke_monitor(&stack).await;
     assert_eq!((idle.pending_approvals, idle.oldest_pending_approval_minutes), (0, 0));
@@ -115,18 +118,9 @@ async fn the_approval_monitor_measures_the_wait_and_reminds_once() {
 /// and says why; once the first has verified them, a later run patches them again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn overlapping_runs_patch_each_instance_once() {
-    let stack = LocalStack::start(LocalStackOptions { name_prefix: "overlap".into(), ..Default::default() })
-        .await
-        .unwrap();
-    let estate = stack
-        .seed(&EstateSpec {
-            accounts: 1,
-            regions: vec!["us-east-1".to_owned()],
-            per_target: BTreeMap::from([(SeedKind::Patchable, 2)]),
-            ..EstateSpec::default()
-        })
-        .await
-        .unwrap();
+    let stack =
+        LocalStack::start(LocalStackOptions { name_prefix: "overlap".into(), ..Default::default() }).await.unwrap();
+    let estate = seed_one_target(&stack, 2).await;
     let account = AccountId::parse(&estate.accounts[0]).unwrap();
     let region = Region::new_unchecked("us-east-1".to_owned());
     let ids: Vec<String> = estate.instances.iter().map(|i| i.instance_id.clone()).collect();
@@ -231,15 +225,7 @@ async fn freeze_calendar(stack: &LocalStack, name: &str, start: u64, end: u64) {
 async fn a_closed_change_calendar_stops_the_run_before_any_command() {
     let stack =
         LocalStack::start(LocalStackOptions { name_prefix: "freeze".into(), ..Default::default() }).await.unwrap();
-    let estate = stack
-        .seed(&EstateSpec {
-            accounts: 1,
-            regions: vec!["us-east-1".to_owned()],
-            per_target: BTreeMap::from([(SeedKind::Patchable, 2)]),
-            ..EstateSpec::default()
-        })
-        .await
-        .unwrap();
+    let estate = seed_one_target(&stack, 2).await;
     let now = now_epoch_seconds();
     let opens_at = now + 86_400;
     freeze_calendar(&stack, "PatchFreeze", now - 3600, opens_at).await;
@@ -247,7 +233,10 @@ async fn a_closed_change_calendar_stops_the_run_before_any_command() {
     // Two waves and abortOnIssues false: the freeze still stops the run at the first.
     let account = estate.accounts[0].as_str();
     let input = json!({
-        "accountWaves": [{"name": "frozen", "accounts": [account]}, {"name": "later", "accounts": [account]}],
+        "accountWaves": [
+            {"name": "frozen", "accounts": [account]},
+            {"name": "later", "accounts": [account], "regions": ["eu-west-1"]}
+        ],
         "abortOnIssues": false,
         "changeCalendars": ["PatchFreeze"]
     });

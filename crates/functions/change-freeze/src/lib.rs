@@ -56,15 +56,14 @@ async fn calendar_state(hub: &Hub, names: &[String], calendars: &str) -> Result<
     let next_transition = match output.next_transition_time() {
         None | Some("") => None,
         Some(time) => Some(
-            DateTime::from_str(time, Format::DateTime)
-                .ok()
-                .and_then(|t| u64::try_from(t.secs()).ok())
-                .ok_or_else(|| Error::AwsCallFailed {
+            DateTime::from_str(time, Format::DateTime).ok().and_then(|t| u64::try_from(t.secs()).ok()).ok_or_else(
+                || Error::AwsCallFailed {
                     operation: "GetCalendarState".into(),
                     context: context(),
                     code: "UnreadableNextTransitionTime".into(),
                     message: format!("NextTransitionTime {time:?} is not an ISO 8601 time"),
-                })?,
+                },
+            )?,
         ),
     };
     Ok(CalendarState { open: output.state() == Some(&SsmCalendarState::Open), next_transition })
