@@ -13,10 +13,10 @@ use serde_json::json;
 
 use super::record::{APPROVAL_SK, ApprovalRecord, ApprovalStatus, Decision, Notified, approval_pk};
 use super::{Action, ApprovalDetails, new_approval_id};
+use crate::Result;
 use crate::metrics::{self, Metric};
 use crate::store::RunStore;
 use crate::time::{format_epoch, now_epoch_seconds};
-use crate::{Error, Result};
 
 /// Who decides, as the audit record keeps it: the callback's requester, or an operator's IAM
 /// identity when the `ec2patch approve`/`reject` command decides.
@@ -261,40 +261,15 @@ pub struct PendingApproval {
     pub details: ApprovalDetails,
 }
 
-/// The pending approvals in the table, the soonest to expire first. A filtered Scan: approvals are few
-/// (one per wave and run, kept for the record TTL) and this is an operator command, not a hot path.
+/// The pending approvals in the table, the soonest to expire first: the same filtered Scan as
+/// the approval monitor's ([`super::monitor::pending_waits`]). Approvals are few (one per wave and
+/// run, kept for the record TTL) and this is an operator command, not a hot path.
 pub async fn pending(store: &RunStore) -> Result<Vec<PendingApproval>> {
-    let mut pending = Vec::new();
-    let mut pages = store
-        .dynamodb()
-        .scan()
-        .table_name(store.table())
-        // An unanswered approval stays `pending` after its wave stopped waiting: only live ones.
-        .filter_expression("sk = :sk AND #status = :pending AND linkExpiresAt > :now")
-        .expression_attribute_names("#status", "status")
-        .expression_attribute_values(":sk", AttributeValue::S(APPROVAL_SK.to_owned()))
-        .expression_attribute_values(":pending", AttributeValue::S(ApprovalStatus::Pending.as_str().to_owned()))
-        .expression_attribute_values(":now", AttributeValue::N(now_epoch_seconds().to_string()))
-        .into_paginator()
-        .send();
-    while let Some(page) = pages.next().await {
-        let page = page.map_err(|e| {
-            Error::StateStoreFailed(format!(
-                "scanning {} for pending approvals: {}",
-                store.table(),
-                DisplayErrorContext(&e)
-            ))
-        })?;
-        for item in page.items.unwrap_or_default() {
-            let text = |key: &str| item.get(key).and_then(|v| v.as_s().ok());
-            let Some(id) = text("pk").and_then(|pk| pk.strip_prefix("APPROVAL#")) else { continue };
-            let Some(details) = text("details") else { continue };
-            match serde_json::from_str::<ApprovalDetails>(details) {
-                Ok(details) => pending.push(PendingApproval { id: id.to_owned(), details }),
-                Err(error) => tracing::warn!(%error, "skipping an approval with unreadable details"),
-            }
-        }
-    }
+    let mut pending: Vec<PendingApproval> = super::monitor::pending_waits(store, now_epoch_seconds())
+        .await?
+        .into_iter()
+        .map(|wait| PendingApproval { id: wait.id, details: wait.details })
+        .collect();
     pending.sort_by_key(|p| p.details.link_expires_at);
     Ok(pending)
 }
