@@ -152,6 +152,20 @@ pub fn cases(stack: &LocalStack) -> anyhow::Result<Vec<Case>> {
             event: json!({"mode": "prePatch", "runId": FIXTURE_RUN, "waveIndex": 9, "inventory": inventory}),
             calls: "S3 GetObject (plan); wave out of range: error",
         },
+        Case {
+            function: "CheckChangeFreeze",
+            bin: "change-freeze",
+            python_module: "change_freeze",
+            event: json!({"runId": FIXTURE_RUN, "waveIndex": 0}),
+            calls: "S3 GetObject (plan); no change calendars: OPEN",
+        },
+        Case {
+            function: "ApprovalMonitor",
+            bin: "approval-monitor",
+            python_module: "approval_monitor",
+            event: json!({"source": "aws.events", "detail-type": "Scheduled Event", "detail": {}}),
+            calls: "init: SSM GetParameter (key); DynamoDB Scan (none pending), two metrics",
+        },
     ])
 }
 

@@ -35,8 +35,9 @@ async fn a_small_run_completes_and_produces_every_figure() {
     let started = Instant::now();
     let root = ec2patch_local::moto::repo_root();
     let options = Options::smoke(&root);
-    // `cargo test` builds only the binaries of crates with integration tests: build the rest
-    // (debug, incremental) when they are missing.
+    // `cargo test` builds the binaries of crates with integration tests, which every function
+    // crate has (its tests/bootstrap.rs): with the same features as the test build, so nothing
+    // is compiled twice. Build them only when missing (a filtered `cargo test -p ...` run).
     assert_eq!(BINARIES.len(), FUNCTION_CRATES.len());
     if BINARIES.iter().any(|bin| !options.binaries.join(bin).exists()) {
         ec2patch_bench::build(&root, "dev").unwrap();
