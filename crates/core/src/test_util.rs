@@ -41,5 +41,5 @@ pub fn assert_refuses_to_start_unconfigured(binary: &str) {
         .unwrap_or_else(|error| panic!("starting {binary}: {error}"));
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(1), "{binary} must fail cleanly: {stderr}");
-    assert!(stderr.contains("EC2PATCH_") && stderr.contains("is not set"), "{binary}: {stderr}");
+    assert!(stderr.contains("EC2PATCH") && stderr.contains(" is not set"), "{binary}: {stderr}");
 }

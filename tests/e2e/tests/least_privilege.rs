@@ -718,7 +718,7 @@ async fn every_policy_document_is_in_the_plan() {
     );
 
     let count = |plan: &str, kind: Kind| plans.documents.iter().filter(|d| d.plan == plan && d.kind == kind).count();
-    // 8 function roles + state machine + schedules; their inline policies; key, bucket, queue.
+    // The function roles + state machine + schedules; their inline policies; key, bucket, queue.
     assert_eq!(count("hub-brought-key", Kind::Trust), FUNCTIONS.len() + 2);
     assert_eq!(count("hub-brought-key", Kind::Identity), FUNCTIONS.len() + 2);
     assert_eq!(count("hub-brought-key", Kind::Resource), 2, "bucket and queue policies (no key: brought)");
@@ -726,13 +726,27 @@ async fn every_policy_document_is_in_the_plan() {
     assert_eq!((count("spoke", Kind::Trust), count("spoke", Kind::Identity)), (1, 1));
 
     for (address, principal, source) in &plans.lambda_permissions {
+        if address.ends_with(".approval_monitor") {
+            // ApprovalMonitor's schedule, and only it.
+            assert_eq!(principal, "events.amazonaws.com", "{address}");
+            assert!(
+                source.ends_with(":rule/ec2patch-approval-monitor") || source == "(known after apply)",
+                "{address} lets any rule invoke the function: {source:?}"
+            );
+            continue;
+        }
         assert_eq!(principal, "apigateway.amazonaws.com", "{address}");
         assert!(
             source.ends_with("/*/*/callback") || source == "(known after apply)",
             "{address} lets any API or route invoke the function: {source:?}"
         );
     }
-    assert_eq!(plans.lambda_permissions.len(), 3, "one per hub plan: {:?}", plans.lambda_permissions);
+    assert_eq!(
+        plans.lambda_permissions.len(),
+        6,
+        "the callback's and the monitor's, per hub plan: {:?}",
+        plans.lambda_permissions
+    );
 
     // The examples' hub and spoke agree: the spoke trusts the ExternalId the hub presents.
     let trust = plans.document("spoke", "module.spoke.aws_iam_role.patch_exec#assume_role_policy");
@@ -1089,8 +1103,16 @@ async fn planned_policies_decide_what_moto_cannot_evaluate() {
     let function = |name: &str| {
         plans.document("hub-brought-key", &format!("module.hub.aws_iam_role_policy.function[\"{name}\"]#policy"))
     };
-    let writers =
-        ["PlanRun", "PreEC2Inventory", "SendApprovalRequest", "ApprovalCallback", "SendSsmCommand", "PostEC2Verify"];
+    let writers = [
+        "PlanRun",
+        "PreEC2Inventory",
+        "SendApprovalRequest",
+        "ApprovalCallback",
+        "SendSsmCommand",
+        "PostEC2Verify",
+        "CheckChangeFreeze",
+        "ApprovalMonitor",
+    ];
     for (name, works_in_spokes) in FUNCTIONS {
         let policy = function(name);
         let decide = |action: &str, resource: &str| evaluate(policy, &Request::new(action, resource));
@@ -1260,7 +1282,7 @@ async fn moto_enforces_the_planned_spoke_role_and_hub_function_policies() {
     let endpoint = format!("http://127.0.0.1:{}", moto.port);
 
     // Identities, while moto does not check yet: a bootstrap user standing in for Lambda (moto
-    // cannot evaluate a service principal's trust), the eight function roles with their planned
+    // cannot evaluate a service principal's trust), the function roles with their planned
     // policies, and PatchExecRole with the planned trust and policy in every listed account and
     // in one outside any wave.
     let (key, secret) = iam_user(&endpoint, HUB_ACCOUNT, "lambda-stand-in").await;

@@ -5,7 +5,7 @@
 //! `"EC2PATCH_..."` literal outside test modules of crates/core and crates/functions), checked
 //! against what `HubConfig::from_lookup` and `Thresholds::from_lookup` actually ask for. The root
 //! is then planned against the local stack with every knob set to a non-default value, and the
-//! planned environment of the eight functions must carry every setting, parse as a hub
+//! planned environment of the ten functions must carry every setting, parse as a hub
 //! configuration with exactly those values, and the module's validations must refuse bad values.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -62,7 +62,12 @@ const KNOBS: &[(&str, &str, &str, &str)] = &[
     ("max_failure_rate", "0.05", "EC2PATCH_MAX_FAILURE_RATE", "0.05"),
     ("max_unhealthy", "2", "EC2PATCH_MAX_UNHEALTHY", "2"),
     ("unreachable_is_issue", "false", "EC2PATCH_UNREACHABLE_IS_ISSUE", "false"),
-    ("change_calendars", r#"["PatchFreeze","arn:aws:ssm:us-east-1:111111111111:document/Holidays"]"#, "EC2PATCH_CHANGE_CALENDARS", "PatchFreeze,arn:aws:ssm:us-east-1:111111111111:document/Holidays"),
+    (
+        "change_calendars",
+        r#"["PatchFreeze","arn:aws:ssm:us-east-1:111111111111:document/Holidays"]"#,
+        "EC2PATCH_CHANGE_CALENDARS",
+        "PatchFreeze,arn:aws:ssm:us-east-1:111111111111:document/Holidays",
+    ),
     ("freeze_wait_seconds", "3600", "EC2PATCH_FREEZE_WAIT_SECONDS", "3600"),
 ];
 
@@ -262,7 +267,7 @@ async fn every_knob_set_on_the_root_reaches_the_functions_and_bad_values_are_ref
     let environments: BTreeMap<String, BTreeMap<String, String>> =
         serde_json::from_value(show["planned_values"]["outputs"]["zz_function_environment"]["value"].clone())
             .unwrap_or_else(|e| panic!("{e}: {:#}", show["planned_values"]["outputs"]));
-    assert_eq!(environments.len(), 8, "{environments:?}");
+    assert_eq!(environments.len(), ec2patch_local::functions::ALL.len(), "{environments:?}");
     let mut seen = BTreeSet::new();
     for (function, env) in &environments {
         let address = format!("module.hub.aws_lambda_function.this[\"{function}\"]");
@@ -323,7 +328,8 @@ async fn every_knob_set_on_the_root_reaches_the_functions_and_bad_values_are_ref
     assert_eq!(alarm["namespace"], "Knobs/Metrics");
 
     // Bad values fail the plan, each with its variable's message. Terraform reports every failed
-    // validation of a plan at once, so one plan checks them all (a plan costs most of a minute).
+    // variable validation of a plan at once, so one plan checks them all (a plan costs most of a
+    // minute).
     let bad = [
         ("targets_per_batch", "0", "targets_per_batch must be a whole number from 1 to 100"),
         ("reboot_option", "Sometimes", "reboot_option must be RebootIfNeeded or NoReboot"),
@@ -334,8 +340,6 @@ async fn every_knob_set_on_the_root_reaches_the_functions_and_bad_values_are_ref
         ("command_log_group", "no spaces", "command_log_group must be a CloudWatch Logs group name"),
         ("change_calendars", r#"["no spaces"]"#, "change_calendars must be at most 10 Change Calendar names"),
         ("freeze_wait_seconds", "-1", "freeze_wait_seconds must be a whole number of seconds from 0 to 604800"),
-        ("poll_initial_seconds", "600", "poll_max_seconds (60) must be at least poll_initial_seconds (600)"),
-        ("poll_max_seconds", "60", "poll_max_seconds (60) must be at least poll_initial_seconds (600)"),
     ];
     let run = terraform(&hub, &plan_args(&bad.map(|(knob, value, _)| (knob, value)))).await;
     assert_eq!(run.code, Some(1), "planned with bad values:\n{}", run.text());
@@ -343,4 +347,12 @@ async fn every_knob_set_on_the_root_reaches_the_functions_and_bad_values_are_ref
     for (knob, value, message) in bad {
         assert!(stderr.contains(message), "{knob}={value}: no {message:?} in\n{}", run.text());
     }
+    // A rule between two variables is checked only once each is valid on its own: its own plan.
+    let run = terraform(&hub, &plan_args(&[("poll_initial_seconds", "600"), ("poll_max_seconds", "60")])).await;
+    assert_eq!(run.code, Some(1), "{}", run.text());
+    assert!(
+        squash(&run.stderr).contains("poll_max_seconds (60) must be at least poll_initial_seconds (600)"),
+        "{}",
+        run.text()
+    );
 }
