@@ -41,6 +41,9 @@ module "hub" {
   extra_regions            = var.extra_regions
   change_calendars         = var.change_calendars
   freeze_wait_seconds      = var.freeze_wait_seconds
+  max_failed_instances     = var.max_failed_instances
+  max_failed_percent       = var.max_failed_percent
+  max_concurrent_batches   = var.max_concurrent_batches
   bedrock_timeout_seconds  = var.bedrock_timeout_seconds
   max_failure_rate         = var.max_failure_rate
   max_unhealthy            = var.max_unhealthy

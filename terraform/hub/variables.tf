@@ -233,6 +233,24 @@ variable "freeze_wait_seconds" {
   default     = 0
 }
 
+variable "max_failed_instances" {
+  description = "Default error budget per wave, in failed instances (null: none)."
+  type        = number
+  default     = null
+}
+
+variable "max_failed_percent" {
+  description = "Default error budget per wave, in percent of its patchable instances (null: none)."
+  type        = number
+  default     = null
+}
+
+variable "max_concurrent_batches" {
+  description = "Default bound on the batches a wave patches at once (null: 10 inline, 100 distributed)."
+  type        = number
+  default     = null
+}
+
 variable "bedrock_timeout_seconds" {
   description = "Bound on one Bedrock agent call (1-150)."
   type        = number

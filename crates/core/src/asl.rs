@@ -234,7 +234,8 @@ mod tests {
         assert_eq!(definition["States"]["RecordPatchFailure"]["Next"], "SummarizeWave");
         // Tolerated failures: every batch finishes even if a child fails unexpectedly.
         assert_eq!(map["ToleratedFailurePercentage"], 100);
-        assert!(map["MaxConcurrency"].as_u64().is_some_and(|n| n > 0));
+        // How many children at once: PlanRun's figure (at most 100, lowered by maxConcurrentBatches).
+        assert_eq!(map["MaxConcurrencyPath"], "$.run.distributedBatchConcurrency");
     }
 
     /// Every failure path of the run ends recorded: no Task that records a failure, and neither

@@ -29,6 +29,11 @@ pub struct RunDefaults {
     pub change_calendars: Vec<String>,
     /// How long a wave waits for a closed calendar to open (`EC2PATCH_FREEZE_WAIT_SECONDS`).
     pub freeze_wait_seconds: u32,
+    /// Each wave's default error budget (`EC2PATCH_MAX_FAILED_INSTANCES`,
+    /// `EC2PATCH_MAX_FAILED_PERCENT`; unset: none).
+    pub error_budget: crate::error_budget::ErrorBudget,
+    /// Default `maxConcurrentBatches` (`EC2PATCH_MAX_CONCURRENT_BATCHES`; unset: no extra bound).
+    pub max_concurrent_batches: Option<u32>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -52,6 +57,8 @@ impl Default for RunDefaults {
             extra_regions: Vec::new(),
             change_calendars: Vec::new(),
             freeze_wait_seconds: 0,
+            error_budget: crate::error_budget::ErrorBudget::default(),
+            max_concurrent_batches: None,
         }
     }
 }
@@ -160,6 +167,16 @@ impl HubConfig {
                 }
             }
         };
+        // An optional whole number up to `max` (unset or empty: `None`).
+        let optional = |name: &str, max: u64| -> Result<Option<u64>> {
+            match get(name) {
+                None => Ok(None),
+                Some(v) => match v.parse::<u64>() {
+                    Ok(n) if n <= max => Ok(Some(n)),
+                    _ => Err(Error::ConfigError(format!("{name}={v:?} is not a whole number from 0 to {max}"))),
+                },
+            }
+        };
         let list = |name: &str| -> Vec<String> {
             get(name)
                 .map(|v| v.split(',').map(|s| s.trim().to_owned()).filter(|s| !s.is_empty()).collect())
@@ -264,6 +281,15 @@ impl HubConfig {
                 change_calendars: list("EC2PATCH_CHANGE_CALENDARS"),
                 freeze_wait_seconds: u32::try_from(number("EC2PATCH_FREEZE_WAIT_SECONDS", 0)?)
                     .map_err(|_| Error::ConfigError("EC2PATCH_FREEZE_WAIT_SECONDS is too large".to_owned()))?,
+                error_budget: crate::error_budget::ErrorBudget {
+                    max_failed_instances: optional("EC2PATCH_MAX_FAILED_INSTANCES", u64::from(u32::MAX))?
+                        .and_then(|n| u32::try_from(n).ok()),
+                    max_failed_percent: optional("EC2PATCH_MAX_FAILED_PERCENT", 100)?
+                        .and_then(|n| u8::try_from(n).ok()),
+                },
+                max_concurrent_batches: optional("EC2PATCH_MAX_CONCURRENT_BATCHES", 1000)?
+                    .filter(|n| *n > 0)
+                    .and_then(|n| u32::try_from(n).ok()),
             },
         })
     }

@@ -5,7 +5,8 @@
 //!   "snsTopicArn", "bedrock": {"agentId", "agentAliasId"}, "wavePauseSeconds", "abortOnIssues"}`.
 //!
 //! - Either shape may add `scheduledTime` (set by the wave rules), `changeCalendars` and
-//!   `freezeWaitSeconds` (change freezes, see [`crate::change_freeze`]).
+//!   `freezeWaitSeconds` (change freezes, see [`crate::change_freeze`]), `maxFailedInstances`,
+//!   `maxFailedPercent` and `maxConcurrentBatches` (error budgets, see [`crate::error_budget`]).
 //!
 //! Both are one schema with every field optional; `accountWaves` excludes `accounts`/`regions`,
 //! and `ec2` excludes `tagFilters`. Unknown fields are rejected, because a misspelt `dryRun` must
@@ -51,6 +52,10 @@ struct RunInput {
     /// SSM Change Calendars to respect beyond the hub's (names or ARNs, hub account).
     change_calendars: Option<Vec<String>>,
     freeze_wait_seconds: Option<i64>,
+    /// The wave's error budget (see [`crate::error_budget`]).
+    max_failed_instances: Option<i64>,
+    max_failed_percent: Option<i64>,
+    max_concurrent_batches: Option<i64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -176,6 +181,26 @@ pub fn plan_run(run_id: &str, input: &Value, defaults: &RunDefaults) -> Result<R
         Some(seconds) => u32::try_from(seconds).map_err(|_| Error::invalid("freezeWaitSeconds", "is out of range"))?,
     };
 
+    let bounded = |field: &str, value: Option<i64>, max: i64| -> Result<Option<u32>> {
+        match value {
+            None => Ok(None),
+            Some(n) if (0..=max).contains(&n) => Ok(u32::try_from(n).ok()),
+            Some(n) => Err(Error::invalid(field, format!("must be a whole number from 0 to {max}, got {n}"))),
+        }
+    };
+    let error_budget = crate::error_budget::ErrorBudget {
+        max_failed_instances: bounded("maxFailedInstances", input.max_failed_instances, i64::from(u32::MAX))?
+            .or(defaults.error_budget.max_failed_instances),
+        max_failed_percent: bounded("maxFailedPercent", input.max_failed_percent, 100)?
+            .and_then(|n| u8::try_from(n).ok())
+            .or(defaults.error_budget.max_failed_percent),
+    };
+    let max_concurrent_batches = match bounded("maxConcurrentBatches", input.max_concurrent_batches, 1000)? {
+        Some(0) => return Err(Error::invalid("maxConcurrentBatches", "must be at least 1, got 0")),
+        Some(n) => Some(n),
+        None => defaults.max_concurrent_batches,
+    };
+
     Ok(RunPlan {
         run_id: run_id.to_owned(),
         dry_run: input.dry_run.unwrap_or(false),
@@ -188,6 +213,8 @@ pub fn plan_run(run_id: &str, input: &Value, defaults: &RunDefaults) -> Result<R
         snapshot_id: snapshot_id(run_id),
         change_calendars,
         freeze_wait_seconds,
+        error_budget,
+        max_concurrent_batches,
     })
 }
 

@@ -2,6 +2,7 @@
 //!
 //! - [`input`]: the run input (both seed shapes) and its validation into one [`plan::RunPlan`].
 //! - [`config`]: the hub's configuration, read from the Lambda environment Terraform sets.
+//! - [`error_budget`]: a wave stops sending once its failures exceed its budget.
 //! - [`error`]: the one error enum, with stable `error_type` names the state machine retries and catches on.
 //! - [`sessions`]: cross-account sessions into each spoke's `PatchExecRole`, cached per account.
 //! - [`store`]: where run state lives (DynamoDB items, S3 objects) and how it is keyed.
@@ -16,6 +17,7 @@ pub mod aws;
 pub mod change_freeze;
 pub mod config;
 pub mod error;
+pub mod error_budget;
 pub mod hash;
 pub mod hub;
 pub mod input;

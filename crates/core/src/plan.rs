@@ -119,6 +119,13 @@ pub struct RunPlan {
     /// `ChangeFreeze` (0: stop at once).
     #[serde(default)]
     pub freeze_wait_seconds: u32,
+    /// Each wave's error budget ([`crate::error_budget`]).
+    #[serde(default)]
+    pub error_budget: crate::error_budget::ErrorBudget,
+    /// At most this many batches of a wave patch at once (`None`: the state machine's own limits,
+    /// 10 inline and 100 distributed).
+    #[serde(default)]
+    pub max_concurrent_batches: Option<u32>,
 }
 
 impl RunPlan {

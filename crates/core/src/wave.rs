@@ -65,6 +65,9 @@ pub struct WaveOutcomes {
     pub targets_failed: usize,
     /// Up to ten failed instances with their reasons, for the analysis and the email.
     pub failures: Vec<InstanceFailure>,
+    /// The wave's error budget and how much of it was used (`None`: no budget set).
+    #[serde(default)]
+    pub error_budget: Option<crate::error_budget::BudgetUse>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

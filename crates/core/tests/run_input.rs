@@ -291,3 +291,29 @@ fn change_calendars_add_to_the_hubs_and_are_validated() {
     assert_eq!(field, "changeCalendars");
     assert!(reason.contains("at most 10"), "{reason}");
 }
+
+#[test]
+fn error_budgets_come_from_the_input_or_the_hub_and_are_bounded() {
+    use ec2patch_core::error_budget::ErrorBudget;
+    let hub = RunDefaults {
+        error_budget: ErrorBudget { max_failed_instances: Some(5), max_failed_percent: None },
+        max_concurrent_batches: Some(4),
+        ..defaults()
+    };
+    let plan = plan_run("run-1", &json!({"accounts": ["222222222222"]}), &hub).unwrap();
+    assert_eq!(plan.error_budget, ErrorBudget { max_failed_instances: Some(5), max_failed_percent: None });
+    assert_eq!(plan.max_concurrent_batches, Some(4));
+    let input = json!({"accounts": ["222222222222"], "maxFailedInstances": 1, "maxFailedPercent": 10, "maxConcurrentBatches": 2});
+    let plan = plan_run("run-1", &input, &hub).unwrap();
+    assert_eq!(plan.error_budget, ErrorBudget { max_failed_instances: Some(1), max_failed_percent: Some(10) });
+    assert_eq!(plan.max_concurrent_batches, Some(2));
+
+    for (input, field) in [
+        (json!({"accounts": ["222222222222"], "maxFailedPercent": 101}), "maxFailedPercent"),
+        (json!({"accounts": ["222222222222"], "maxFailedInstances": -1}), "maxFailedInstances"),
+        (json!({"accounts": ["222222222222"], "maxConcurrentBatches": 0}), "maxConcurrentBatches"),
+        (json!({"accounts": ["222222222222"], "maxConcurrentBatches": 1001}), "maxConcurrentBatches"),
+    ] {
+        assert_eq!(field_of(input).0, field);
+    }
+}

@@ -37,9 +37,13 @@ locals {
       EC2PATCH_MAX_FAILURE_RATE         = tostring(var.max_failure_rate)
       EC2PATCH_MAX_UNHEALTHY            = tostring(var.max_unhealthy)
       EC2PATCH_UNREACHABLE_IS_ISSUE     = tostring(var.unreachable_is_issue)
-      EC2PATCH_CHANGE_CALENDARS         = join(",", var.change_calendars)
       EC2PATCH_FREEZE_WAIT_SECONDS      = tostring(var.freeze_wait_seconds)
     },
+    length(var.change_calendars) > 0 ? { EC2PATCH_CHANGE_CALENDARS = join(",", var.change_calendars) } : {},
+    # Error budget and batch bound: absent when not set (no budget, the Maps' own limits).
+    var.max_failed_instances != null ? { EC2PATCH_MAX_FAILED_INSTANCES = tostring(var.max_failed_instances) } : {},
+    var.max_failed_percent != null ? { EC2PATCH_MAX_FAILED_PERCENT = tostring(var.max_failed_percent) } : {},
+    var.max_concurrent_batches != null ? { EC2PATCH_MAX_CONCURRENT_BATCHES = tostring(var.max_concurrent_batches) } : {},
     var.command_log_group != null ? { EC2PATCH_COMMAND_LOG_GROUP = var.command_log_group } : {},
     local.bedrock_enabled ? {
       EC2PATCH_BEDROCK_AGENT_ID       = var.bedrock_agent_id

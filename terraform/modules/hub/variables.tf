@@ -450,6 +450,39 @@ variable "freeze_wait_seconds" {
   }
 }
 
+variable "max_failed_instances" {
+  description = "Default error budget per wave: once more instances than this failed (FAILED or TIMED_OUT), no further batch of the wave is sent (`EC2PATCH_MAX_FAILED_INSTANCES`; null: no count budget). A run input's maxFailedInstances overrides it."
+  type        = number
+  default     = null
+
+  validation {
+    condition     = var.max_failed_instances == null || try(var.max_failed_instances >= 0 && floor(var.max_failed_instances) == var.max_failed_instances, false)
+    error_message = "max_failed_instances must be a whole number of at least 0, or null."
+  }
+}
+
+variable "max_failed_percent" {
+  description = "Default error budget per wave as a percentage of its patchable instances (`EC2PATCH_MAX_FAILED_PERCENT`; null: no percentage budget). With max_failed_instances too, the smaller allowance holds."
+  type        = number
+  default     = null
+
+  validation {
+    condition     = var.max_failed_percent == null || try(var.max_failed_percent >= 0 && var.max_failed_percent <= 100 && floor(var.max_failed_percent) == var.max_failed_percent, false)
+    error_message = "max_failed_percent must be a whole number from 0 to 100, or null."
+  }
+}
+
+variable "max_concurrent_batches" {
+  description = "Default bound on the batches a wave patches at once (`EC2PATCH_MAX_CONCURRENT_BATCHES`; null: 10 inline, 100 distributed). An error budget can stop only batches that start after failures are known."
+  type        = number
+  default     = null
+
+  validation {
+    condition     = var.max_concurrent_batches == null || try(var.max_concurrent_batches >= 1 && var.max_concurrent_batches <= 1000 && floor(var.max_concurrent_batches) == var.max_concurrent_batches, false)
+    error_message = "max_concurrent_batches must be a whole number from 1 to 1000, or null."
+  }
+}
+
 # ---- Analysis: when a wave's results count as issues (AnalyzeWithBedrock) --------------------
 
 variable "bedrock_timeout_seconds" {

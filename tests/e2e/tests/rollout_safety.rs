@@ -1,5 +1,5 @@
 //! Rollout safety across runs on the local stack (issue 14): the approval alarm's monitor, one
-//! run per instance (instance leases) and change freezes (SSM Change Calendars).
+//! run per instance (instance leases), change freezes (SSM Change Calendars) and error budgets.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -276,4 +276,69 @@ async fn a_closed_change_calendar_stops_the_run_before_any_command() {
     assert!(waited >= 1, "the wave waited in WaitForChangeWindow");
     let patched = instance_records(&stack, "freeze-waits").await;
     assert!(patched.values().all(|r| text(r, "outcome") == "PATCHED"), "{patched:?}");
+}
+
+/// A wave of 4 batches (2 targets each, one at a time) whose first batch fails on both its
+/// instances, with a budget of 1 failed instance: the later batches send nothing, their
+/// instances are `SKIPPED` with `ErrorBudgetExceeded`, and the wave's analysis stops the run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_exceeded_error_budget_stops_the_later_batches() {
+    let stack =
+        LocalStack::start(LocalStackOptions { name_prefix: "budget".into(), ..Default::default() }).await.unwrap();
+    let spec = EstateSpec {
+        accounts: 4,
+        regions: vec!["us-east-1".to_owned(), "eu-west-1".to_owned()],
+        per_target: BTreeMap::from([(SeedKind::Patchable, 1)]),
+        ..EstateSpec::default()
+    };
+    let estate = stack.seed(&spec).await.unwrap();
+    // The first account's targets are the first batch (accounts outermost, 2 targets a batch).
+    let first = AccountId::parse(&estate.accounts[0]).unwrap();
+    for region in &estate.regions {
+        let ids: Vec<String> = estate
+            .instances
+            .iter()
+            .filter(|i| i.account == first.as_str() && &i.region == region)
+            .map(|i| i.instance_id.clone())
+            .collect();
+        let config =
+            stack.hub.spoke_sessions("e2e").config_for(&first, &Region::new_unchecked(region.clone())).await.unwrap();
+        aws_sdk_ec2::Client::new(&config)
+            .create_tags()
+            .set_resources(Some(ids))
+            .tags(aws_sdk_ec2::types::Tag::builder().key("ec2patch:sim:patch-outcome").value("failed").build())
+            .send()
+            .await
+            .unwrap();
+    }
+
+    let input = json!({
+        "accountWaves": [{"name": "budgeted", "accounts": estate.accounts, "regions": estate.regions}],
+        "maxFailedInstances": 1,
+        "maxConcurrentBatches": 1
+    });
+    let arn = stack.start_execution("budget-1", &input).await.unwrap();
+    let done = stack.approve_until_done(&arn, &ApproveOptions::new(TIMEOUT).for_run("budget-1")).await.unwrap();
+    assert_eq!(done.status, ExecutionStatus::Failed, "{done:?}");
+    assert_eq!(done.error.as_deref(), Some("WaveIssuesDetected"));
+    assert!(done.cause.as_deref().is_some_and(|c| c.contains("ErrorBudgetExceeded")), "{:?}", done.cause);
+    assert_eq!(stack.router.calls().get("ssm:SendCommand"), Some(&2), "the first batch's two targets only");
+
+    let records = instance_records(&stack, "budget-1").await;
+    assert_eq!(records.len(), 8);
+    for instance in &estate.instances {
+        let record = &records[&instance.instance_id];
+        if instance.account == first.as_str() {
+            assert_eq!(text(record, "outcome"), "FAILED", "{record:?}");
+        } else {
+            assert_eq!(text(record, "outcome"), "SKIPPED", "{record:?}");
+            let reason = text(record, "reason");
+            assert!(reason.starts_with("ErrorBudgetExceeded: 2 instance(s) of this wave failed"), "{reason}");
+            assert!(reason.contains("maxFailedInstances 1"), "{reason}");
+        }
+    }
+    let outcomes: ec2patch_core::wave::WaveOutcomes =
+        stack.hub.store.get_json("runs/budget-1/waves/000/outcomes.json").await.unwrap();
+    let budget = outcomes.error_budget.unwrap();
+    assert_eq!((budget.allowed, budget.failed, budget.exceeded, budget.skipped), (1, 2, true, 6));
 }

@@ -69,6 +69,9 @@ const KNOBS: &[(&str, &str, &str, &str)] = &[
         "PatchFreeze,arn:aws:ssm:us-east-1:111111111111:document/Holidays",
     ),
     ("freeze_wait_seconds", "3600", "EC2PATCH_FREEZE_WAIT_SECONDS", "3600"),
+    ("max_failed_instances", "3", "EC2PATCH_MAX_FAILED_INSTANCES", "3"),
+    ("max_failed_percent", "5", "EC2PATCH_MAX_FAILED_PERCENT", "5"),
+    ("max_concurrent_batches", "4", "EC2PATCH_MAX_CONCURRENT_BATCHES", "4"),
 ];
 
 /// Variables of the module the root does not pass on, and why.
@@ -299,6 +302,12 @@ async fn every_knob_set_on_the_root_reaches_the_functions_and_bad_values_are_ref
             (2, 3600),
             "{address}"
         );
+        assert_eq!(
+            (config.defaults.error_budget.max_failed_instances, config.defaults.error_budget.max_failed_percent),
+            (Some(3), Some(5)),
+            "{address}"
+        );
+        assert_eq!(config.defaults.max_concurrent_batches, Some(4), "{address}");
         let thresholds = Thresholds::from_lookup(|name| env.get(name).cloned()).unwrap();
         assert_eq!(
             thresholds,
@@ -340,6 +349,8 @@ async fn every_knob_set_on_the_root_reaches_the_functions_and_bad_values_are_ref
         ("command_log_group", "no spaces", "command_log_group must be a CloudWatch Logs group name"),
         ("change_calendars", r#"["no spaces"]"#, "change_calendars must be at most 10 Change Calendar names"),
         ("freeze_wait_seconds", "-1", "freeze_wait_seconds must be a whole number of seconds from 0 to 604800"),
+        ("max_failed_percent", "101", "max_failed_percent must be a whole number from 0 to 100, or null"),
+        ("max_concurrent_batches", "0", "max_concurrent_batches must be a whole number from 1 to 1000, or null"),
     ];
     let run = terraform(&hub, &plan_args(&bad.map(|(knob, value, _)| (knob, value)))).await;
     assert_eq!(run.code, Some(1), "planned with bad values:\n{}", run.text());

@@ -137,6 +137,16 @@ pub fn post_wave(outcomes: &WaveOutcomes, thresholds: &Thresholds) -> Analysis {
             percent(thresholds.max_failure_rate)
         ));
     }
+    // The wave's own error budget (the run input's maxFailedInstances/maxFailedPercent) is an
+    // issue of its own, whatever the hub's thresholds say: it is how the run asked to be stopped.
+    if let Some(budget) = o.error_budget.filter(|b| b.exceeded) {
+        issues.push(format!(
+            "ErrorBudgetExceeded: {} failed, more than the wave's budget of {}; {} not sent the patch command",
+            plural(budget.failed, "instance", "instances"),
+            budget.allowed,
+            plural(budget.skipped, "instance was", "instances were")
+        ));
+    }
     if o.unhealthy > thresholds.max_unhealthy {
         issues.push(format!(
             "{} after patching (allowed {})",
@@ -172,10 +182,11 @@ pub fn post_wave(outcomes: &WaveOutcomes, thresholds: &Thresholds) -> Analysis {
             plural(o.unreachable, "instance", "instances")
         ));
     }
-    if o.skipped > 0 {
+    let budget_skipped = o.error_budget.map_or(0, |b| b.skipped);
+    if o.skipped > budget_skipped {
         reasons.push(format!(
-            "{} skipped (not managed by SSM or agent offline; not an issue)",
-            plural(o.skipped, "instance", "instances")
+            "{} skipped (not managed by SSM, agent offline, or busy in another run; not an issue)",
+            plural(o.skipped - budget_skipped, "instance", "instances")
         ));
     }
     if o.attempted == 0 {

@@ -161,7 +161,7 @@ fn a_wave_that_attempted_nothing_has_failure_rate_zero() {
     assert_eq!(
         analysis.reasons,
         vec![
-            "3 instances skipped (not managed by SSM or agent offline; not an issue)",
+            "3 instances skipped (not managed by SSM, agent offline, or busy in another run; not an issue)",
             "no instance was sent the patch command in this wave",
         ]
     );

@@ -13,6 +13,7 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_ec2::types::Filter as Ec2Filter;
 use aws_sdk_ssm::types::InstanceInformationStringFilter;
 use ec2patch_core::aws::AwsResultExt;
+use ec2patch_core::error_budget;
 use ec2patch_core::status::{InstanceOutcome, InventoryStatus};
 use ec2patch_core::store::{self, Item, ObjectRef, n, s};
 pub use ec2patch_core::wave::{
@@ -344,6 +345,8 @@ async fn record_wave(hub: &Hub, summary: &WaveInventory, started_at: u64) -> Res
         ("unmanaged".to_owned(), n(summary.unmanaged)),
         ("manifestKey".to_owned(), AttributeValue::S(summary.manifest.key.clone())),
         ("startedAt".to_owned(), n(started_at)),
+        // PostEC2Verify sets each verified batch's failures here (error budgets).
+        (error_budget::BATCH_FAILURES_ATTRIBUTE.to_owned(), AttributeValue::M(HashMap::new())),
         ("expiresAt".to_owned(), hub.store.expires_at()),
     ]);
     hub.store.put_item(item).await

@@ -14,6 +14,11 @@ use ec2patch_core::{Error, Hub, Result, RunPlan};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+/// Batches the inline patch Map runs at once: its iterations share the execution's history.
+pub const INLINE_BATCHES_AT_ONCE: u32 = 10;
+/// Child executions the Distributed Map runs at once (each has at most one invocation in flight).
+pub const DISTRIBUTED_BATCHES_AT_ONCE: u32 = 100;
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct PlanRequest {
@@ -40,6 +45,10 @@ pub struct PlannedRun {
     /// Whether each wave checks SSM Change Calendars before patching (the run names some and
     /// is not a dry run): the state machine skips CheckChangeFreeze otherwise.
     pub change_freeze: bool,
+    /// The patch Maps' `MaxConcurrencyPath`: batches patched at once, inline (at most 10) and
+    /// distributed (at most 100), lowered by the run's `maxConcurrentBatches`.
+    pub inline_batch_concurrency: u32,
+    pub distributed_batch_concurrency: u32,
     pub plan: ObjectRef,
     /// The run lock, which the state machine releases when the run ends.
     pub lock: LockRef,
@@ -76,6 +85,12 @@ pub async fn handle(hub: &Hub, request: PlanRequest) -> Result<PlannedRun> {
         approval_timeout_seconds: hub.config.approval_timeout_seconds,
         sns_topic_arn: plan.sns_topic_arn.clone(),
         change_freeze: !plan.change_calendars.is_empty() && !plan.dry_run,
+        inline_batch_concurrency: plan
+            .max_concurrent_batches
+            .map_or(INLINE_BATCHES_AT_ONCE, |n| n.min(INLINE_BATCHES_AT_ONCE)),
+        distributed_batch_concurrency: plan
+            .max_concurrent_batches
+            .map_or(DISTRIBUTED_BATCHES_AT_ONCE, |n| n.min(DISTRIBUTED_BATCHES_AT_ONCE)),
         plan: plan_ref,
         lock: lock.to_ref(),
     })

@@ -7,6 +7,10 @@
 //! claim without an id (the previous attempt died between sending and recording) is matched to
 //! the command SSM already has by its Comment before anything is sent again.
 //!
+//! Error budget: before anything else, a batch of a wave whose recorded failures exceed its
+//! budget sends nothing; its instances are recorded `SKIPPED` with `ErrorBudgetExceeded ...`
+//! ([`ec2patch_core::error_budget`]).
+//!
 //! One run per instance: before sending, each instance is leased to this run
 //! ([`ec2patch_core::instance_lease`]); an instance another run holds is recorded `SKIPPED` with
 //! `BusyInAnotherRun <runId>` and gets no command. Dry runs neither take nor respect leases.
@@ -20,6 +24,7 @@
 use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_ssm::types::CloudWatchOutputConfig;
 use ec2patch_core::aws::AwsResultExt;
+use ec2patch_core::error_budget::{self, BudgetUse};
 use ec2patch_core::instance_lease::{self, Lease};
 use ec2patch_core::patching::{self, CommandRecord, DOCUMENT, INSTANCES_PER_COMMAND};
 use ec2patch_core::run_lock::{self, Renewal};
@@ -53,6 +58,9 @@ pub struct SendResult {
     /// Instances skipped because another run holds their lease (`BusyInAnotherRun`).
     #[serde(default)]
     pub busy_instances: usize,
+    /// Instances not sent because the wave's error budget was already exceeded.
+    #[serde(default)]
+    pub budget_skipped_instances: usize,
     pub next_poll_seconds: u32,
     pub attempt: u32,
     pub done: bool,
@@ -94,6 +102,9 @@ pub async fn handle(hub: &Hub, request: SendRequest) -> Result<SendResult> {
     // send; the renewal also covers the polls that follow.
     let lease = run_lock::lease_seconds(&hub.config, plan.wave_pause_seconds, Renewal::Patching);
     let lock = run_lock::renew_for_run(&hub.store, &plan.run_id, lease).await?;
+    if let Some(used) = exceeded_budget(hub, &plan, request.wave_index).await? {
+        return skip_for_budget(hub, &plan, &request, &batch, &used).await;
+    }
     let predecessors = load_predecessors(hub, &lock.resumes, request.wave_index).await?;
     let sessions = hub.spoke_sessions(&plan.run_id);
     let leases = Leases {
@@ -118,6 +129,7 @@ pub async fn handle(hub: &Hub, request: SendRequest) -> Result<SendResult> {
         instances: sent.iter().map(|t| t.instances).sum(),
         unreachable_targets: sent.iter().filter(|t| t.unreachable).count(),
         busy_instances: sent.iter().map(|t| t.busy).sum(),
+        budget_skipped_instances: 0,
         next_poll_seconds: hub.config.patching.poll_initial_seconds,
         attempt: 0,
         done: false,
@@ -126,6 +138,68 @@ pub async fn handle(hub: &Hub, request: SendRequest) -> Result<SendResult> {
     tracing::info!(run_id = %plan.run_id, wave = request.wave_index, batch = request.batch, commands = result.commands,
         reused = result.reused, instances = result.instances, "patch commands sent");
     Ok(result)
+}
+
+/// The wave's error budget, when its recorded failures exceed it (read before every batch).
+async fn exceeded_budget(hub: &Hub, plan: &RunPlan, wave_index: usize) -> Result<Option<BudgetUse>> {
+    if !plan.error_budget.is_set() {
+        return Ok(None);
+    }
+    let Some(wave) = hub.store.get_item(&store::run_pk(&plan.run_id), &store::wave_sk(wave_index)).await? else {
+        return Ok(None);
+    };
+    let number = |value: &AttributeValue| value.as_n().ok().and_then(|n| n.parse::<usize>().ok()).unwrap_or(0);
+    let patchable = wave.get("patchable").map_or(0, number);
+    let failed: usize = wave
+        .get(error_budget::BATCH_FAILURES_ATTRIBUTE)
+        .and_then(|v| v.as_m().ok())
+        .map_or(0, |batches| batches.values().map(number).sum());
+    Ok(plan.error_budget.use_of(failed, patchable).filter(|used| used.exceeded))
+}
+
+/// Sends nothing for this batch: each of its instances is recorded `SKIPPED` with the budget's
+/// reason.
+async fn skip_for_budget(
+    hub: &Hub,
+    plan: &RunPlan,
+    request: &SendRequest,
+    batch: &BatchManifest,
+    used: &BudgetUse,
+) -> Result<SendResult> {
+    let reason = used.reason(&plan.error_budget);
+    let mut skipped = 0;
+    for target in &batch.targets {
+        let account = AccountId::parse(&target.account)
+            .ok_or_else(|| Error::StateStoreFailed(format!("bad account {}", target.account)))?;
+        let region = Region::new_unchecked(target.region.clone());
+        for instance in target.instances.iter().filter(|i| i.is_patchable()) {
+            patching::record_outcome(
+                &hub.store,
+                &plan.run_id,
+                (&account, &region, &instance.instance_id),
+                InstanceOutcome::Skipped,
+                Some(&reason),
+                &[],
+            )
+            .await?;
+            skipped += 1;
+        }
+    }
+    tracing::warn!(run_id = %plan.run_id, wave = request.wave_index, batch = request.batch, skipped, reason,
+        "error budget exceeded: batch not sent");
+    Ok(SendResult {
+        batch: request.batch,
+        commands: 0,
+        reused: 0,
+        instances: 0,
+        unreachable_targets: 0,
+        busy_instances: 0,
+        budget_skipped_instances: skipped,
+        next_poll_seconds: hub.config.patching.poll_initial_seconds,
+        attempt: 0,
+        done: false,
+        timed_out: false,
+    })
 }
 
 /// The manifests of this wave in the runs this one resumes, newest first (a run that never got

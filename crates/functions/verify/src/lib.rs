@@ -14,6 +14,7 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_ec2::types::SummaryStatus;
 use aws_sdk_ssm::types::InstanceInformationStringFilter;
 use ec2patch_core::aws::AwsResultExt;
+use ec2patch_core::error_budget;
 use ec2patch_core::instance_lease;
 use ec2patch_core::metrics::{self, Metric};
 use ec2patch_core::patching::{self, CommandRecord, Invocation};
@@ -191,7 +192,30 @@ async fn verify_batch(
             }
         }
     }
+    if plan.error_budget.is_set() {
+        record_batch_failures(hub, run_id, wave_index, batch, verified.failed + verified.timed_out).await?;
+    }
     Ok(verified)
+}
+
+/// Sets this batch's failures on the wave's record, which SendSsmCommand sums against the error
+/// budget before each later batch. A set, not an increment: a retried verification counts once.
+async fn record_batch_failures(hub: &Hub, run_id: &str, wave_index: usize, batch: usize, failed: usize) -> Result<()> {
+    hub.store
+        .dynamodb()
+        .update_item()
+        .table_name(hub.store.table())
+        .key("pk", AttributeValue::S(store::run_pk(run_id)))
+        .key("sk", AttributeValue::S(store::wave_sk(wave_index)))
+        .update_expression("SET #failures.#batch = :failed")
+        .expression_attribute_names("#failures", error_budget::BATCH_FAILURES_ATTRIBUTE)
+        .expression_attribute_names("#batch", batch.to_string())
+        .expression_attribute_values(":failed", AttributeValue::N(failed.to_string()))
+        .send()
+        .await
+        .aws_context("UpdateItem", || format!("run {run_id} wave {wave_index} batch {batch} failures"))
+        .map_err(store::into_store_error)?;
+    Ok(())
 }
 
 /// The outcome, its reason and whether the instance is healthy.
@@ -326,6 +350,7 @@ async fn summarize_wave(hub: &Hub, run_id: &str, wave_index: usize) -> Result<(W
             outcomes.targets_failed += 1;
         }
     }
+    let mut budget_skipped = 0;
     for mut item in hub.store.query_prefix(&pk, "INSTANCE#").await?.into_iter().filter(in_wave) {
         let mut result = InstanceOutcome::parse(&text(&item, "outcome"));
         if result == Some(InstanceOutcome::Pending) {
@@ -352,7 +377,12 @@ async fn summarize_wave(hub: &Hub, run_id: &str, wave_index: usize) -> Result<(W
             Some(InstanceOutcome::Patched | InstanceOutcome::Scanned) => outcomes.patched += 1,
             Some(InstanceOutcome::Failed) => outcomes.failed += 1,
             Some(InstanceOutcome::TimedOut) => outcomes.timed_out += 1,
-            Some(InstanceOutcome::Skipped) => outcomes.skipped += 1,
+            Some(InstanceOutcome::Skipped) => {
+                outcomes.skipped += 1;
+                if text(&item, "reason").starts_with(error_budget::SKIP_REASON_PREFIX) {
+                    budget_skipped += 1;
+                }
+            }
             Some(InstanceOutcome::Unreachable) => outcomes.unreachable += 1,
             Some(InstanceOutcome::Pending) | None => {}
         }
@@ -375,13 +405,15 @@ async fn summarize_wave(hub: &Hub, run_id: &str, wave_index: usize) -> Result<(W
             });
         }
     }
+    let wave_record = hub.store.get_item(&pk, &store::wave_sk(wave_index)).await?;
+    // The budget against the wave's patchable instances, as the inventory counted them.
+    let patchable = wave_record.as_ref().and_then(|item| number(item, "patchable")).unwrap_or(outcomes.attempted);
+    outcomes.error_budget = plan
+        .error_budget
+        .use_of(outcomes.failed + outcomes.timed_out, patchable)
+        .map(|used| error_budget::BudgetUse { skipped: budget_skipped, ..used });
     let report = hub.store.put_json(&format!("runs/{run_id}/waves/{wave_index:03}/outcomes.json"), &outcomes).await?;
-    let started = hub
-        .store
-        .get_item(&pk, &store::wave_sk(wave_index))
-        .await?
-        .and_then(|item| number(&item, "startedAt"))
-        .map(|at| at as u64);
+    let started = wave_record.as_ref().and_then(|item| number(item, "startedAt")).map(|at| at as u64);
     let mut metrics = vec![
         Metric::count("PatchFailures", outcomes.failed + outcomes.timed_out),
         Metric::count("InstancesUnhealthy", outcomes.unhealthy),
