@@ -191,7 +191,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                         table.add_row([
                             p.id.clone(),
                             d.run_id.clone(),
-                            format!("{} ({})", d.wave_name, d.wave_index),
+                            // 1-based, as the email and the report number waves.
+                            format!("{} (wave {})", d.wave_name, d.wave_index + 1),
                             d.accounts_total.to_string(),
                             d.instances.to_string(),
                             d.patchable.to_string(),
@@ -415,12 +416,14 @@ fn print_report(report: &ec2patch_core::report::RunReport) {
         "unhealthy",
         "note",
     ]);
+    // Long notes (why a wave stopped) wrap to the terminal's width instead of overflowing it.
+    table.set_content_arrangement(comfy_table::ContentArrangement::Dynamic);
     for wave in &report.waves {
         let cell = |f: fn(&ec2patch_core::wave::WaveOutcomes) -> usize| {
             wave.outcomes.as_ref().map(|o| f(o).to_string()).unwrap_or_else(|| "-".to_owned())
         };
         table.add_row([
-            wave.name.clone(),
+            format!("{}. {}", wave.index + 1, wave.name),
             cell(|o| o.patched),
             cell(|o| o.failed),
             cell(|o| o.timed_out),

@@ -277,6 +277,12 @@ async fn start_approve_watch_and_report_a_run_then_reject_another() {
     assert_eq!(out.status.code(), Some(1));
     let stdout = text(&out.stdout);
     assert!(stdout.contains("FAILED") && stdout.contains("ApprovalRejected"), "{stdout}");
+    // Its report reads as a person would say it: the wave's number, the error and its message,
+    // not the state machine's JSON.
+    let out = env.run(&["report", "cli-run-2"]).await;
+    let stdout = text(&out.stdout);
+    assert!(stdout.contains("1. ") && stdout.contains("ApprovalRejected: "), "{stdout}");
+    assert!(!stdout.contains("{\"Error\""), "{stdout}");
     let out = env.run(&["approvals", "-o", "json"]).await;
     assert_eq!(serde_json::from_slice::<Value>(&out.stdout).unwrap(), Value::Array(vec![]), "nothing pending");
 }

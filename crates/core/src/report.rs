@@ -75,3 +75,49 @@ pub struct ReportWritten {
     pub status: String,
     pub totals: Totals,
 }
+
+/// A failure record's `errorType` and `cause` as a person reads them: `ChangeFreeze: change
+/// freeze: ...`, not the state machine's JSON. The cause is the whole Step Functions error
+/// (`{"Error": .., "Cause": ..}`), whose `Cause` is, for a Lambda error, itself JSON with an
+/// `errorMessage`; anything else is shown as it is.
+pub fn human_problem(error_type: &str, cause: &str) -> String {
+    fn message(value: &serde_json::Value) -> Option<String> {
+        match value {
+            serde_json::Value::String(text) => match serde_json::from_str::<serde_json::Value>(text) {
+                Ok(inner @ serde_json::Value::Object(_)) => message(&inner),
+                _ => Some(text.clone()),
+            },
+            serde_json::Value::Object(object) => {
+                ["errorMessage", "Cause"].iter().find_map(|key| object.get(*key).and_then(message))
+            }
+            _ => None,
+        }
+    }
+    let detail = match serde_json::from_str::<serde_json::Value>(cause) {
+        Ok(value @ serde_json::Value::Object(_)) => message(&value),
+        _ => Some(cause.to_owned()).filter(|c| !c.trim().is_empty()),
+    };
+    match detail.filter(|d| !d.trim().is_empty()) {
+        Some(detail) => format!("{error_type}: {detail}"),
+        None => error_type.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn problems_read_as_the_error_and_its_message() {
+        let lambda = r#"{"Error":"ChangeFreeze","Cause":"{\"errorType\":\"ChangeFreeze\",\"errorMessage\":\"change freeze: PatchFreeze CLOSED: opens at 2026-12-25T00:00:00Z\"}"}"#;
+        assert_eq!(
+            human_problem("ChangeFreeze", lambda),
+            "ChangeFreeze: change freeze: PatchFreeze CLOSED: opens at 2026-12-25T00:00:00Z"
+        );
+        let plain = r#"{"Error":"ApprovalRejected","Cause":"rejected by ops@example.com"}"#;
+        assert_eq!(human_problem("ApprovalRejected", plain), "ApprovalRejected: rejected by ops@example.com");
+        // A timeout has no cause at all.
+        assert_eq!(human_problem("States.Timeout", r#"{"Error":"States.Timeout","Cause":null}"#), "States.Timeout");
+        assert_eq!(human_problem("X", "not json"), "X: not json");
+    }
+}

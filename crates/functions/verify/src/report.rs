@@ -100,7 +100,7 @@ pub async fn write_run_report(hub: &Hub, run_id: &str, status: &str) -> Result<R
                 let sk = text(f, "sk");
                 sk == format!("FAILURE#WAVE#{index}") || sk.starts_with(&format!("FAILURE#WAVE#{index}#"))
             })
-            .map(|f| format!("{}: {}", text(f, "errorType"), text(f, "cause")))
+            .map(|f| ec2patch_core::report::human_problem(&text(f, "errorType"), &text(f, "cause")))
             .collect();
         waves.push(WaveReport {
             index,
