@@ -66,7 +66,7 @@ pub struct WaveOutcomes {
     /// Up to ten failed instances with their reasons, for the analysis and the email.
     pub failures: Vec<InstanceFailure>,
     /// The wave's error budget and how much of it was used (`None`: no budget set).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error_budget: Option<crate::error_budget::BudgetUse>,
 }
 

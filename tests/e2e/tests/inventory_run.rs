@@ -133,7 +133,9 @@ async fn inventory_records_every_instance_and_the_unreachable_account() {
     assert_eq!(entered.iter().filter(|n| **n == "Inventory").count(), 2, "{entered:?}");
     assert_eq!(entered.iter().filter(|n| **n == "WavePause").count(), 1, "{entered:?}");
     let (largest_state, largest) = payload_sizes(&history).into_iter().max_by_key(|(_, size)| *size).unwrap();
-    assert!(largest < 4096, "{largest_state} carries {largest} bytes");
+    // Fixed-size fields only (counts, pointers, the plan's settings): a bound far below Step
+    // Functions' 256 KiB that still catches a list of instances or targets slipping in.
+    assert!(largest < 5120, "{largest_state} carries {largest} bytes");
 
     // The hub assumed each reachable account's role once per invocation, not once per call.
     let calls = stack.router.calls();

@@ -251,8 +251,13 @@ async fn a_closed_change_calendar_stops_the_run_before_any_command() {
     assert_eq!(text(&failures[0], "errorType"), "ChangeFreeze");
     let cause = text(&failures[0], "cause");
     assert!(cause.contains("PatchFreeze") && cause.contains(&format_epoch(opens_at)), "{cause}");
-    let patched = instance_records(&stack, "freeze-closed").await;
-    assert!(patched.values().all(|r| text(r, "outcome") == "FAILED" || text(r, "outcome") == "PENDING"), "{patched:?}");
+    // Every instance ends with an outcome that says why it was not patched.
+    let unpatched = instance_records(&stack, "freeze-closed").await;
+    assert_eq!(unpatched.len(), 2);
+    for record in unpatched.values() {
+        assert_eq!(text(record, "outcome"), "SKIPPED", "{record:?}");
+        assert!(text(record, "reason").contains("ChangeFreeze: change freeze: PatchFreeze CLOSED"), "{record:?}");
+    }
 
     // A freeze that ends in a few seconds, and 60 s allowed: the wave waits, then patches.
     let now = now_epoch_seconds();

@@ -3,12 +3,14 @@
 //! a run, also when it stops early.
 
 use askama::Template;
+use ec2patch_core::patching;
 pub use ec2patch_core::report::{ReportWritten, RunReport, Totals, WaveReport};
 use ec2patch_core::report::{html_key, json_key};
+use ec2patch_core::status::InstanceOutcome;
 use ec2patch_core::store;
 use ec2patch_core::time::{format_epoch, now_epoch_seconds};
 use ec2patch_core::wave::WaveOutcomes;
-use ec2patch_core::{Error, Hub, Result};
+use ec2patch_core::{AccountId, Error, Hub, Region, Result};
 
 const CHART_WIDTH: usize = 600;
 const SERIES: [(&str, &str); 5] = [
@@ -77,6 +79,32 @@ pub fn render_html(report: &RunReport) -> Result<String> {
         .map_err(|e| Error::StateStoreFailed(format!("cannot render the report: {e}")))
 }
 
+/// A wave that failed before its summary (approval rejected, change freeze, a step failure)
+/// leaves its inventoried instances `PENDING`: each is recorded `SKIPPED` with why, so every
+/// instance of the run ends with an outcome.
+async fn settle_unpatched(hub: &Hub, run_id: &str, wave_index: usize, problem: &str) -> Result<()> {
+    let reason = format!("not patched: the wave stopped before patching ({problem})");
+    for item in hub.store.query_prefix(&store::run_pk(run_id), "INSTANCE#").await? {
+        let text = |key: &str| item.get(key).and_then(|v| v.as_s().ok()).cloned().unwrap_or_default();
+        let wave = item.get("wave").and_then(|v| v.as_n().ok()).and_then(|v| v.parse::<usize>().ok());
+        if wave != Some(wave_index) || InstanceOutcome::parse(&text("outcome")) != Some(InstanceOutcome::Pending) {
+            continue;
+        }
+        let Some(account) = AccountId::parse(&text("account")) else { continue };
+        let region = Region::new_unchecked(text("region"));
+        patching::record_outcome(
+            &hub.store,
+            run_id,
+            (&account, &region, &text("instanceId")),
+            InstanceOutcome::Skipped,
+            Some(&reason),
+            &[],
+        )
+        .await?;
+    }
+    Ok(())
+}
+
 /// Gathers the wave summaries and failure records of `run_id` into a report and writes it.
 pub async fn write_run_report(hub: &Hub, run_id: &str, status: &str) -> Result<ReportWritten> {
     let plan = hub.store.load_plan(run_id).await?;
@@ -102,12 +130,13 @@ pub async fn write_run_report(hub: &Hub, run_id: &str, status: &str) -> Result<R
             })
             .map(|f| ec2patch_core::report::human_problem(&text(f, "errorType"), &text(f, "cause")))
             .collect();
-        waves.push(WaveReport {
-            index,
-            name: wave.name.clone(),
-            outcomes,
-            problem: (!problems.is_empty()).then(|| problems.join("; ")),
-        });
+        let problem = (!problems.is_empty()).then(|| problems.join("; "));
+        if outcomes.is_none()
+            && let Some(problem) = &problem
+        {
+            settle_unpatched(hub, run_id, index, problem).await?;
+        }
+        waves.push(WaveReport { index, name: wave.name.clone(), outcomes, problem });
     }
     let stopped_because = (status != "completed").then(|| {
         waves
