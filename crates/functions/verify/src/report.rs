@@ -82,14 +82,20 @@ pub fn render_html(report: &RunReport) -> Result<String> {
 /// A wave that failed before its summary (approval rejected, change freeze, a step failure)
 /// leaves its inventoried instances `PENDING`: each is recorded `SKIPPED` with why, so every
 /// instance of the run ends with an outcome.
-async fn settle_unpatched(hub: &Hub, run_id: &str, wave_index: usize, problem: &str) -> Result<()> {
-    let reason = format!("not patched: the wave stopped before patching ({problem})");
+/// One query of the run's instance records, however many waves stopped.
+async fn settle_unpatched(
+    hub: &Hub,
+    run_id: &str,
+    stopped_waves: &std::collections::BTreeMap<usize, String>,
+) -> Result<()> {
     for item in hub.store.query_prefix(&store::run_pk(run_id), "INSTANCE#").await? {
         let text = |key: &str| item.get(key).and_then(|v| v.as_s().ok()).cloned().unwrap_or_default();
         let wave = item.get("wave").and_then(|v| v.as_n().ok()).and_then(|v| v.parse::<usize>().ok());
-        if wave != Some(wave_index) || InstanceOutcome::parse(&text("outcome")) != Some(InstanceOutcome::Pending) {
+        let Some(problem) = wave.and_then(|w| stopped_waves.get(&w)) else { continue };
+        if InstanceOutcome::parse(&text("outcome")) != Some(InstanceOutcome::Pending) {
             continue;
         }
+        let reason = format!("not patched: the wave stopped before patching ({problem})");
         let Some(account) = AccountId::parse(&text("account")) else { continue };
         let region = Region::new_unchecked(text("region"));
         patching::record_outcome(
@@ -112,6 +118,8 @@ pub async fn write_run_report(hub: &Hub, run_id: &str, status: &str) -> Result<R
     let text = |item: &store::Item, key: &str| item.get(key).and_then(|v| v.as_s().ok()).cloned().unwrap_or_default();
     let mut waves = Vec::new();
     let mut totals = Totals::default();
+    // Waves that failed before their summary, with why: their pending instances are settled below.
+    let mut stopped_waves = std::collections::BTreeMap::new();
     for (index, wave) in plan.waves.iter().enumerate() {
         let outcomes =
             match hub.store.get_json::<WaveOutcomes>(&format!("runs/{run_id}/waves/{index:03}/outcomes.json")).await {
@@ -134,9 +142,12 @@ pub async fn write_run_report(hub: &Hub, run_id: &str, status: &str) -> Result<R
         if outcomes.is_none()
             && let Some(problem) = &problem
         {
-            settle_unpatched(hub, run_id, index, problem).await?;
+            stopped_waves.insert(index, problem.clone());
         }
         waves.push(WaveReport { index, name: wave.name.clone(), outcomes, problem });
+    }
+    if !stopped_waves.is_empty() {
+        settle_unpatched(hub, run_id, &stopped_waves).await?;
     }
     let stopped_because = (status != "completed").then(|| {
         waves
