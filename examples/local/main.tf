@@ -26,6 +26,9 @@ module "hub" {
       schedule_expression = "cron(30 3 ? * SAT *)"
       accounts            = [var.spoke_accounts[1]]
       regions             = ["us-east-1", "us-west-2"]
+      # A wave gate: this wave patches only if wave1-critical's latest run in the last day passed.
+      after             = "wave1-critical"
+      gate_window_hours = 24
     },
   ]
 }

@@ -31,12 +31,14 @@ variable "bedrock_agent_alias_id" {
 }
 
 variable "wave_rules" {
-  description = "Patching wave configuration: one EventBridge schedule per wave."
+  description = "Patching wave configuration: one EventBridge schedule per wave. `after` names the wave whose latest run (within `gate_window_hours`, default 168) must have passed before this wave patches (a wave gate)."
   type = list(object({
     name                = string
     schedule_expression = string
     accounts            = list(string)
     regions             = list(string)
+    after               = optional(string)
+    gate_window_hours   = optional(number, 168)
   }))
   default = []
 }

@@ -44,6 +44,18 @@ pub struct WaveRule {
     pub schedule_expression: String,
     pub accounts: Vec<String>,
     pub regions: Vec<String>,
+    /// The wave this one follows across runs (its gate), and how far back the gate looks.
+    #[serde(default)]
+    pub after: Option<String>,
+    #[serde(default)]
+    pub gate_window_hours: Option<u32>,
+}
+
+impl WaveRule {
+    /// The gate's window as Terraform sends it (`optional(number, 168)`).
+    pub fn gate_window_hours(&self) -> u32 {
+        self.gate_window_hours.unwrap_or(ec2patch_core::wave_gate::DEFAULT_WINDOW_HOURS)
+    }
 }
 
 fn default_prefix() -> String {
@@ -78,7 +90,7 @@ impl HubVars {
     /// The run input the wave's EventBridge rule sends (terraform/modules/hub/schedule.tf).
     pub fn wave_input(&self, rule: &WaveRule) -> Value {
         let mut input = json!({
-            "accountWaves": [{"name": rule.name, "accounts": rule.accounts, "regions": rule.regions}],
+            "accountWaves": [Self::account_wave(rule)],
             "ec2": {"tagKey": self.tag_key, "tagValue": self.tag_value},
             "snsTopicArn": self.topic_arn(),
             "wavePauseSeconds": self.wave_pause_seconds,
@@ -90,6 +102,21 @@ impl HubVars {
             object.insert("bedrock".to_owned(), json!({"agentId": agent, "agentAliasId": alias}));
         }
         input
+    }
+
+    /// The rule's wave as its run input names it, with its gate when it has one.
+    fn account_wave(rule: &WaveRule) -> Value {
+        let mut wave = json!({"name": rule.name, "accounts": rule.accounts, "regions": rule.regions});
+        if let (Some(after), Some(object)) = (&rule.after, wave.as_object_mut()) {
+            object.insert("after".to_owned(), json!(after));
+            object.insert("gateWindowHours".to_owned(), json!(rule.gate_window_hours()));
+        }
+        wave
+    }
+
+    /// Gates naming a wave that is not a rule, or waiting on each other in a cycle.
+    pub fn check_gates(&self) -> Result<(), String> {
+        ec2patch_core::wave_gate::check_graph(self.wave_rules.iter().map(|w| (w.name.as_str(), w.after.as_deref())))
     }
 
     /// The defaults the hub's functions get from these variables (EC2PATCH_* environment).
@@ -111,7 +138,13 @@ impl HubVars {
             waves: self
                 .wave_rules
                 .iter()
-                .map(|w| NamedWave { name: w.name.clone(), accounts: w.accounts.clone(), regions: w.regions.clone() })
+                .map(|w| NamedWave {
+                    name: w.name.clone(),
+                    accounts: w.accounts.clone(),
+                    regions: w.regions.clone(),
+                    after: w.after.clone(),
+                    gate_window_hours: w.after.as_ref().map(|_| w.gate_window_hours()),
+                })
                 .collect(),
             ..RunDefaults::default()
         };

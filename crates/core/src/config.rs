@@ -19,7 +19,8 @@ pub struct RunDefaults {
     pub bedrock: Option<BedrockAgent>,
     pub wave_pause_seconds: u32,
     pub abort_on_issues: bool,
-    /// Waves configured on the hub (`EC2PATCH_WAVES`, JSON `[{name, accounts, regions}]`), which
+    /// Waves configured on the hub (`EC2PATCH_WAVES`, JSON `[{name, accounts, regions, after?,
+    /// gateWindowHours?}]`), which
     /// an API-shape input selects with `waveId`.
     pub waves: Vec<NamedWave>,
     /// Regions accepted beyond the built-in list (`EC2PATCH_EXTRA_REGIONS`).
@@ -41,6 +42,11 @@ pub struct NamedWave {
     pub name: String,
     pub accounts: Vec<String>,
     pub regions: Vec<String>,
+    /// The wave this one follows across runs (Terraform's `wave_rules[*].after`).
+    #[serde(default)]
+    pub after: Option<String>,
+    #[serde(default, rename = "gateWindowHours")]
+    pub gate_window_hours: Option<u32>,
 }
 
 impl Default for RunDefaults {
@@ -199,7 +205,9 @@ impl HubConfig {
         let waves = match get("EC2PATCH_WAVES") {
             None => Vec::new(),
             Some(json) => serde_json::from_str(&json).map_err(|e| {
-                Error::ConfigError(format!("EC2PATCH_WAVES is not a JSON list of {{name, accounts, regions}}: {e}"))
+                Error::ConfigError(format!(
+                    "EC2PATCH_WAVES is not a JSON list of {{name, accounts, regions, after?, gateWindowHours?}}: {e}"
+                ))
             })?,
         };
         let abort_on_issues = match get("EC2PATCH_ABORT_ON_ISSUES").as_deref() {

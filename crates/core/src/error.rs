@@ -51,6 +51,11 @@ pub enum Error {
 
     #[error("change freeze: {calendars} CLOSED: {reason}")]
     ChangeFreeze { calendars: String, reason: String },
+
+    /// The wave this wave follows did not pass its latest run within the gate's window
+    /// ([`crate::wave_gate`]): the run stops before inventory, whatever `abortOnIssues` says.
+    #[error("wave gate closed: wave {wave} follows {after}: {reason}")]
+    WaveGateClosed { wave: String, after: String, reason: String },
 }
 
 impl Error {
@@ -71,6 +76,7 @@ impl Error {
             Error::ConfigError(_) => "ConfigError",
             Error::DuplicateRun { .. } => "DuplicateRun",
             Error::ChangeFreeze { .. } => "ChangeFreeze",
+            Error::WaveGateClosed { .. } => "WaveGateClosed",
         }
     }
 

@@ -20,6 +20,7 @@ use serde_json::Value;
 use crate::config::RunDefaults;
 use crate::plan::{AccountId, BedrockAgent, Region, RunPlan, TagFilter, Wave};
 use crate::regions;
+use crate::wave_gate::WaveGate;
 use crate::{Error, Result};
 
 /// Waves a run may have: each costs at least one approval and one pause.
@@ -56,6 +57,10 @@ struct RunInput {
     max_failed_instances: Option<i64>,
     max_failed_percent: Option<i64>,
     max_concurrent_batches: Option<i64>,
+    /// Let a manual run through closed wave gates; requires `startedBy` (see [`crate::wave_gate`]).
+    ignore_gates: Option<bool>,
+    /// Who started the run (an IAM ARN or a person), kept in the run's record.
+    started_by: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -71,6 +76,9 @@ struct AccountWaveInput {
     name: Option<String>,
     accounts: Vec<String>,
     regions: Option<Vec<String>>,
+    /// The wave this one follows across runs ([`crate::wave_gate`]).
+    after: Option<String>,
+    gate_window_hours: Option<i64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -103,6 +111,7 @@ pub fn plan_run(run_id: &str, input: &Value, defaults: &RunDefaults) -> Result<R
 
     let waves = waves(&input, defaults)?;
     let tag_filters = tag_filters(&input, defaults)?;
+    let (ignore_gates, started_by) = gate_override(&input)?;
 
     // The functions may publish only to the hub's topic and invoke only the hub's agent (their
     // IAM policies name exactly those): another one would pass here and then fail at
@@ -215,7 +224,64 @@ pub fn plan_run(run_id: &str, input: &Value, defaults: &RunDefaults) -> Result<R
         freeze_wait_seconds,
         error_budget,
         max_concurrent_batches,
+        ignore_gates,
+        started_by,
     })
+}
+
+/// `startedBy`, and `ignoreGates` (which must say who overrides the gates).
+fn gate_override(input: &RunInput) -> Result<(bool, Option<String>)> {
+    let started_by = match &input.started_by {
+        None => None,
+        Some(who) => {
+            let who = who.trim();
+            if who.is_empty() || who.len() > 256 || who.chars().any(char::is_control) {
+                return Err(Error::invalid(
+                    "startedBy",
+                    "must be 1-256 printable characters (an IAM ARN or a person's name)",
+                ));
+            }
+            Some(who.to_owned())
+        }
+    };
+    let ignore_gates = input.ignore_gates.unwrap_or(false);
+    if ignore_gates && started_by.is_none() {
+        return Err(Error::invalid(
+            "startedBy",
+            "is required with ignoreGates: who overrides the wave gates is kept in the run's record (ec2patch start fills it with your IAM identity)",
+        ));
+    }
+    Ok((ignore_gates, started_by))
+}
+
+/// A wave's gate from `after` and `gateWindowHours` at `at` (a field path prefix).
+fn wave_gate(at: &str, name: &str, after: Option<&str>, window_hours: Option<i64>) -> Result<Option<WaveGate>> {
+    let field = |leaf: &str| if at.is_empty() { leaf.to_owned() } else { format!("{at}.{leaf}") };
+    let Some(after) = after else {
+        if window_hours.is_some() {
+            return Err(Error::invalid(
+                field("gateWindowHours"),
+                "needs `after`: the wave whose runs it looks back at",
+            ));
+        }
+        return Ok(None);
+    };
+    let after = validate_name(&field("after"), after)?;
+    if after == name {
+        return Err(Error::invalid(field("after"), format!("wave {name} cannot follow itself")));
+    }
+    let max = i64::from(crate::wave_gate::MAX_WINDOW_HOURS);
+    let window_hours = match window_hours {
+        None => crate::wave_gate::DEFAULT_WINDOW_HOURS,
+        Some(hours) if (1..=max).contains(&hours) => u32::try_from(hours).unwrap_or(crate::wave_gate::MAX_WINDOW_HOURS),
+        Some(hours) => {
+            return Err(Error::invalid(
+                field("gateWindowHours"),
+                format!("must be a whole number of hours from 1 to {max} (366 days), got {hours}"),
+            ));
+        }
+    };
+    Ok(Some(WaveGate { after, window_hours }))
 }
 
 /// The hub's calendars, then the input's (an input adds calendars, it cannot drop the hub's).
@@ -380,7 +446,24 @@ fn waves(input: &RunInput, defaults: &RunDefaults) -> Result<Vec<Wave>> {
                 }
                 None => default_regions(),
             };
-            waves.push(wave_from(&at, name, &wave.accounts, &regions, defaults)?);
+            let mut planned = wave_from(&at, name, &wave.accounts, &regions, defaults)?;
+            planned.gate = wave_gate(&at, &planned.name, wave.after.as_deref(), wave.gate_window_hours)?;
+            waves.push(planned);
+        }
+        // Waves of one run already go in order (abortOnIssues decides between them); a gate
+        // looks at *earlier runs*, which a wave of this run has not finished yet.
+        for (index, wave) in waves.iter().enumerate() {
+            if let Some(gate) = &wave.gate
+                && waves.iter().any(|other| other.name == gate.after)
+            {
+                return Err(Error::invalid(
+                    format!("accountWaves[{index}].after"),
+                    format!(
+                        "names wave {} of this same run; waves of one run already go in order (abortOnIssues): `after` names the wave of another schedule",
+                        gate.after
+                    ),
+                ));
+            }
         }
     } else if let Some(accounts) = &input.accounts {
         let name = match &input.wave_id {
@@ -400,7 +483,10 @@ fn waves(input: &RunInput, defaults: &RunDefaults) -> Result<Vec<Wave>> {
             Some(_) => default_regions(),
             None => configured.regions.iter().map(|r| ("regions".to_owned(), r.clone())).collect(),
         };
-        waves.push(wave_from("", configured.name.clone(), &configured.accounts, &regions, defaults)?);
+        let mut planned = wave_from("", configured.name.clone(), &configured.accounts, &regions, defaults)?;
+        planned.gate =
+            wave_gate("", &planned.name, configured.after.as_deref(), configured.gate_window_hours.map(i64::from))?;
+        waves.push(planned);
     } else {
         return Err(Error::invalid("accountWaves", "is required (or `accounts`, or a `waveId` configured on the hub)"));
     }
@@ -468,7 +554,7 @@ fn wave_from(
         }
         parsed_regions.push(region);
     }
-    Ok(Wave { name, accounts: parsed, regions: parsed_regions })
+    Ok(Wave { name, accounts: parsed, regions: parsed_regions, gate: None })
 }
 
 fn tag_filters(input: &RunInput, defaults: &RunDefaults) -> Result<Vec<TagFilter>> {

@@ -9,6 +9,7 @@
 //! - [`run_lock`]: one run per waves and scheduled time, with a lease; resume of stopped runs.
 //! - [`instance_lease`]: one run per instance: a lease taken before a patch command is sent.
 //! - [`change_freeze`]: a wave sends nothing while an SSM Change Calendar is CLOSED.
+//! - [`wave_gate`]: a scheduled wave patches only after the wave it follows passed its latest run.
 //! - [`asl`]: rendering the state machine template the way Terraform's `templatefile` does.
 
 pub mod approval;
@@ -36,6 +37,7 @@ pub mod telemetry;
 pub mod test_util;
 pub mod time;
 pub mod wave;
+pub mod wave_gate;
 
 pub use error::{Error, Result};
 pub use hub::Hub;

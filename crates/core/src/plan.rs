@@ -68,6 +68,9 @@ pub struct Wave {
     pub name: String,
     pub accounts: Vec<AccountId>,
     pub regions: Vec<Region>,
+    /// The wave this one follows across runs ([`crate::wave_gate`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gate: Option<crate::wave_gate::WaveGate>,
 }
 
 impl Wave {
@@ -126,6 +129,11 @@ pub struct RunPlan {
     /// 10 inline and 100 distributed).
     #[serde(default)]
     pub max_concurrent_batches: Option<u32>,
+    /// A manual run let through closed wave gates (`ignoreGates`), and who started it.
+    #[serde(default)]
+    pub ignore_gates: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_by: Option<String>,
 }
 
 impl RunPlan {

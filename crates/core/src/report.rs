@@ -74,6 +74,9 @@ pub struct ReportWritten {
     pub html: ObjectRef,
     pub status: String,
     pub totals: Totals,
+    /// Why a stopped run stopped, as the report says it (`null` for a completed run): the stop
+    /// notice quotes it.
+    pub stopped_because: Option<String>,
 }
 
 /// A failure record's `errorType` and `cause` as a person reads them: `ChangeFreeze: change

@@ -31,6 +31,8 @@ fn defaults() -> RunDefaults {
             name: "wave2-standard".into(),
             accounts: vec!["444444444444".into(), "555555555555".into()],
             regions: vec!["us-east-1".into()],
+            after: None,
+            gate_window_hours: None,
         }],
         wave_pause_seconds: 300,
         // The hub the seed examples were written for (README's Quick Start names).

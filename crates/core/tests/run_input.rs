@@ -17,6 +17,8 @@ fn defaults() -> RunDefaults {
             name: "wave2-standard".into(),
             accounts: vec!["444444444444".into(), "555555555555".into()],
             regions: vec!["us-east-1".into()],
+            after: None,
+            gate_window_hours: None,
         }],
         wave_pause_seconds: 300,
         // The hub the seed examples were written for (README's Quick Start names).
@@ -316,4 +318,60 @@ fn error_budgets_come_from_the_input_or_the_hub_and_are_bounded() {
     ] {
         assert_eq!(field_of(input).0, field);
     }
+}
+
+#[test]
+fn wave_gates_are_validated_and_overrides_say_who() {
+    let wave = |extra: Value| {
+        let mut wave = json!({"name": "production", "accounts": ["222222222222"]});
+        wave.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+        json!({"accountWaves": [wave]})
+    };
+    let plan = plan_run("run-1", &wave(json!({"after": "canary"})), &defaults()).unwrap();
+    let gate = plan.waves[0].gate.clone().unwrap();
+    assert_eq!((gate.after.as_str(), gate.window_hours), ("canary", 168), "one week unless the wave says");
+    let plan = plan_run("run-1", &wave(json!({"after": "canary", "gateWindowHours": 24})), &defaults()).unwrap();
+    assert_eq!(plan.waves[0].gate.as_ref().unwrap().window_hours, 24);
+    assert!(!plan.ignore_gates);
+
+    for (extra, field, says) in [
+        (json!({"after": "production"}), "accountWaves[0].after", "cannot follow itself"),
+        (json!({"after": "can ary"}), "accountWaves[0].after", "letters, digits"),
+        (json!({"after": "canary", "gateWindowHours": 0}), "accountWaves[0].gateWindowHours", "1 to 8784"),
+        (json!({"after": "canary", "gateWindowHours": 9000}), "accountWaves[0].gateWindowHours", "1 to 8784"),
+        (json!({"gateWindowHours": 24}), "accountWaves[0].gateWindowHours", "needs `after`"),
+    ] {
+        let (got, reason) = field_of(wave(extra.clone()));
+        assert_eq!(got, field, "{extra}");
+        assert!(reason.contains(says), "{extra}: {reason}");
+    }
+
+    // A gate on a wave of the same run would wait for itself: waves of one run go in order.
+    let same_run = json!({"accountWaves": [
+        {"name": "canary", "accounts": ["222222222222"]},
+        {"name": "production", "accounts": ["333333333333"], "after": "canary"}
+    ]});
+    let (field, reason) = field_of(same_run);
+    assert_eq!(field, "accountWaves[1].after");
+    assert!(reason.contains("this same run"), "{reason}");
+
+    // ignoreGates must say who overrides.
+    let mut input = wave(json!({"after": "canary"}));
+    input["ignoreGates"] = json!(true);
+    let (field, reason) = field_of(input.clone());
+    assert_eq!(field, "startedBy");
+    assert!(reason.contains("required with ignoreGates"), "{reason}");
+    input["startedBy"] = json!("arn:aws:iam::111111111111:user/oncall");
+    let plan = plan_run("run-1", &input, &defaults()).unwrap();
+    assert!(plan.ignore_gates);
+    assert_eq!(plan.started_by.as_deref(), Some("arn:aws:iam::111111111111:user/oncall"));
+    input["startedBy"] = json!("  ");
+    assert_eq!(field_of(input).0, "startedBy");
+
+    // A wave configured on the hub brings its gate to a `waveId` run.
+    let mut hub = defaults();
+    hub.waves[0].after = Some("canary".into());
+    hub.waves[0].gate_window_hours = Some(48);
+    let plan = plan_run("run-1", &json!({"waveId": "wave2-standard"}), &hub).unwrap();
+    assert_eq!(plan.waves[0].gate.as_ref().map(|g| (g.after.as_str(), g.window_hours)), Some(("canary", 48)));
 }

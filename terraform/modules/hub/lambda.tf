@@ -53,7 +53,14 @@ locals {
   # The named waves an API-shape run selects with `waveId`; only PlanRun reads them, and
   # Lambda's environment is limited to 4 KB in all.
   waves_environment = {
-    EC2PATCH_WAVES = jsonencode([for w in var.wave_rules : { name = w.name, accounts = w.accounts, regions = w.regions }])
+    # after/gateWindowHours are null without a gate (a conditional {} would make numbers strings).
+    EC2PATCH_WAVES = jsonencode([for w in var.wave_rules : {
+      name            = w.name
+      accounts        = w.accounts
+      regions         = w.regions
+      after           = w.after
+      gateWindowHours = w.after == null ? null : w.gate_window_hours
+    }])
   }
   # Whether a function writes anything the hub key encrypts (table items, objects, the topic).
   function_writes = {

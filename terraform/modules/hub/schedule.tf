@@ -6,7 +6,15 @@ locals {
   wave_inputs = {
     for w in var.wave_rules : w.name => jsonencode(merge(
       {
-        accountWaves     = [{ name = w.name, accounts = w.accounts, regions = w.regions }]
+        # after/gateWindowHours are null without a gate: a conditional between {} and an
+        # object with a number would turn the number into a string.
+        accountWaves = [{
+          name            = w.name
+          accounts        = w.accounts
+          regions         = w.regions
+          after           = w.after
+          gateWindowHours = w.after == null ? null : w.gate_window_hours
+        }]
         ec2              = { tagKey = var.tag_key, tagValue = var.tag_value }
         snsTopicArn      = aws_sns_topic.alerts.arn
         wavePauseSeconds = var.wave_pause_seconds

@@ -47,14 +47,27 @@ variable "bedrock_agent_alias_id" {
 }
 
 variable "wave_rules" {
-  description = "Patch waves: one EventBridge rule `<prefix>-<name>` per wave starts a run of that wave on its schedule."
+  description = "Patch waves: one EventBridge rule `<prefix>-<name>` per wave starts a run of that wave on its schedule. `after` (a wave gate) names the wave whose latest run within `gate_window_hours` (default 168, one week) must have passed, or this wave's run stops with WaveGateClosed before inventory."
   type = list(object({
     name                = string
     schedule_expression = string
     accounts            = list(string)
     regions             = list(string)
+    after               = optional(string)
+    gate_window_hours   = optional(number, 168)
   }))
   default = []
+
+  validation {
+    condition = alltrue([for w in var.wave_rules :
+    w.after == null || (w.after != w.name && contains([for o in var.wave_rules : o.name], coalesce(w.after, "-")))])
+    error_message = "Each wave_rules[*].after must name another wave of wave_rules (a wave gate follows a scheduled wave, never itself)."
+  }
+  validation {
+    condition = alltrue([for w in var.wave_rules :
+    w.gate_window_hours >= 1 && w.gate_window_hours <= 8784 && floor(w.gate_window_hours) == w.gate_window_hours])
+    error_message = "Each wave_rules[*].gate_window_hours must be a whole number of hours from 1 to 8784 (366 days)."
+  }
 
   validation {
     condition     = alltrue([for w in var.wave_rules : can(regex("^[A-Za-z0-9._-]{1,39}$", w.name))])

@@ -188,7 +188,11 @@ async fn reject_stops_the_wave_with_approval_rejected() {
     let inventories =
         history.iter().filter_map(|e| e.state_entered_event_details.as_ref()).filter(|d| d.name == "Inventory").count();
     assert_eq!(inventories, 1, "abortOnIssues: the second wave is not started");
-    assert_eq!(stack.router.mailbox().len(), 1, "no approval is requested for the second wave");
+    let mail = stack.router.mailbox();
+    let subjects: Vec<&str> = mail.iter().filter_map(|m| m.subject.as_deref()).collect();
+    assert_eq!(subjects.len(), 2, "{subjects:?}");
+    assert!(subjects[0].starts_with("[ec2patch] Approve wave"), "{subjects:?}");
+    assert_eq!(subjects[1], "[ec2patch] run stopped: ApprovalRejected", "no approval is requested for the second wave");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -347,3 +347,106 @@ async fn an_exceeded_error_budget_stops_the_later_batches() {
     let budget = outcomes.error_budget.unwrap();
     assert_eq!((budget.allowed, budget.failed, budget.exceeded, budget.skipped), (1, 2, true, 6));
 }
+
+/// Sets the simulated outcome of `instance`'s next AWS-RunPatchBaseline (`success` or `failed`).
+async fn set_patch_outcome(stack: &LocalStack, account: &str, instance: &str, outcome: &str) {
+    let account = AccountId::parse(account).unwrap();
+    let config =
+        stack.hub.spoke_sessions("e2e").config_for(&account, &Region::new_unchecked("us-east-1")).await.unwrap();
+    aws_sdk_ec2::Client::new(&config)
+        .create_tags()
+        .resources(instance)
+        .tags(aws_sdk_ec2::types::Tag::builder().key("ec2patch:sim:patch-outcome").value(outcome).build())
+        .send()
+        .await
+        .unwrap();
+}
+
+/// Scheduled rings: `production` follows `canary`. After a canary run with a failed patch the
+/// production run stops before inventory with `WaveGateClosed` naming that run, sends nothing,
+/// tells the topic and writes a report; `ignoreGates` (with who) lets it through and the records
+/// say so; after a clean canary run it proceeds on its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_wave_gate_holds_production_until_its_canary_passes() {
+    let stack =
+        LocalStack::start(LocalStackOptions { name_prefix: "gate".into(), ..Default::default() }).await.unwrap();
+    let spec = EstateSpec {
+        accounts: 2,
+        regions: vec!["us-east-1".to_owned()],
+        per_target: BTreeMap::from([(SeedKind::Patchable, 1)]),
+        ..EstateSpec::default()
+    };
+    let estate = stack.seed(&spec).await.unwrap();
+    let (canary, production) = (estate.accounts[0].clone(), estate.accounts[1].clone());
+    let canary_instance = estate.instances.iter().find(|i| i.account == canary).unwrap().instance_id.clone();
+    let canary_input = json!({"accountWaves": [{"name": "canary", "accounts": [canary]}]});
+    // As the production wave's EventBridge rule sends it (wave_rules[*].after).
+    let production_input = json!({
+        "accountWaves": [{"name": "production", "accounts": [production], "after": "canary", "gateWindowHours": 24}]
+    });
+    let run = |name: &'static str, input: serde_json::Value| {
+        let stack = &stack;
+        async move {
+            let arn = stack.start_execution(name, &input).await.unwrap();
+            stack.approve_until_done(&arn, &ApproveOptions::new(TIMEOUT).for_run(name)).await.unwrap()
+        }
+    };
+    let sent = |stack: &LocalStack| stack.router.calls().get("ssm:SendCommand").copied().unwrap_or_default();
+
+    // Tuesday: the canary's patch fails.
+    set_patch_outcome(&stack, &canary, &canary_instance, "failed").await;
+    let done = run("gate-canary-1", canary_input.clone()).await;
+    assert_ne!(done.status, ExecutionStatus::Succeeded, "{done:?}");
+    assert_eq!(sent(&stack), 1);
+
+    // Thursday: production's run stops at its gate, before inventory and approval.
+    let mails = stack.router.mailbox().len();
+    let done = run("gate-production-1", production_input.clone()).await;
+    assert_eq!(done.status, ExecutionStatus::Failed, "{done:?}");
+    assert_eq!(done.error.as_deref(), Some("WaveGateClosed"), "{done:?}");
+    let cause = done.cause.unwrap_or_default();
+    assert!(cause.contains("wave production follows canary") && cause.contains("gate-canary-1"), "{cause}");
+    assert!(cause.contains("1 failed"), "what the canary found: {cause}");
+    assert_eq!(sent(&stack), 1, "production sent nothing");
+    assert!(records(&stack, "gate-production-1", "INSTANCE#").await.is_empty(), "nothing was inventoried");
+    let notices: Vec<_> = stack.router.mailbox().into_iter().skip(mails).collect();
+    assert_eq!(notices.len(), 1, "one stop notice, no approval request: {notices:?}");
+    assert_eq!(notices[0].subject.as_deref(), Some("[ec2patch] run stopped: WaveGateClosed"));
+    assert!(notices[0].message.contains("gate-canary-1"), "{}", notices[0].message);
+    assert!(notices[0].message.contains("runs/gate-production-1/report.json"), "{}", notices[0].message);
+    let report: ec2patch_core::report::RunReport =
+        stack.hub.store.get_json(&ec2patch_core::report::json_key("gate-production-1")).await.unwrap();
+    let because = report.stopped_because.unwrap_or_default();
+    assert!(because.contains("WaveGateClosed") && because.contains("gate-canary-1"), "{because}");
+
+    // An operator overrides the gate: it must say who, and the records keep it.
+    let mut input = production_input.clone();
+    input["ignoreGates"] = json!(true);
+    let done = run("gate-production-anonymous", input.clone()).await;
+    assert_eq!(done.error.as_deref(), Some("InvalidInput"), "{done:?}");
+    assert!(done.cause.unwrap_or_default().contains("startedBy"));
+    input["startedBy"] = json!("arn:aws:iam::111111111111:user/oncall");
+    let done = run("gate-production-override", input).await;
+    assert_eq!(done.status, ExecutionStatus::Succeeded, "{done:?}");
+    assert_eq!(sent(&stack), 2);
+    let run_record = records(&stack, "gate-production-override", "RUN").await.remove(0);
+    assert_eq!(run_record.get("ignoreGates").and_then(|v| v.as_bool().ok()), Some(&true));
+    assert_eq!(text(&run_record, "startedBy"), "arn:aws:iam::111111111111:user/oncall");
+    let wave = records(&stack, "gate-production-override", "WAVE#").await.remove(0);
+    let gate = text(&wave, "gate");
+    assert!(gate.starts_with("ignored by arn:aws:iam::111111111111:user/oncall (ignoreGates)"), "{gate}");
+    assert!(gate.contains("gate-canary-1"), "{gate}");
+
+    // The canary is fixed and passes: production proceeds on its own, and says why.
+    set_patch_outcome(&stack, &canary, &canary_instance, "success").await;
+    let done = run("gate-canary-2", canary_input).await;
+    assert_eq!(done.status, ExecutionStatus::Succeeded, "{done:?}");
+    let done = run("gate-production-2", production_input).await;
+    assert_eq!(done.status, ExecutionStatus::Succeeded, "{done:?}");
+    assert_eq!(sent(&stack), 4);
+    let wave = records(&stack, "gate-production-2", "WAVE#").await.remove(0);
+    let gate = text(&wave, "gate");
+    assert!(gate.starts_with("open: wave canary passed in run gate-canary-2"), "{gate}");
+    let patched = instance_records(&stack, "gate-production-2").await;
+    assert!(patched.values().all(|r| text(r, "outcome") == "PATCHED"), "{patched:?}");
+}

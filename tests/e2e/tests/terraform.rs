@@ -575,9 +575,15 @@ async fn inspect_local_apply(stack: &LocalStack, local: &Path, apply_log: &str) 
 
     // Each wave rule's input is a run input PlanRun accepts, naming that wave's accounts.
     let topic = resource("module.hub.aws_sns_topic.alerts")?["arn"].as_str().unwrap_or_default().to_owned();
-    for (wave, account, regions) in [
-        ("wave1-critical", SPOKES[0], vec!["us-east-1"]),
-        ("wave2-standard", SPOKES[1], vec!["us-east-1", "us-west-2"]),
+    // wave2-standard follows wave1-critical (a wave gate, examples/local/main.tf).
+    for (wave, account, regions, gate) in [
+        ("wave1-critical", SPOKES[0], vec!["us-east-1"], None),
+        (
+            "wave2-standard",
+            SPOKES[1],
+            vec!["us-east-1", "us-west-2"],
+            Some(json!({"after": "wave1-critical", "windowHours": 24})),
+        ),
     ] {
         let target = resource(&format!("module.hub.aws_cloudwatch_event_target.wave[\"{wave}\"]"))?;
         check(target["arn"] == json!(arn), format!("{wave} target {}", target["arn"]))?;
@@ -598,7 +604,10 @@ async fn inspect_local_apply(stack: &LocalStack, local: &Path, apply_log: &str) 
         let plan = plan_run("terraform-check", &input, &config.defaults)
             .map_err(|e| format!("wave rule {wave}'s input is not a valid run input: {e}\n{input:#}"))?;
         let plan = serde_json::to_value(&plan).map_err(|e| e.to_string())?;
-        let expected_wave = json!([{"name": wave, "accounts": [account], "regions": regions}]);
+        let mut expected_wave = json!([{"name": wave, "accounts": [account], "regions": regions}]);
+        if let Some(gate) = gate {
+            expected_wave[0]["gate"] = gate;
+        }
         check(plan["waves"] == expected_wave, format!("{wave}: planned waves {}", plan["waves"]))?;
         check(plan["snsTopicArn"] == json!(topic), format!("{wave}: topic {}", plan["snsTopicArn"]))?;
         check(plan["bedrock"]["agentId"] == "AGENT_ID", format!("{wave}: bedrock {}", plan["bedrock"]))?;
@@ -608,6 +617,7 @@ async fn inspect_local_apply(stack: &LocalStack, local: &Path, apply_log: &str) 
         .map_err(|e| format!("waveId wave2-standard: {e}"))?;
     let plan = serde_json::to_value(&plan).map_err(|e| e.to_string())?;
     check(plan["waves"][0]["accounts"] == json!([SPOKES[1]]), format!("waveId selected {}", plan["waves"]))?;
+    check(plan["waves"][0]["gate"]["after"] == "wave1-critical", format!("waveId's gate {}", plan["waves"]))?;
 
     // Only the functions that work in spokes may assume spoke roles, only in the listed accounts,
     // and exactly those roles are what each spoke trusts.

@@ -351,6 +351,11 @@ async fn every_knob_set_on_the_root_reaches_the_functions_and_bad_values_are_ref
         ("freeze_wait_seconds", "-1", "freeze_wait_seconds must be a whole number of seconds from 0 to 604800"),
         ("max_failed_percent", "101", "max_failed_percent must be a whole number from 0 to 100, or null"),
         ("max_concurrent_batches", "0", "max_concurrent_batches must be a whole number from 1 to 1000, or null"),
+        (
+            "wave_rules",
+            r#"[{name="prod",schedule_expression="rate(1 day)",accounts=["222222222222"],regions=["us-east-1"],after="canry",gate_window_hours=0}]"#,
+            "Each wave_rules[*].after must name another wave of wave_rules",
+        ),
     ];
     let run = terraform(&hub, &plan_args(&bad.map(|(knob, value, _)| (knob, value)))).await;
     assert_eq!(run.code, Some(1), "planned with bad values:\n{}", run.text());

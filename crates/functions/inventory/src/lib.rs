@@ -1,5 +1,6 @@
 //! PreEC2Inventory: for every account x region target of a wave, find the running instances that
-//! match all of the run's tag filters and whether SSM manages them.
+//! match all of the run's tag filters and whether SSM manages them. First, a wave that follows
+//! another checks its gate ([`ec2patch_core::wave_gate`]): closed, it inventories nothing.
 //!
 //! The full result (every target, every instance) is recorded: one S3 manifest per wave and one
 //! DynamoDB item per instance and per target. The state machine only gets counts and a pointer,
@@ -20,7 +21,8 @@ pub use ec2patch_core::wave::{
     BatchManifest, DiscoveredInstance, MAX_FAILURES_IN_SUMMARY, SsmStatus, TargetFailure, TargetManifest,
     WaveInventory, WaveManifest,
 };
-use ec2patch_core::{Error, Hub, Result, TagFilter, Target};
+use ec2patch_core::wave_gate;
+use ec2patch_core::{Error, Hub, Result, RunPlan, TagFilter, Target, Wave};
 use futures::StreamExt;
 use serde::Deserialize;
 
@@ -47,6 +49,7 @@ pub async fn handle(hub: &Hub, request: InventoryRequest) -> Result<WaveInventor
             format!("run {} has {} waves, got index {}", plan.run_id, plan.waves.len(), request.wave_index),
         )
     })?;
+    let gate = check_gate(hub, &plan, wave, started_at).await?;
     let sessions = hub.spoke_sessions(&plan.run_id);
     let sessions = &sessions;
     let filters = &plan.tag_filters;
@@ -121,7 +124,7 @@ pub async fn handle(hub: &Hub, request: InventoryRequest) -> Result<WaveInventor
     let mut summary = summarize(&manifest, manifest_ref);
     summary.batches = batches.len();
     summary.batch_indexes = (0..batches.len()).collect();
-    record_wave(hub, &summary, started_at).await?;
+    record_wave(hub, &summary, started_at, gate).await?;
     tracing::info!(
         run_id = %summary.run_id, wave = summary.wave_index, targets = summary.targets, failed = summary.targets_failed,
         instances = summary.instances, patchable = summary.patchable, "wave inventoried"
@@ -331,8 +334,27 @@ fn ssm_label(status: &SsmStatus) -> &str {
     }
 }
 
-async fn record_wave(hub: &Hub, summary: &WaveInventory, started_at: u64) -> Result<()> {
-    let item: Item = HashMap::from([
+/// The wave's gate ([`wave_gate`]), checked before anything is inventoried: closed fails the wave
+/// with `WaveGateClosed` (the run stops), unless the run ignores gates; then what the gate found
+/// and who overrode it go on the wave's record. `None`: the wave has no gate.
+async fn check_gate(hub: &Hub, plan: &RunPlan, wave: &Wave, now: u64) -> Result<Option<String>> {
+    let Some(gate) = &wave.gate else { return Ok(None) };
+    if plan.dry_run {
+        return Ok(Some(format!("not checked (dry run): follows {}", gate.after)));
+    }
+    match wave_gate::check(&hub.store, &wave.name, gate, now).await {
+        Ok(open) => Ok(Some(open)),
+        Err(closed @ Error::WaveGateClosed { .. }) if plan.ignore_gates => {
+            let who = plan.started_by.as_deref().unwrap_or("an unnamed caller");
+            tracing::warn!(run_id = %plan.run_id, wave = %wave.name, started_by = who, %closed, "wave gate closed, ignored (ignoreGates)");
+            Ok(Some(format!("ignored by {who} (ignoreGates): {closed}")))
+        }
+        Err(error) => Err(error),
+    }
+}
+
+async fn record_wave(hub: &Hub, summary: &WaveInventory, started_at: u64, gate: Option<String>) -> Result<()> {
+    let mut item: Item = HashMap::from([
         ("pk".to_owned(), s(store::run_pk(&summary.run_id))),
         ("sk".to_owned(), s(store::wave_sk(summary.wave_index))),
         ("waveName".to_owned(), s(&summary.wave_name)),
@@ -349,5 +371,8 @@ async fn record_wave(hub: &Hub, summary: &WaveInventory, started_at: u64) -> Res
         (error_budget::BATCH_FAILURES_ATTRIBUTE.to_owned(), AttributeValue::M(HashMap::new())),
         ("expiresAt".to_owned(), hub.store.expires_at()),
     ]);
+    if let Some(gate) = gate {
+        item.insert("gate".to_owned(), s(gate));
+    }
     hub.store.put_item(item).await
 }

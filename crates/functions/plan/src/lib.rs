@@ -99,7 +99,7 @@ pub async fn handle(hub: &Hub, request: PlanRequest) -> Result<PlannedRun> {
 async fn record_run(hub: &Hub, plan: &RunPlan, lock: &RunLock) -> Result<()> {
     let wave_names: Vec<_> = plan.waves.iter().map(|w| s(w.name.clone())).collect();
     let resumes: Vec<_> = lock.resumes.iter().map(s).collect();
-    let item = [
+    let mut item: store::Item = [
         ("pk", s(store::run_pk(&plan.run_id))),
         ("sk", s("RUN")),
         ("runId", s(plan.run_id.clone())),
@@ -111,11 +111,16 @@ async fn record_run(hub: &Hub, plan: &RunPlan, lock: &RunLock) -> Result<()> {
         ("plannedAt", n(now_epoch_seconds())),
         ("lock", s(lock.name())),
         ("resumes", aws_sdk_dynamodb::types::AttributeValue::L(resumes)),
+        ("ignoreGates", aws_sdk_dynamodb::types::AttributeValue::Bool(plan.ignore_gates)),
         ("expiresAt", hub.store.expires_at()),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v))
     .collect();
+    // The audit of who started the run (and so who overrode any gate).
+    if let Some(who) = &plan.started_by {
+        item.insert("startedBy".to_owned(), s(who.clone()));
+    }
     hub.store.put_item(item).await
 }
 

@@ -10,6 +10,7 @@ use ec2patch_core::status::InstanceOutcome;
 use ec2patch_core::store;
 use ec2patch_core::time::{format_epoch, now_epoch_seconds};
 use ec2patch_core::wave::WaveOutcomes;
+use ec2patch_core::wave_gate::{self, WaveRun};
 use ec2patch_core::{AccountId, Error, Hub, Region, Result};
 
 const CHART_WIDTH: usize = 600;
@@ -149,6 +150,27 @@ pub async fn write_run_report(hub: &Hub, run_id: &str, status: &str) -> Result<R
     if !stopped_waves.is_empty() {
         settle_unpatched(hub, run_id, &stopped_waves).await?;
     }
+    // How each wave ended, for the gates of the waves that follow it in later runs. A dry run
+    // patched nothing, so it proves nothing about the patches.
+    if !plan.dry_run {
+        let ended_at = now_epoch_seconds();
+        let runs: Vec<WaveRun> = waves
+            .iter()
+            .map(|w| {
+                let (passed, summary) =
+                    wave_gate::verdict(w.outcomes.as_ref(), w.problem.as_deref(), &plan.error_budget);
+                WaveRun {
+                    wave_name: w.name.clone(),
+                    run_id: run_id.to_owned(),
+                    wave_index: w.index,
+                    ended_at,
+                    passed,
+                    summary,
+                }
+            })
+            .collect();
+        wave_gate::record(&hub.store, &runs).await?;
+    }
     let stopped_because = (status != "completed").then(|| {
         waves
             .iter()
@@ -162,11 +184,11 @@ pub async fn write_run_report(hub: &Hub, run_id: &str, status: &str) -> Result<R
         generated_at: format_epoch(now_epoch_seconds()),
         dry_run: plan.dry_run,
         status: status.to_owned(),
-        stopped_because,
+        stopped_because: stopped_because.clone(),
         totals: totals.clone(),
         waves,
     };
     let json = hub.store.put_json(&json_key(run_id), &report).await?;
     let html = hub.store.put_html(&html_key(run_id), &render_html(&report)?).await?;
-    Ok(ReportWritten { json, html, status: status.to_owned(), totals })
+    Ok(ReportWritten { json, html, status: status.to_owned(), totals, stopped_because })
 }
