@@ -288,30 +288,42 @@ fn schedule_command(
     from: Option<chrono::DateTime<Utc>>,
     output: Output,
 ) -> anyhow::Result<ExitCode> {
-    let rules: Vec<(String, String)> = match (file, expression) {
-        (_, Some(expression)) => vec![("expression".to_owned(), expression.to_owned())],
+    // (wave, expression, gate): the gate says which wave's latest run must have passed.
+    let rules: Vec<(String, String, Option<String>)> = match (file, expression) {
+        (_, Some(expression)) => vec![("expression".to_owned(), expression.to_owned(), None)],
         (Some(file), None) => {
             let vars = HubVars::read(file).map_err(|e| InvalidInput(format!("{e:#}")))?;
-            vars.wave_rules.iter().map(|w| (w.name.clone(), w.schedule_expression.clone())).collect()
+            vars.check_gates().map_err(InvalidInput)?;
+            vars.wave_rules
+                .iter()
+                .map(|w| {
+                    let gate = w
+                        .after
+                        .as_ref()
+                        .map(|after| format!("after {after} passed (within {} h)", w.gate_window_hours()));
+                    (w.name.clone(), w.schedule_expression.clone(), gate)
+                })
+                .collect()
         }
         (None, None) => return Err(InvalidInput("pass --file HUB.tfvars or --expression EXPR".to_owned()).into()),
     };
     let from = from.unwrap_or_else(Utc::now);
     let mut waves = Vec::new();
-    for (name, expression) in &rules {
+    for (name, expression, gate) in &rules {
         let schedule: Schedule =
             expression.parse().map_err(|e: schedule::ScheduleError| InvalidInput(format!("wave {name}: {e}")))?;
         let times = schedule.next_after(&from, count);
-        waves.push((name, schedule, times));
+        waves.push((name, schedule, times, gate));
     }
     match output {
         Output::Json => {
             let list: Vec<_> = waves
                 .iter()
-                .map(|(name, schedule, times)| {
+                .map(|(name, schedule, times, gate)| {
                     json!({
                         "wave": name,
                         "expression": schedule.expression(),
+                        "gate": gate,
                         "next": times.iter().map(|t| t.to_rfc3339()).collect::<Vec<_>>(),
                         "nextLocal": tz.map(|tz| times.iter().map(|t| t.with_timezone(&tz).to_rfc3339()).collect::<Vec<_>>()),
                     })
@@ -321,29 +333,40 @@ fn schedule_command(
         }
         Output::Table => {
             let mut table = Table::new();
-            let mut header = vec!["wave".to_owned(), "expression".to_owned(), "next (UTC)".to_owned()];
+            let gated = waves.iter().any(|(_, _, _, gate)| gate.is_some());
+            let mut header = vec!["wave".to_owned(), "expression".to_owned()];
+            if gated {
+                header.push("gate".to_owned());
+            }
+            header.push("next (UTC)".to_owned());
             if let Some(tz) = tz {
                 header.push(format!("next ({tz})"));
             }
             table.load_preset(UTF8_FULL_CONDENSED).set_header(header);
-            for (name, schedule, times) in &waves {
+            for (name, schedule, times, gate) in &waves {
+                let first = |i: usize, text: String| if i == 0 { text } else { String::new() };
                 for (i, time) in times.iter().enumerate() {
-                    let mut row = vec![
-                        if i == 0 { (*name).clone() } else { String::new() },
-                        if i == 0 { schedule.expression().to_owned() } else { String::new() },
-                        time.format("%Y-%m-%d %a %H:%M").to_string(),
-                    ];
+                    let mut row = vec![first(i, (*name).clone()), first(i, schedule.expression().to_owned())];
+                    if gated {
+                        row.push(first(i, gate.as_deref().unwrap_or("none").to_owned()));
+                    }
+                    row.push(time.format("%Y-%m-%d %a %H:%M").to_string());
                     if let Some(tz) = tz {
                         row.push(time.with_timezone(&tz).format("%Y-%m-%d %a %H:%M %Z").to_string());
                     }
                     table.add_row(row);
                 }
                 if times.is_empty() {
-                    table.add_row([(*name).clone(), schedule.expression().to_owned(), "never again".to_owned()]);
+                    let mut row = vec![(*name).clone(), schedule.expression().to_owned()];
+                    if gated {
+                        row.push(gate.as_deref().unwrap_or("none").to_owned());
+                    }
+                    row.push("never again".to_owned());
+                    table.add_row(row);
                 }
             }
             println!("{table}");
-            if waves.iter().any(|(_, s, _)| matches!(s, Schedule::Rate { .. })) {
+            if waves.iter().any(|(_, s, _, _)| matches!(s, Schedule::Rate { .. })) {
                 eprintln!(
                     "note: rate() schedules count from when the rule was created; times shown count from --from/now."
                 );

@@ -33,13 +33,24 @@ pub struct StartArgs {
     /// Execution name = run id (default: `manual-<UTC time>`).
     #[arg(long)]
     pub name: Option<String>,
+    /// Patch even where a wave gate is closed (the wave it follows did not pass); the run's
+    /// record keeps that you did.
+    #[arg(long)]
+    pub ignore_gates: bool,
 }
 
 /// The run input the flags describe (the seed's API shape).
 pub fn input_from_args(args: &StartArgs) -> anyhow::Result<Value> {
     if let Some(path) = &args.file {
         let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-        return serde_json::from_str(&text).with_context(|| format!("{} is not JSON", path.display()));
+        let mut input: Value =
+            serde_json::from_str(&text).with_context(|| format!("{} is not JSON", path.display()))?;
+        if args.ignore_gates
+            && let Some(object) = input.as_object_mut()
+        {
+            object.insert("ignoreGates".to_owned(), json!(true));
+        }
+        return Ok(input);
     }
     if args.wave.is_none() && args.accounts.is_empty() {
         bail!("say what to patch: --file FILE, --wave NAME or --accounts ID,...");
@@ -65,6 +76,9 @@ pub fn input_from_args(args: &StartArgs) -> anyhow::Result<Value> {
         input.insert("tagFilters".to_owned(), Value::Object(filters));
     }
     input.insert("dryRun".to_owned(), json!(args.dry_run));
+    if args.ignore_gates {
+        input.insert("ignoreGates".to_owned(), json!(true));
+    }
     Ok(Value::Object(input))
 }
 
@@ -74,8 +88,14 @@ pub fn run_name(args: &StartArgs) -> String {
 }
 
 /// Checks `input` as the hub's PlanRun will (a `waveId` can only be resolved by the hub, which
-/// knows its waves), then starts the execution. Returns its ARN.
+/// knows its waves), then starts the execution as `startedBy` the caller's IAM identity (unless
+/// the input names someone). Returns its ARN.
 pub async fn start(connection: &Connection, name: &str, input: &Value) -> anyhow::Result<String> {
+    let mut input = input.clone();
+    if let Some(object) = input.as_object_mut() {
+        object.entry("startedBy").or_insert_with(|| json!(connection.caller_arn));
+    }
+    let input = &input;
     let defaults = RunDefaults {
         regions: connection.hub.sdk.region().map(|r| vec![r.to_string()]).unwrap_or_default(),
         ..RunDefaults::default()

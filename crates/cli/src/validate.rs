@@ -64,7 +64,14 @@ pub fn describe(plan: &RunPlan) -> String {
     let waves: Vec<String> = plan
         .waves
         .iter()
-        .map(|w| format!("{} ({} accounts x {} regions)", w.name, w.accounts.len(), w.regions.len()))
+        .map(|w| {
+            let gate = w
+                .gate
+                .as_ref()
+                .map(|g| format!(", after {} passed within {} h", g.after, g.window_hours))
+                .unwrap_or_default();
+            format!("{} ({} accounts x {} regions{gate})", w.name, w.accounts.len(), w.regions.len())
+        })
         .collect();
     let tags: Vec<String> = plan.tag_filters.iter().map(|t| format!("{}={}", t.key, t.values.join("|"))).collect();
     format!(
@@ -113,7 +120,23 @@ pub fn check_hub_vars(vars: &HubVars) -> Vec<Check> {
             Check { subject, ok: false, detail: problems.join("; ") }
         });
     }
+    if vars.wave_rules.iter().any(|w| w.after.is_some()) {
+        let subject = "wave_rules gates".to_owned();
+        checks.push(match vars.check_gates() {
+            Ok(()) => Check { subject, ok: true, detail: gate_chain(vars) },
+            Err(problem) => Check { subject, ok: false, detail: problem },
+        });
+    }
     checks
+}
+
+/// Each gated wave and the wave it follows: `canary -> production (168 h)`.
+fn gate_chain(vars: &HubVars) -> String {
+    vars.wave_rules
+        .iter()
+        .filter_map(|w| w.after.as_ref().map(|after| format!("{after} -> {} ({} h)", w.name, w.gate_window_hours())))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 pub fn to_json(checks: &[Check]) -> Value {

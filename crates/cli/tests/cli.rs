@@ -99,6 +99,53 @@ wave_rules = [
     assert!(text(&out.get_output().stderr).contains("no-such-file.json"));
 }
 
+#[test]
+fn validate_and_schedule_show_wave_gates_and_refuse_unknown_or_cyclic_ones() {
+    let rule = |name: &str, after: Option<&str>| {
+        let after = after.map(|a| format!(", after = \"{a}\", gate_window_hours = 72")).unwrap_or_default();
+        format!(
+            "  {{ name = \"{name}\", schedule_expression = \"cron(0 3 ? * SAT *)\", accounts = [\"222222222222\"], regions = [\"us-east-1\"]{after} }},\n"
+        )
+    };
+    let chain = write_temp(
+        "gates.tfvars",
+        &format!(
+            "wave_rules = [\n{}{}]\n",
+            rule("canary", None),
+            rule("production", Some("canary")).replace("222222222222", "333333333333")
+        ),
+    );
+    let out = ec2patch().args(["validate", "-o", "json"]).arg(&chain).assert().success();
+    let json: Value = serde_json::from_slice(&out.get_output().stdout).unwrap();
+    let checks = json["checks"].as_array().unwrap();
+    assert!(checks[1]["detail"].as_str().unwrap().contains("after canary passed within 72 h"), "{json}");
+    assert_eq!(checks[2]["subject"], "wave_rules gates");
+    assert_eq!(checks[2]["detail"], "canary -> production (72 h)");
+    let out =
+        ec2patch().args(["schedule", "-n", "1", "--from", "2026-11-29T00:00:00Z", "-f"]).arg(&chain).assert().success();
+    let table = text(&out.get_output().stdout);
+    assert!(table.contains("after canary passed (within 72 h)") && table.contains("none"), "{table}");
+
+    let unknown =
+        write_temp("gate-unknown.tfvars", &format!("wave_rules = [\n{}]\n", rule("production", Some("canry"))));
+    let out = ec2patch().arg("validate").arg(&unknown).assert().code(2);
+    let stderr = text(&out.get_output().stderr);
+    assert!(stderr.contains("wave production follows canry, which is not a configured wave"), "{stderr}");
+    ec2patch().args(["schedule", "-f"]).arg(&unknown).assert().code(2);
+
+    let cycle = write_temp(
+        "gate-cycle.tfvars",
+        &format!(
+            "wave_rules = [\n{}{}]\n",
+            rule("a", Some("b")),
+            rule("b", Some("a")).replace("222222222222", "333333333333")
+        ),
+    );
+    let out = ec2patch().arg("validate").arg(&cycle).assert().code(2);
+    let stderr = text(&out.get_output().stderr);
+    assert!(stderr.contains("wave gates form a cycle: a -> b -> a"), "{stderr}");
+}
+
 // ---- schedule --------------------------------------------------------------------------------
 
 #[test]
