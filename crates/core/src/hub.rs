@@ -34,7 +34,8 @@ impl Hub {
         Ok(Self::new(sdk, config))
     }
 
-    /// Sessions into spokes for one run; the session name shows the run in spoke CloudTrail.
+    /// Sessions into spokes for one run with the whole spoke role (SendSsmCommand, which sends
+    /// the patch command); the session name shows the run in spoke CloudTrail.
     pub fn spoke_sessions(&self, run_id: &str) -> SpokeSessions {
         SpokeSessions::new(
             &self.sdk,
@@ -43,6 +44,12 @@ impl Hub {
             self.config.external_id.clone(),
             &format!("ec2patch-{run_id}"),
         )
+    }
+
+    /// Sessions for the steps that only read in spokes: the spoke role narrowed by
+    /// [`crate::sessions::READ_ONLY_SESSION_POLICY`], so they cannot send a command.
+    pub fn read_only_spoke_sessions(&self, run_id: &str) -> SpokeSessions {
+        self.spoke_sessions(run_id).read_only()
     }
 }
 

@@ -17,6 +17,13 @@ use crate::plan::{AccountId, Region};
 use crate::regions::partition;
 use crate::{Error, Result};
 
+/// The session policy of the steps that only read in a spoke (PreEC2Inventory, PollSsmCommand,
+/// PostEC2Verify): a session's rights are what both this and `PatchExecRole`'s policy allow, so
+/// only SendSsmCommand's sessions can send a command. The actions are exactly the reads the
+/// steps make (terraform/modules/spoke's `ReadInstancesAndPatchState` and
+/// `PatchStateOfThisAccountsInstances`); resources stay as the role scopes them.
+pub const READ_ONLY_SESSION_POLICY: &str = r#"{"Version":"2012-10-17","Statement":[{"Sid":"ReadOnlyStep","Effect":"Allow","Action":["ec2:DescribeInstances","ec2:DescribeInstanceStatus","ssm:DescribeInstanceInformation","ssm:DescribeInstancePatchStates","ssm:ListCommands","ssm:ListCommandInvocations"],"Resource":"*"}]}"#;
+
 /// Credentials closer than this to expiry are renewed before use.
 const RENEW_BEFORE_EXPIRY: Duration = Duration::from_secs(5 * 60);
 const SESSION_SECONDS: i32 = 3600;
@@ -28,6 +35,8 @@ pub struct SpokeSessions {
     role_name: String,
     external_id: Option<String>,
     session_name: String,
+    /// AssumeRole's `Policy` ([`READ_ONLY_SESSION_POLICY`] for the reading steps).
+    session_policy: Option<&'static str>,
     // One async lock per account: concurrent targets in the same account wait for a single
     // AssumeRole instead of each calling STS.
     cache: Mutex<HashMap<AccountId, Arc<tokio::sync::Mutex<Option<Credentials>>>>>,
@@ -48,8 +57,15 @@ impl SpokeSessions {
             role_name: role_name.to_owned(),
             external_id,
             session_name: sanitize_session_name(session_name),
+            session_policy: None,
             cache: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Sessions limited to the reads ([`READ_ONLY_SESSION_POLICY`]): they cannot send commands.
+    pub fn read_only(mut self) -> Self {
+        self.session_policy = Some(READ_ONLY_SESSION_POLICY);
+        self
     }
 
     pub fn role_arn(&self, account: &AccountId) -> String {
@@ -93,6 +109,7 @@ impl SpokeSessions {
             .role_arn(&role_arn)
             .role_session_name(&self.session_name)
             .set_external_id(self.external_id.clone())
+            .set_policy(self.session_policy.map(str::to_owned))
             .duration_seconds(SESSION_SECONDS)
             .send()
             .await
@@ -185,6 +202,41 @@ mod tests {
         assert_eq!(rule.num_calls(), 1, "credentials are cached per account");
         assert_eq!(first.region().unwrap().as_ref(), "eu-west-1");
         assert_eq!(second.region().unwrap().as_ref(), "us-east-1");
+    }
+
+    #[tokio::test]
+    async fn reading_sessions_carry_the_read_only_policy_and_patching_sessions_none() {
+        let expiry = DateTime::from_secs(4_102_444_800);
+        let output = move || {
+            AssumeRoleOutput::builder()
+                .credentials(
+                    StsCredentials::builder()
+                        .access_key_id("AKID")
+                        .secret_access_key("SECRET")
+                        .session_token("TOKEN")
+                        .expiration(expiry)
+                        .build()
+                        .unwrap(),
+                )
+                .build()
+        };
+        let read_only = mock!(aws_sdk_sts::Client::assume_role)
+            .match_requests(|req| req.policy() == Some(READ_ONLY_SESSION_POLICY))
+            .then_output(output);
+        let whole_role =
+            mock!(aws_sdk_sts::Client::assume_role).match_requests(|req| req.policy().is_none()).then_output(output);
+        let sts = mock_client!(aws_sdk_sts, RuleMode::MatchAny, [&read_only, &whole_role]);
+        let region = Region::new_unchecked("us-east-1");
+        SpokeSessions::new(&hub(), sts.clone(), "PatchExecRole", None, "run")
+            .read_only()
+            .config_for(&account(), &region)
+            .await
+            .unwrap();
+        SpokeSessions::new(&hub(), sts, "PatchExecRole", None, "run").config_for(&account(), &region).await.unwrap();
+        assert_eq!((read_only.num_calls(), whole_role.num_calls()), (1, 1));
+        let policy: serde_json::Value = serde_json::from_str(READ_ONLY_SESSION_POLICY).unwrap();
+        let actions = policy["Statement"][0]["Action"].as_array().unwrap();
+        assert!(actions.iter().all(|a| !a.as_str().unwrap().contains("Send")), "{actions:?}");
     }
 
     #[tokio::test]

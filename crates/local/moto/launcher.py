@@ -10,7 +10,8 @@ Before the server starts this
   * turns on the Step Functions interpreter (moto's `execute_state_machine` config),
   * plugs jsonata-python into the interpreter's JSONata evaluator (a stub in moto),
   * adds Step Functions ValidateStateMachineDefinition and ListStateMachineVersions,
-  * registers the SSM simulation of ssm_sim.py (see README.md), Change Calendars included.
+  * registers the SSM simulation of ssm_sim.py (see README.md), Change Calendars included,
+  * applies AssumeRole session policies when IAM enforcement is on (moto ignores them).
 Each hook point is checked first, so a moto upgrade that moves one fails loudly here.
 """
 
@@ -605,6 +606,46 @@ def add_child_execution_ops() -> None:
     StepFunctionResponse.list_executions = list_executions
 
 
+# --------------------------------------------------------------------------- IAM
+
+
+def enforce_session_policies() -> None:
+    """A session policy (AssumeRole's `Policy`) limits the session to what both it and the
+    role's policies allow (AWS: the intersection; an explicit deny in either denies). moto 5.2.5
+    stores the policy on the assumed role but authorizes the session by the role's policies
+    alone, so a read-only session could still do whatever its role may."""
+    from moto.iam import access_control
+    from moto.sts.models import sts_backends
+
+    key_class = _require(access_control, "AssumedRoleAccessKey")
+    request_class = _require(access_control, "IAMRequestBase")
+    policy_class = _require(access_control, "IAMPolicy")
+    result = _require(access_control, "PermissionResult")
+    original_init = key_class.__init__
+    original_check = _require(request_class, "check_action_permitted")
+    if "session_policy" in inspect.signature(original_init).parameters:
+        _fail("AssumedRoleAccessKey already takes a session policy")
+
+    def init(self: Any, account_id: str, partition: str, access_key_id: str, headers: dict[str, str]) -> None:
+        original_init(self, account_id, partition, access_key_id, headers)
+        self.session_policy = next(
+            (role.policy for role in sts_backends[account_id][partition].assumed_roles
+             if role.access_key_id == access_key_id),
+            None,
+        )
+
+    def check_action_permitted(self: Any, resource: str) -> None:
+        original_check(self, resource)
+        session_policy = getattr(self._access_key, "session_policy", None)
+        if session_policy and self._action != "sts:GetCallerIdentity":
+            decision = policy_class(session_policy).is_action_permitted(self._action, resource)
+            if decision != result.PERMITTED:
+                self._raise_access_denied()
+
+    key_class.__init__ = init
+    request_class.check_action_permitted = check_action_permitted
+
+
 # --------------------------------------------------------------------------- SSM
 
 
@@ -644,6 +685,7 @@ def configure() -> None:
     patch_distributed_map()
     add_child_execution_ops()
     add_ssm_ops()
+    enforce_session_policies()
 
 
 def main() -> None:

@@ -602,3 +602,90 @@ class LauncherTest(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class SessionPolicyTest(unittest.TestCase):
+    """IAM enforcement on (its own server): a session policy narrows what the role allows."""
+
+    def setUp(self) -> None:
+        port = _free_port()
+        env = {k: v for k, v in os.environ.items() if k != "MOTO_ACCOUNT_ID"}
+        env["MOTO_PORT"] = str(port)
+        self.log = tempfile.TemporaryFile()
+        self.proc = subprocess.Popen(
+            [sys.executable, str(HERE / "launcher.py"), "--host", "127.0.0.1", "--port", str(port)],
+            env=env, stdout=self.log, stderr=subprocess.STDOUT,
+        )
+        self.addCleanup(self._stop)
+        self.endpoint = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with urllib.request.urlopen(self.endpoint + "/moto-api/", timeout=1):
+                    break
+            except OSError:
+                if self.proc.poll() is not None or time.monotonic() > deadline:
+                    self.log.seek(0)
+                    raise RuntimeError("launcher did not start:\n" + self.log.read().decode(errors="replace"))
+                time.sleep(0.1)
+
+    def _stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(timeout=10)
+
+    def client(self, service: str, creds: dict):
+        return boto3.client(service, endpoint_url=self.endpoint, region_name="us-east-1",
+                            config=Config(retries={"max_attempts": 1}), **creds)
+
+    def test_a_session_policy_narrows_the_role(self) -> None:
+        bootstrap = {"aws_access_key_id": "bootstrap", "aws_secret_access_key": "x"}
+        iam = self.client("iam", bootstrap)
+        iam.create_user(UserName="caller")
+        key = iam.create_access_key(UserName="caller")["AccessKey"]
+        iam.put_user_policy(UserName="caller", PolicyName="assume", PolicyDocument=json.dumps(
+            {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole", "Resource": "*"}]}))
+        caller = iam.get_user(UserName="caller")["User"]["Arn"]
+        trust = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole",
+                                                         "Principal": {"AWS": caller}}]}
+        iam.create_role(RoleName="reader", AssumeRolePolicyDocument=json.dumps(trust))
+        iam.put_role_policy(RoleName="reader", PolicyName="reads", PolicyDocument=json.dumps(
+            {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Resource": "*",
+                                                     "Action": ["ec2:DescribeInstances", "ssm:ListCommands"]}]}))
+        role_arn = iam.get_role(RoleName="reader")["Role"]["Arn"]
+        with urllib.request.urlopen(urllib.request.Request(
+                self.endpoint + "/moto-api/reset-auth", data=b"0", method="POST",
+                headers={"Content-Type": "text/plain"})) as reply:
+            self.assertEqual(reply.status, 200)
+
+        sts = self.client("sts", {"aws_access_key_id": key["AccessKeyId"],
+                                  "aws_secret_access_key": key["SecretAccessKey"]})
+
+        def session(policy: dict | None) -> dict:
+            extra = {"Policy": json.dumps(policy)} if policy else {}
+            creds = sts.assume_role(RoleArn=role_arn, RoleSessionName="narrow", **extra)["Credentials"]
+            return {"aws_access_key_id": creds["AccessKeyId"], "aws_secret_access_key": creds["SecretAccessKey"],
+                    "aws_session_token": creds["SessionToken"]}
+
+        def allowed(creds: dict, call: str) -> bool:
+            client = self.client("ec2" if call == "describe_instances" else "ssm", creds)
+            try:
+                getattr(client, call)()
+                return True
+            except ClientError as error:
+                # Denied (moto's SSM answers a bare 403 without an error code), not failed.
+                self.assertEqual(error.response["ResponseMetadata"]["HTTPStatusCode"], 403, error.response)
+                return False
+
+        whole_role = session(None)
+        self.assertTrue(allowed(whole_role, "describe_instances"))
+        self.assertTrue(allowed(whole_role, "list_commands"))
+        ec2_only = session({"Version": "2012-10-17", "Statement": [
+            {"Effect": "Allow", "Action": "ec2:DescribeInstances", "Resource": "*"}]})
+        self.assertTrue(allowed(ec2_only, "describe_instances"))
+        self.assertFalse(allowed(ec2_only, "list_commands"), "the session policy does not allow it")
+        # The session policy cannot add what the role lacks.
+        wider = session({"Version": "2012-10-17", "Statement": [
+            {"Effect": "Allow", "Action": ["ec2:DescribeInstances", "ssm:DescribeParameters"], "Resource": "*"}]})
+        self.assertFalse(allowed(wider, "describe_parameters"))
+        # Sessions keep working as the intersection after the caller's identity is checked.
+        self.assertEqual(self.client("sts", ec2_only).get_caller_identity()["Arn"].split("/")[-1], "narrow")

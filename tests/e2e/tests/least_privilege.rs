@@ -1066,6 +1066,33 @@ async fn planned_policies_decide_what_moto_cannot_evaluate() {
     let patch_states = Request::new("ssm:DescribeInstancePatchStates", &instance(SPOKE_ACCOUNT));
     assert_eq!(evaluate(spoke, &patch_states), Decision::Allow);
 
+    // The reading steps' sessions (PreEC2Inventory, PollSsmCommand, PostEC2Verify) carry a session
+    // policy: what both it and the role allow. Every read the role grants stays; SendCommand,
+    // which the role grants for AWS-RunPatchBaseline on tagged instances, is gone.
+    let session: Value = serde_json::from_str(ec2patch_core::sessions::READ_ONLY_SESSION_POLICY).unwrap();
+    let both = |request: &Request| match (evaluate(spoke, request), evaluate(&session, request)) {
+        (Decision::Allow, Decision::Allow) => Decision::Allow,
+        (Decision::ExplicitDeny, _) | (_, Decision::ExplicitDeny) => Decision::ExplicitDeny,
+        _ => Decision::ImplicitDeny,
+    };
+    for action in [
+        "ec2:DescribeInstances",
+        "ec2:DescribeInstanceStatus",
+        "ssm:DescribeInstanceInformation",
+        "ssm:ListCommands",
+        "ssm:ListCommandInvocations",
+    ] {
+        assert_eq!(both(&Request::new(action, "*")), Decision::Allow, "a read-only session may {action}");
+    }
+    assert_eq!(both(&patch_states), Decision::Allow);
+    assert_eq!(both(&Request::new("ssm:SendCommand", &document("AWS-RunPatchBaseline"))), Decision::ImplicitDeny);
+    assert_eq!(both(&tagged(&instance(SPOKE_ACCOUNT))), Decision::ImplicitDeny, "a read-only session cannot send");
+    // Nothing in the session policy that the role does not grant (it would only mislead).
+    for action in strings(&session["Statement"][0]["Action"]) {
+        let resource = if action == "ssm:DescribeInstancePatchStates" { instance(SPOKE_ACCOUNT) } else { "*".into() };
+        assert_eq!(evaluate(spoke, &Request::new(&action, &resource)), Decision::Allow, "the role grants {action}");
+    }
+
     // The spoke trust: the hub's four spoke-working function roles, with the ExternalId.
     let trust = plans.document("spoke", "module.spoke.aws_iam_role.patch_exec#assume_role_policy");
     let external_id = plans.hub_external_id.clone();
@@ -1439,6 +1466,36 @@ async fn moto_enforces_the_planned_spoke_role_and_hub_function_policies() {
     );
     let patch_states = ssm.describe_instance_patch_states().instance_ids(instance).send().await;
     assert_eq!(verdict("DescribeInstancePatchStates", patch_states), Verdict::Denied, "moto now matches instance ARNs");
+
+    // PreEC2Inventory's production path: a read-only session, which the launcher makes moto
+    // authorize by the intersection of role and session policy (test_launcher.py's
+    // SessionPolicyTest proves a session is refused what only its role allows). Every read the
+    // steps make still works. That it cannot send is decided on the planned JSON
+    // (planned_policies_decide_what_moto_cannot_evaluate): moto refuses SendCommand to every
+    // session, the resource-ARN gap pinned above.
+    let inventory_role = Hub::new(stand_in_sdk.clone(), config(&format!("{PREFIX}-PreEC2Inventory"), None));
+    let function_sdk = inventory_role.spoke_sessions("lp").config_for(&hub_account, &region).await.unwrap();
+    let reader = Hub::new(function_sdk, config(&role_name, Some(external_id.clone())));
+    let read_only = reader
+        .read_only_spoke_sessions("lp")
+        .config_for(&AccountId::parse(SPOKE_ACCOUNT).unwrap(), &region)
+        .await
+        .unwrap();
+    let (ec2, ssm) = (aws_sdk_ec2::Client::new(&read_only), aws_sdk_ssm::Client::new(&read_only));
+    assert_eq!(verdict("DescribeInstances (read-only)", ec2.describe_instances().send().await), Verdict::Allowed);
+    assert_eq!(
+        verdict("DescribeInstanceStatus (read-only)", ec2.describe_instance_status().send().await),
+        Verdict::Allowed
+    );
+    assert_eq!(
+        verdict("DescribeInstanceInformation (read-only)", ssm.describe_instance_information().send().await),
+        Verdict::Allowed
+    );
+    assert_eq!(verdict("ListCommands (read-only)", ssm.list_commands().send().await), Verdict::Allowed);
+    assert_eq!(
+        verdict("ListCommandInvocations (read-only)", ssm.list_command_invocations().send().await),
+        Verdict::Allowed
+    );
     record("enforcement on the emulator", started.elapsed());
     drop(moto);
 }

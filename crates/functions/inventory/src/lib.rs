@@ -50,7 +50,7 @@ pub async fn handle(hub: &Hub, request: InventoryRequest) -> Result<WaveInventor
         )
     })?;
     let gate = check_gate(hub, &plan, wave, started_at).await?;
-    let sessions = hub.spoke_sessions(&plan.run_id);
+    let sessions = hub.read_only_spoke_sessions(&plan.run_id);
     let sessions = &sessions;
     let filters = &plan.tag_filters;
     let run_id = plan.run_id.as_str();

@@ -54,7 +54,7 @@ pub async fn handle(hub: &Hub, request: PollRequest) -> Result<PollResult> {
         .iter()
         .map(CommandRecord::from_item)
         .collect::<Result<_>>()?;
-    let sessions = hub.spoke_sessions(&request.run_id);
+    let sessions = hub.read_only_spoke_sessions(&request.run_id);
     let mut result = PollResult {
         batch: request.batch,
         done: false,

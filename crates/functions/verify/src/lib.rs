@@ -101,7 +101,7 @@ async fn verify_batch(
         .iter()
         .map(CommandRecord::from_item)
         .collect::<Result<_>>()?;
-    let sessions = hub.spoke_sessions(run_id);
+    let sessions = hub.read_only_spoke_sessions(run_id);
     let mut verified = BatchVerified { batch, patched: 0, failed: 0, timed_out: 0, unreachable: 0, unhealthy: 0 };
     for record in &records {
         let config = match sessions.config_for(&record.account, &record.region).await {
