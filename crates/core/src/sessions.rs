@@ -165,6 +165,21 @@ mod tests {
             .build()
     }
 
+    /// AssumeRole's answer: credentials expiring at `expiry`.
+    fn assumed(expiry: DateTime) -> AssumeRoleOutput {
+        AssumeRoleOutput::builder()
+            .credentials(
+                StsCredentials::builder()
+                    .access_key_id("AKID")
+                    .secret_access_key("SECRET")
+                    .session_token("TOKEN")
+                    .expiration(expiry)
+                    .build()
+                    .unwrap(),
+            )
+            .build()
+    }
+
     fn account() -> AccountId {
         AccountId::parse("222222222222").unwrap()
     }
@@ -178,21 +193,8 @@ mod tests {
                     && req.role_session_name() == Some("ec2patch-run-1")
             })
             .then_output(|| {
-                let expiry = DateTime::from_secs(
-                    i64::try_from(SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap().as_secs()).unwrap()
-                        + 3600,
-                );
-                AssumeRoleOutput::builder()
-                    .credentials(
-                        StsCredentials::builder()
-                            .access_key_id("AKID")
-                            .secret_access_key("SECRET")
-                            .session_token("TOKEN")
-                            .expiration(expiry)
-                            .build()
-                            .unwrap(),
-                    )
-                    .build()
+                let now = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap().as_secs();
+                assumed(DateTime::from_secs(i64::try_from(now).unwrap() + 3600))
             });
         let sts = mock_client!(aws_sdk_sts, RuleMode::MatchAny, [&rule]);
         let sessions = SpokeSessions::new(&hub(), sts, "PatchExecRole", Some("ext-123".into()), "ec2patch-run-1");
@@ -206,20 +208,7 @@ mod tests {
 
     #[tokio::test]
     async fn reading_sessions_carry_the_read_only_policy_and_patching_sessions_none() {
-        let expiry = DateTime::from_secs(4_102_444_800);
-        let output = move || {
-            AssumeRoleOutput::builder()
-                .credentials(
-                    StsCredentials::builder()
-                        .access_key_id("AKID")
-                        .secret_access_key("SECRET")
-                        .session_token("TOKEN")
-                        .expiration(expiry)
-                        .build()
-                        .unwrap(),
-                )
-                .build()
-        };
+        let output = || assumed(DateTime::from_secs(4_102_444_800));
         let read_only = mock!(aws_sdk_sts::Client::assume_role)
             .match_requests(|req| req.policy() == Some(READ_ONLY_SESSION_POLICY))
             .then_output(output);

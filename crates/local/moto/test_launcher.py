@@ -18,6 +18,8 @@ import urllib.request
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
+from typing import Any
+
 import boto3
 from botocore.config import Config
 from botocore.exceptions import ClientError
@@ -35,31 +37,37 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def _start_launcher() -> tuple[subprocess.Popen, str, Any]:
+    """launcher.py on a free port (no router: the interpreter calls moto itself); ready to use."""
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if k != "MOTO_ACCOUNT_ID"}
+    env["MOTO_PORT"] = str(port)
+    log = tempfile.TemporaryFile()
+    proc = subprocess.Popen(
+        [sys.executable, str(HERE / "launcher.py"), "--host", "127.0.0.1", "--port", str(port)],
+        env=env, stdout=log, stderr=subprocess.STDOUT,
+    )
+    endpoint = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            with urllib.request.urlopen(endpoint + "/moto-api/", timeout=1):
+                return proc, endpoint, log
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                proc.kill()
+                log.seek(0)
+                raise RuntimeError("launcher did not start:\n" + log.read().decode(errors="replace")[-5000:])
+            time.sleep(0.1)
+
+
 class LauncherTest(unittest.TestCase):
     proc: subprocess.Popen
     endpoint: str
 
     @classmethod
     def setUpClass(cls) -> None:
-        port = _free_port()
-        env = {k: v for k, v in os.environ.items() if k != "MOTO_ACCOUNT_ID"}
-        env["MOTO_PORT"] = str(port)  # no router in this test: the interpreter calls moto itself
-        cls.log = tempfile.TemporaryFile()
-        cls.proc = subprocess.Popen(
-            [sys.executable, str(HERE / "launcher.py"), "--host", "127.0.0.1", "--port", str(port)],
-            env=env, stdout=cls.log, stderr=subprocess.STDOUT,
-        )
-        cls.endpoint = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                with urllib.request.urlopen(cls.endpoint + "/moto-api/", timeout=1):
-                    break
-            except OSError:
-                if cls.proc.poll() is not None or time.monotonic() > deadline:
-                    cls.tearDownClass()
-                    raise RuntimeError("launcher did not start:\n" + cls._log_text())
-                time.sleep(0.1)
+        cls.proc, cls.endpoint, cls.log = _start_launcher()
         cls.hub = cls._iam_keys(HUB)
         cls.acct_b = cls._iam_keys(ACCOUNT_B)
         creds = cls.client("sts", cls.hub).assume_role(
@@ -79,11 +87,7 @@ class LauncherTest(unittest.TestCase):
         except subprocess.TimeoutExpired:
             cls.proc.kill()
             cls.proc.wait()
-
-    @classmethod
-    def _log_text(cls) -> str:
-        cls.log.seek(0)
-        return cls.log.read().decode(errors="replace")[-5000:]
+        cls.log.close()
 
     @classmethod
     def client(cls, service: str, creds: dict, region: str = "us-east-1", **config):
@@ -608,30 +612,13 @@ class SessionPolicyTest(unittest.TestCase):
     """IAM enforcement on (its own server): a session policy narrows what the role allows."""
 
     def setUp(self) -> None:
-        port = _free_port()
-        env = {k: v for k, v in os.environ.items() if k != "MOTO_ACCOUNT_ID"}
-        env["MOTO_PORT"] = str(port)
-        self.log = tempfile.TemporaryFile()
-        self.proc = subprocess.Popen(
-            [sys.executable, str(HERE / "launcher.py"), "--host", "127.0.0.1", "--port", str(port)],
-            env=env, stdout=self.log, stderr=subprocess.STDOUT,
-        )
+        self.proc, self.endpoint, self.log = _start_launcher()
         self.addCleanup(self._stop)
-        self.endpoint = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                with urllib.request.urlopen(self.endpoint + "/moto-api/", timeout=1):
-                    break
-            except OSError:
-                if self.proc.poll() is not None or time.monotonic() > deadline:
-                    self.log.seek(0)
-                    raise RuntimeError("launcher did not start:\n" + self.log.read().decode(errors="replace"))
-                time.sleep(0.1)
 
     def _stop(self) -> None:
         self.proc.terminate()
         self.proc.wait(timeout=10)
+        self.log.close()
 
     def client(self, service: str, creds: dict):
         return boto3.client(service, endpoint_url=self.endpoint, region_name="us-east-1",
