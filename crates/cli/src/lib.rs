@@ -475,6 +475,12 @@ fn print_report(report: &ec2patch_core::report::RunReport) {
         report.generated_at
     );
     println!("{table}");
+    for wave in report.waves.iter().filter(|w| !w.failed_targets.is_empty()) {
+        println!("Wave {}. {}: targets the hub could not reach", wave.index + 1, wave.name);
+        for target in &wave.failed_targets {
+            println!("  {} {}: {}: {}", target.account, target.region, target.error_type, target.message);
+        }
+    }
 }
 
 #[cfg(feature = "local")]

@@ -51,6 +51,10 @@ pub struct WaveReport {
     pub outcomes: Option<WaveOutcomes>,
     /// Why the wave was not (fully) patched, from the run's failure records.
     pub problem: Option<String>,
+    /// Every target (account x region) the hub could not inventory, with why: listed in full
+    /// (the wave summary in the state machine carries ten at most).
+    #[serde(default)]
+    pub failed_targets: Vec<crate::wave::TargetFailure>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -111,6 +111,30 @@ async fn inventory_records_every_instance_and_the_unreachable_account() {
         }
     }
 
+    // The run report names every target the hub could not reach, with why (JSON and HTML).
+    let report: ec2patch_core::report::RunReport =
+        stack.hub.store.get_json(&ec2patch_core::report::json_key(run_id)).await.unwrap();
+    assert!(report.waves[0].failed_targets.is_empty(), "{:?}", report.waves[0]);
+    let unreachable: Vec<(&str, &str, &str)> = report.waves[1]
+        .failed_targets
+        .iter()
+        .map(|t| (t.account.as_str(), t.region.as_str(), t.error_type.as_str()))
+        .collect();
+    let mut expected_unreachable: Vec<(&str, &str, &str)> =
+        estate.regions.iter().map(|r| (denied.as_str(), r.as_str(), "AssumeRoleFailed")).collect();
+    expected_unreachable.sort();
+    assert_eq!(unreachable, expected_unreachable);
+    assert!(report.waves[1].failed_targets.iter().all(|t| t.message.contains("PatchExecRole")));
+    let html = aws_sdk_s3::Client::new(&stack.sdk)
+        .get_object()
+        .bucket(stack.hub.store.bucket())
+        .key(ec2patch_core::report::html_key(run_id))
+        .send()
+        .await
+        .unwrap();
+    let html = String::from_utf8(html.body.collect().await.unwrap().into_bytes().to_vec()).unwrap();
+    assert!(html.contains("Targets the hub could not reach (2)") && html.contains(&denied), "{html}");
+
     // The S3 manifests hold the same instances, per target.
     let mut manifest_ids = BTreeSet::new();
     for wave in 0..2 {

@@ -6,10 +6,10 @@ use askama::Template;
 use ec2patch_core::patching;
 pub use ec2patch_core::report::{ReportWritten, RunReport, Totals, WaveReport};
 use ec2patch_core::report::{html_key, json_key};
-use ec2patch_core::status::InstanceOutcome;
+use ec2patch_core::status::{InstanceOutcome, InventoryStatus};
 use ec2patch_core::store;
 use ec2patch_core::time::{format_epoch, now_epoch_seconds};
-use ec2patch_core::wave::WaveOutcomes;
+use ec2patch_core::wave::{TargetFailure, WaveOutcomes};
 use ec2patch_core::wave_gate::{self, WaveRun};
 use ec2patch_core::{AccountId, Error, Hub, Region, Result};
 
@@ -35,6 +35,7 @@ struct WaveView<'a> {
     name: &'a str,
     outcomes: Option<&'a WaveOutcomes>,
     problem: Option<&'a str>,
+    failed_targets: &'a [TargetFailure],
     bars: Vec<Bar>,
 }
 
@@ -72,6 +73,7 @@ pub fn render_html(report: &RunReport) -> Result<String> {
             name: &w.name,
             outcomes: w.outcomes.as_ref(),
             problem: w.problem.as_deref(),
+            failed_targets: &w.failed_targets,
             bars: w.outcomes.as_ref().map(bars).unwrap_or_default(),
         })
         .collect();
@@ -112,10 +114,36 @@ async fn settle_unpatched(
     Ok(())
 }
 
+/// The targets each wave could not inventory (their `TARGET#` records `FAILED`), by wave, in
+/// account and region order: one query for the whole run.
+async fn failed_targets(hub: &Hub, run_id: &str) -> Result<std::collections::BTreeMap<usize, Vec<TargetFailure>>> {
+    let mut by_wave: std::collections::BTreeMap<usize, Vec<TargetFailure>> = std::collections::BTreeMap::new();
+    for item in hub.store.query_prefix(&store::run_pk(run_id), "TARGET#").await? {
+        let text = |key: &str| item.get(key).and_then(|v| v.as_s().ok()).cloned().unwrap_or_default();
+        if InventoryStatus::parse(&text("status")) != Some(InventoryStatus::Failed) {
+            continue;
+        }
+        let Some(wave) = item.get("wave").and_then(|v| v.as_n().ok()).and_then(|v| v.parse::<usize>().ok()) else {
+            continue;
+        };
+        by_wave.entry(wave).or_default().push(TargetFailure {
+            account: text("account"),
+            region: text("region"),
+            error_type: text("errorType"),
+            message: text("error"),
+        });
+    }
+    for targets in by_wave.values_mut() {
+        targets.sort_by(|a, b| (&a.account, &a.region).cmp(&(&b.account, &b.region)));
+    }
+    Ok(by_wave)
+}
+
 /// Gathers the wave summaries and failure records of `run_id` into a report and writes it.
 pub async fn write_run_report(hub: &Hub, run_id: &str, status: &str) -> Result<ReportWritten> {
     let plan = hub.store.load_plan(run_id).await?;
     let failures = hub.store.query_prefix(&store::run_pk(run_id), "FAILURE#WAVE#").await?;
+    let failed_by_wave = failed_targets(hub, run_id).await?;
     let text = |item: &store::Item, key: &str| item.get(key).and_then(|v| v.as_s().ok()).cloned().unwrap_or_default();
     let mut waves = Vec::new();
     let mut totals = Totals::default();
@@ -145,7 +173,8 @@ pub async fn write_run_report(hub: &Hub, run_id: &str, status: &str) -> Result<R
         {
             stopped_waves.insert(index, problem.clone());
         }
-        waves.push(WaveReport { index, name: wave.name.clone(), outcomes, problem });
+        let failed_targets = failed_by_wave.get(&index).cloned().unwrap_or_default();
+        waves.push(WaveReport { index, name: wave.name.clone(), outcomes, problem, failed_targets });
     }
     if !stopped_waves.is_empty() {
         settle_unpatched(hub, run_id, &stopped_waves).await?;
