@@ -20,8 +20,7 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use serde::{Deserialize, Serialize};
 
 use crate::aws::AwsResultExt;
-use crate::error_budget::ErrorBudget;
-use crate::store::{Item, RunStore, into_store_error, n, s};
+use crate::store::{Item, RunStore, into_store_error, n, number_attr, s, text_attr};
 use crate::time::format_epoch;
 use crate::wave::WaveOutcomes;
 use crate::{Error, Result};
@@ -64,15 +63,16 @@ fn wave_run_sk(ended_at: u64, run_id: &str) -> String {
     format!("{ended_at:012}#{run_id}")
 }
 
-/// Whether a summarised (or stopped) wave passed, and what it found.
-/// `problem` is why the wave stopped or failed, if it did.
-pub fn verdict(outcomes: Option<&WaveOutcomes>, problem: Option<&str>, budget: &ErrorBudget) -> (bool, String) {
+/// Whether a summarised (or stopped) wave passed, and what it found. `problem` is why the wave
+/// stopped or failed, if it did; the budget is the one its summary measured against
+/// (`WaveOutcomes::error_budget`, present whenever the run set one).
+pub fn verdict(outcomes: Option<&WaveOutcomes>, problem: Option<&str>) -> (bool, String) {
     let Some(outcomes) = outcomes else {
         let why = problem.unwrap_or("the run stopped before this wave");
         return (false, format!("did not run to its end: {why}"));
     };
     let failed = outcomes.failed + outcomes.timed_out;
-    let allowed = outcomes.error_budget.map(|used| used.allowed).or_else(|| budget.allowed(outcomes.attempted));
+    let allowed = outcomes.error_budget.map(|used| used.allowed);
     let found = format!(
         "{} patched, {} failed, {} timed out, {} skipped, {} unreachable",
         outcomes.patched, outcomes.failed, outcomes.timed_out, outcomes.skipped, outcomes.unreachable
@@ -130,15 +130,13 @@ pub async fn latest_run(store: &RunStore, wave_name: &str, since: u64) -> Result
         .aws_context("Query", || format!("table {} pk {pk}", store.table()))
         .map_err(into_store_error)?;
     let Some(item) = output.items.unwrap_or_default().into_iter().next() else { return Ok(None) };
-    let text = |key: &str| item.get(key).and_then(|v| v.as_s().ok()).cloned().unwrap_or_default();
-    let number = |key: &str| item.get(key).and_then(|v| v.as_n().ok()).and_then(|v| v.parse::<u64>().ok());
     Ok(Some(WaveRun {
         wave_name: wave_name.to_owned(),
-        run_id: text("runId"),
-        wave_index: number("wave").unwrap_or_default() as usize,
-        ended_at: number("endedAt").unwrap_or_default(),
+        run_id: text_attr(&item, "runId"),
+        wave_index: number_attr(&item, "wave").unwrap_or_default(),
+        ended_at: number_attr(&item, "endedAt").unwrap_or_default(),
         passed: item.get("passed").and_then(|v| v.as_bool().ok()) == Some(&true),
-        summary: text("summary"),
+        summary: text_attr(&item, "summary"),
     }))
 }
 
@@ -209,22 +207,23 @@ mod tests {
 
     #[test]
     fn a_wave_passes_only_when_it_ran_to_its_end_within_its_budget() {
-        let none = ErrorBudget::default();
-        assert!(verdict(Some(&outcomes(3, 0)), None, &none).0);
-        let (passed, why) = verdict(Some(&outcomes(3, 1)), None, &none);
+        assert!(verdict(Some(&outcomes(3, 0)), None).0);
+        let (passed, why) = verdict(Some(&outcomes(3, 1)), None);
         assert!(!passed);
         assert!(why.contains("1 failure(s) and no error budget allows any"), "{why}");
 
-        let one = ErrorBudget { max_failed_instances: Some(1), max_failed_percent: None };
-        let mut within = outcomes(3, 1);
-        within.error_budget = Some(BudgetUse { allowed: 1, failed: 1, exceeded: false, skipped: 0 });
-        assert!(verdict(Some(&within), None, &one).0, "exactly the budget passes");
-        assert!(!verdict(Some(&outcomes(3, 2)), None, &one).0);
+        let with_budget = |patched, failed| {
+            let mut measured = outcomes(patched, failed);
+            measured.error_budget = Some(BudgetUse { allowed: 1, failed, exceeded: failed > 1, skipped: 0 });
+            measured
+        };
+        assert!(verdict(Some(&with_budget(3, 1)), None).0, "exactly the budget passes");
+        assert!(!verdict(Some(&with_budget(3, 2)), None).0);
 
-        let (passed, why) = verdict(None, Some("Error: approval rejected"), &none);
+        let (passed, why) = verdict(None, Some("Error: approval rejected"));
         assert!(!passed);
         assert_eq!(why, "did not run to its end: Error: approval rejected");
-        let (passed, why) = verdict(Some(&outcomes(3, 0)), Some("WaveIssuesDetected"), &none);
+        let (passed, why) = verdict(Some(&outcomes(3, 0)), Some("WaveIssuesDetected"));
         assert!(!passed, "{why}");
     }
 

@@ -7,7 +7,7 @@ use ec2patch_core::patching;
 pub use ec2patch_core::report::{ReportWritten, RunReport, Totals, WaveReport};
 use ec2patch_core::report::{html_key, json_key};
 use ec2patch_core::status::{InstanceOutcome, InventoryStatus};
-use ec2patch_core::store;
+use ec2patch_core::store::{self, number_attr, text_attr};
 use ec2patch_core::time::{format_epoch, now_epoch_seconds};
 use ec2patch_core::wave::{TargetFailure, WaveOutcomes};
 use ec2patch_core::wave_gate::{self, WaveRun};
@@ -92,9 +92,10 @@ async fn settle_unpatched(
     stopped_waves: &std::collections::BTreeMap<usize, String>,
 ) -> Result<()> {
     for item in hub.store.query_prefix(&store::run_pk(run_id), "INSTANCE#").await? {
-        let text = |key: &str| item.get(key).and_then(|v| v.as_s().ok()).cloned().unwrap_or_default();
-        let wave = item.get("wave").and_then(|v| v.as_n().ok()).and_then(|v| v.parse::<usize>().ok());
-        let Some(problem) = wave.and_then(|w| stopped_waves.get(&w)) else { continue };
+        let text = |key: &str| text_attr(&item, key);
+        let Some(problem) = number_attr::<usize>(&item, "wave").and_then(|w| stopped_waves.get(&w)) else {
+            continue;
+        };
         if InstanceOutcome::parse(&text("outcome")) != Some(InstanceOutcome::Pending) {
             continue;
         }
@@ -119,13 +120,11 @@ async fn settle_unpatched(
 async fn failed_targets(hub: &Hub, run_id: &str) -> Result<std::collections::BTreeMap<usize, Vec<TargetFailure>>> {
     let mut by_wave: std::collections::BTreeMap<usize, Vec<TargetFailure>> = std::collections::BTreeMap::new();
     for item in hub.store.query_prefix(&store::run_pk(run_id), "TARGET#").await? {
-        let text = |key: &str| item.get(key).and_then(|v| v.as_s().ok()).cloned().unwrap_or_default();
+        let text = |key: &str| text_attr(&item, key);
         if InventoryStatus::parse(&text("status")) != Some(InventoryStatus::Failed) {
             continue;
         }
-        let Some(wave) = item.get("wave").and_then(|v| v.as_n().ok()).and_then(|v| v.parse::<usize>().ok()) else {
-            continue;
-        };
+        let Some(wave) = number_attr::<usize>(&item, "wave") else { continue };
         by_wave.entry(wave).or_default().push(TargetFailure {
             account: text("account"),
             region: text("region"),
@@ -144,7 +143,6 @@ pub async fn write_run_report(hub: &Hub, run_id: &str, status: &str) -> Result<R
     let plan = hub.store.load_plan(run_id).await?;
     let failures = hub.store.query_prefix(&store::run_pk(run_id), "FAILURE#WAVE#").await?;
     let failed_by_wave = failed_targets(hub, run_id).await?;
-    let text = |item: &store::Item, key: &str| item.get(key).and_then(|v| v.as_s().ok()).cloned().unwrap_or_default();
     let mut waves = Vec::new();
     let mut totals = Totals::default();
     // Waves that failed before their summary, with why: their pending instances are settled below.
@@ -162,10 +160,10 @@ pub async fn write_run_report(hub: &Hub, run_id: &str, status: &str) -> Result<R
         let problems: Vec<String> = failures
             .iter()
             .filter(|f| {
-                let sk = text(f, "sk");
+                let sk = text_attr(f, "sk");
                 sk == format!("FAILURE#WAVE#{index}") || sk.starts_with(&format!("FAILURE#WAVE#{index}#"))
             })
-            .map(|f| ec2patch_core::report::human_problem(&text(f, "errorType"), &text(f, "cause")))
+            .map(|f| ec2patch_core::report::human_problem(&text_attr(f, "errorType"), &text_attr(f, "cause")))
             .collect();
         let problem = (!problems.is_empty()).then(|| problems.join("; "));
         if outcomes.is_none()
@@ -186,8 +184,7 @@ pub async fn write_run_report(hub: &Hub, run_id: &str, status: &str) -> Result<R
         let runs: Vec<WaveRun> = waves
             .iter()
             .map(|w| {
-                let (passed, summary) =
-                    wave_gate::verdict(w.outcomes.as_ref(), w.problem.as_deref(), &plan.error_budget);
+                let (passed, summary) = wave_gate::verdict(w.outcomes.as_ref(), w.problem.as_deref());
                 WaveRun {
                     wave_name: w.name.clone(),
                     run_id: run_id.to_owned(),
