@@ -11,6 +11,8 @@ pub mod report;
 pub mod schedule;
 pub mod start;
 pub mod tfvars;
+#[cfg(feature = "local")]
+pub mod up;
 pub mod validate;
 pub mod watch;
 
@@ -126,6 +128,9 @@ pub enum Command {
 pub enum LocalCommand {
     /// Start the local stack, seed a simulated estate, run two waves with approvals, show the report.
     Demo(demo::DemoArgs),
+    /// Keep the local stack running as an AWS endpoint: prints `export` lines for the AWS CLI,
+    /// Terraform, SDKs and `ec2patch`, and the README's example runs; Ctrl-C stops it.
+    Up(up::UpArgs),
 }
 
 fn parse_tz(value: &str) -> Result<chrono_tz::Tz, String> {
@@ -238,6 +243,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             };
             print_demo(&result, output)?;
             Ok(if result.numbers_match && result.status == "SUCCEEDED" { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+        }
+        #[cfg(feature = "local")]
+        Command::Local { command: LocalCommand::Up(args) } => {
+            up::run(&args).await?;
+            Ok(ExitCode::SUCCESS)
         }
     }
 }

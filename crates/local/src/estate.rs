@@ -114,6 +114,16 @@ impl Estate {
 /// Creates the estate's instances in each spoke account, acting as that account's role.
 pub async fn seed(sessions: &SpokeSessions, spec: &EstateSpec) -> anyhow::Result<Estate> {
     let accounts: Vec<String> = (spec.first_account..spec.first_account + spec.accounts).map(spoke_account).collect();
+    seed_accounts(sessions, accounts, spec).await
+}
+
+/// Like [`seed`], in the given accounts (`spec.accounts` and `spec.first_account` are not used):
+/// `ec2patch local up` seeds the account ids the README's examples name.
+pub async fn seed_accounts(
+    sessions: &SpokeSessions,
+    accounts: Vec<String>,
+    spec: &EstateSpec,
+) -> anyhow::Result<Estate> {
     let targets: Vec<(String, String)> =
         accounts.iter().flat_map(|a| spec.regions.iter().map(move |r| (a.clone(), r.clone()))).collect();
     let results: Vec<anyhow::Result<Vec<SeededInstance>>> = futures::stream::iter(targets)

@@ -47,6 +47,8 @@ pub struct LocalStackOptions {
     /// The hub's Bedrock agent (Terraform's `bedrock_agent_id`/`_alias_id`): the only one a run
     /// input may name. `None`: rule-based analysis only.
     pub bedrock: Option<BedrockAgent>,
+    /// The router's port on 127.0.0.1 (the stack's one endpoint); 0 picks a free one.
+    pub router_port: u16,
 }
 
 impl Default for LocalStackOptions {
@@ -61,6 +63,7 @@ impl Default for LocalStackOptions {
             command_timeout_seconds: 30,
             run_lock_margin_seconds: 900,
             bedrock: None,
+            router_port: 0,
         }
     }
 }
@@ -83,7 +86,9 @@ pub struct LocalStack {
 impl LocalStack {
     pub async fn start(options: LocalStackOptions) -> anyhow::Result<Self> {
         let root = moto::repo_root();
-        let listener = TcpListener::bind("127.0.0.1:0").await.context("binding the router")?;
+        let listener = TcpListener::bind(("127.0.0.1", options.router_port))
+            .await
+            .with_context(|| format!("binding the router to 127.0.0.1:{}", options.router_port))?;
         let router_port = listener.local_addr()?.port();
         let moto_port = moto::free_port()?;
         let functions = Arc::new(LocalFunctions::new(&options.name_prefix));
@@ -104,7 +109,8 @@ impl LocalStack {
         let topic_arn = create_topic(&sdk, &options.name_prefix, &router.url()).await?;
         let hmac_key_parameter = create_signing_key(&sdk, &options.name_prefix).await?;
         let table = format!("{}-runs", options.name_prefix);
-        let bucket = format!("{}-artifacts-{HUB_ACCOUNT}", options.name_prefix);
+        // Terraform's names (terraform/modules/hub), so `ec2patch` finds them without flags.
+        let bucket = format!("{}-artifacts-{HUB_ACCOUNT}-{}", options.name_prefix, options.region);
         let config = HubConfig {
             external_id: Some(options.external_id.clone()),
             inventory_concurrency: options.inventory_concurrency,
@@ -228,10 +234,22 @@ impl LocalStack {
     pub async fn seed(&self, spec: &EstateSpec) -> anyhow::Result<Estate> {
         let sessions = self.hub.spoke_sessions("seed");
         let estate = estate::seed(&sessions, spec).await?;
+        self.deny_hub(&estate);
+        Ok(estate)
+    }
+
+    /// Seeds the estate into the given account ids (see [`estate::seed_accounts`]).
+    pub async fn seed_accounts(&self, accounts: Vec<String>, spec: &EstateSpec) -> anyhow::Result<Estate> {
+        let sessions = self.hub.spoke_sessions("seed");
+        let estate = estate::seed_accounts(&sessions, accounts, spec).await?;
+        self.deny_hub(&estate);
+        Ok(estate)
+    }
+
+    fn deny_hub(&self, estate: &Estate) {
         for account in &estate.denied {
             self.router.faults().add(FaultRule::deny_assume_role(account));
         }
-        Ok(estate)
     }
 
     /// Starts an execution (always named: moto needs it, and the name is the run id).
