@@ -17,6 +17,7 @@ module "hub" {
   external_id              = var.external_id
   spoke_account_ids        = var.spoke_account_ids
   organization_id          = var.organization_id
+  organizations_role_arn   = var.organizations_role_arn
   approval_timeout_seconds = var.approval_timeout_seconds
   tag_key                  = var.tag_key
   tag_value                = var.tag_value

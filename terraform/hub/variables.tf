@@ -33,12 +33,14 @@ variable "bedrock_agent_alias_id" {
 variable "wave_rules" {
   description = "Patching wave configuration: one EventBridge schedule per wave. `after` names the wave whose latest run (within `gate_window_hours`, default 168) must have passed before this wave patches (a wave gate)."
   type = list(object({
-    name                = string
-    schedule_expression = string
-    accounts            = list(string)
-    regions             = list(string)
-    after               = optional(string)
-    gate_window_hours   = optional(number, 168)
+    name                 = string
+    schedule_expression  = string
+    accounts             = optional(list(string), [])
+    organizational_units = optional(list(string), [])
+    exclude_accounts     = optional(list(string), [])
+    regions              = list(string)
+    after                = optional(string)
+    gate_window_hours    = optional(number, 168)
   }))
   default = []
 }
@@ -87,6 +89,12 @@ variable "spoke_account_ids" {
 
 variable "organization_id" {
   description = "Organizations id: allow the spoke role in every account of the organization (large fleets)."
+  type        = string
+  default     = null
+}
+
+variable "organizations_role_arn" {
+  description = "Role PlanRun assumes to resolve organizational_units into accounts (null: the hub's own role)."
   type        = string
   default     = null
 }

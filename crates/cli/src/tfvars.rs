@@ -42,7 +42,13 @@ pub struct HubVars {
 pub struct WaveRule {
     pub name: String,
     pub schedule_expression: String,
+    #[serde(default)]
     pub accounts: Vec<String>,
+    /// AWS Organizations targeting: OUs whose accounts join the wave, and accounts left out.
+    #[serde(default)]
+    pub organizational_units: Vec<String>,
+    #[serde(default)]
+    pub exclude_accounts: Vec<String>,
     pub regions: Vec<String>,
     /// The wave this one follows across runs (its gate), and how far back the gate looks.
     #[serde(default)]
@@ -107,6 +113,14 @@ impl HubVars {
     /// The rule's wave as its run input names it, with its gate when it has one.
     fn account_wave(rule: &WaveRule) -> Value {
         let mut wave = json!({"name": rule.name, "accounts": rule.accounts, "regions": rule.regions});
+        if let Some(object) = wave.as_object_mut() {
+            if !rule.organizational_units.is_empty() {
+                object.insert("organizationalUnits".to_owned(), json!(rule.organizational_units));
+            }
+            if !rule.exclude_accounts.is_empty() {
+                object.insert("excludeAccounts".to_owned(), json!(rule.exclude_accounts));
+            }
+        }
         if let (Some(after), Some(object)) = (&rule.after, wave.as_object_mut()) {
             object.insert("after".to_owned(), json!(after));
             object.insert("gateWindowHours".to_owned(), json!(rule.gate_window_hours()));
@@ -141,6 +155,8 @@ impl HubVars {
                 .map(|w| NamedWave {
                     name: w.name.clone(),
                     accounts: w.accounts.clone(),
+                    organizational_units: w.organizational_units.clone(),
+                    exclude_accounts: w.exclude_accounts.clone(),
                     regions: w.regions.clone(),
                     after: w.after.clone(),
                     gate_window_hours: w.after.as_ref().map(|_| w.gate_window_hours()),

@@ -70,7 +70,21 @@ pub fn describe(plan: &RunPlan) -> String {
                 .as_ref()
                 .map(|g| format!(", after {} passed within {} h", g.after, g.window_hours))
                 .unwrap_or_default();
-            format!("{} ({} accounts x {} regions{gate})", w.name, w.accounts.len(), w.regions.len())
+            // OUs are resolved into accounts only when the run starts (PlanRun).
+            let ous = if w.organizational_units.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    " + the accounts of {} resolved at run time{}",
+                    w.organizational_units.join(", "),
+                    if w.exclude_accounts.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" except {} excluded", w.exclude_accounts.len())
+                    }
+                )
+            };
+            format!("{} ({} accounts{ous} x {} regions{gate})", w.name, w.accounts.len(), w.regions.len())
         })
         .collect();
     let tags: Vec<String> = plan.tag_filters.iter().map(|t| format!("{}={}", t.key, t.values.join("|"))).collect();

@@ -42,6 +42,26 @@ fn write_temp(name: &str, contents: &str) -> PathBuf {
 // ---- validate --------------------------------------------------------------------------------
 
 #[test]
+fn validate_says_which_organizational_units_resolve_at_run_time() {
+    let input = write_temp(
+        "org-input.json",
+        r#"{"accountWaves": [{"name": "prod", "organizationalUnits": ["ou-ab12-prod0001"], "excludeAccounts": ["333333333333"]}]}"#,
+    );
+    let out = ec2patch().args(["validate"]).arg(&input).assert().success();
+    let stdout = text(&out.get_output().stdout);
+    assert!(
+        stdout.contains(
+            "prod (0 accounts + the accounts of ou-ab12-prod0001 resolved at run time except 1 excluded x 1 regions)"
+        ),
+        "{stdout}"
+    );
+    let bad = write_temp("org-bad.json", r#"{"accountWaves": [{"organizationalUnits": ["Prod"]}]}"#);
+    let out = ec2patch().args(["validate"]).arg(&bad).assert().code(2);
+    let stderr = text(&out.get_output().stderr);
+    assert!(stderr.contains("accountWaves[0].organizationalUnits[0]"), "{stderr}");
+}
+
+#[test]
 fn validate_accepts_both_seed_shapes_and_the_hub_tfvars() {
     for file in ["examples/run-input-api.json", "examples/run-input-eventbridge.json"] {
         let out = ec2patch().args(["validate"]).arg(repo(file)).assert().success();

@@ -40,7 +40,13 @@ pub struct RunDefaults {
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 pub struct NamedWave {
     pub name: String,
+    #[serde(default)]
     pub accounts: Vec<String>,
+    /// AWS Organizations targeting (Terraform's `wave_rules[*].organizational_units`).
+    #[serde(default, rename = "organizationalUnits")]
+    pub organizational_units: Vec<String>,
+    #[serde(default, rename = "excludeAccounts")]
+    pub exclude_accounts: Vec<String>,
     pub regions: Vec<String>,
     /// The wave this one follows across runs (Terraform's `wave_rules[*].after`).
     #[serde(default)]
@@ -91,6 +97,11 @@ pub struct HubConfig {
     pub callback_base_url: Option<String>,
     /// SSM SecureString parameter holding the approval-link HMAC key (`EC2PATCH_HMAC_KEY_PARAMETER`).
     pub hmac_key_parameter: Option<String>,
+    /// A role PlanRun assumes to read AWS Organizations (`EC2PATCH_ORGANIZATIONS_ROLE_ARN`,
+    /// Terraform's `organizations_role_arn`): one in the management account, or a delegated
+    /// administrator's. Unset: the hub's own role reads it (the hub is then the management or a
+    /// delegated administrator account).
+    pub organizations_role_arn: Option<String>,
     pub patching: PatchSettings,
     pub defaults: RunDefaults,
 }
@@ -151,6 +162,7 @@ impl HubConfig {
             approval_timeout_seconds: 14_400,
             callback_base_url: None,
             hmac_key_parameter: None,
+            organizations_role_arn: None,
             patching: PatchSettings::default(),
             defaults: RunDefaults::default(),
         }
@@ -240,6 +252,14 @@ impl HubConfig {
             },
             callback_base_url: get("EC2PATCH_CALLBACK_BASE_URL").map(|url| url.trim_end_matches('/').to_owned()),
             hmac_key_parameter: get("EC2PATCH_HMAC_KEY_PARAMETER"),
+            organizations_role_arn: match get("EC2PATCH_ORGANIZATIONS_ROLE_ARN") {
+                Some(arn) if !(arn.starts_with("arn:") && arn.contains(":iam::") && arn.contains(":role/")) => {
+                    return Err(Error::ConfigError(format!(
+                        "EC2PATCH_ORGANIZATIONS_ROLE_ARN={arn:?} is not an IAM role ARN"
+                    )));
+                }
+                arn => arn,
+            },
             patching: {
                 let defaults = PatchSettings::default();
                 let reboot_option = get("EC2PATCH_REBOOT_OPTION").unwrap_or(defaults.reboot_option);

@@ -39,6 +39,9 @@ struct RunInput {
     wave_id: Option<String>,
     dry_run: Option<bool>,
     accounts: Option<Vec<String>>,
+    /// AWS Organizations targeting (API shape): OUs whose accounts join `accounts`.
+    organizational_units: Option<Vec<String>>,
+    exclude_accounts: Option<Vec<String>>,
     regions: Option<Vec<String>>,
     tag_filters: Option<BTreeMap<String, TagValues>>,
     account_waves: Option<Vec<AccountWaveInput>>,
@@ -74,7 +77,11 @@ enum TagValues {
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 struct AccountWaveInput {
     name: Option<String>,
+    #[serde(default)]
     accounts: Vec<String>,
+    /// OU or root ids: their accounts, nested OUs included, join the wave at PlanRun.
+    organizational_units: Option<Vec<String>>,
+    exclude_accounts: Option<Vec<String>>,
     regions: Option<Vec<String>>,
     /// The wave this one follows across runs ([`crate::wave_gate`]).
     after: Option<String>,
@@ -408,7 +415,12 @@ fn validate_run_id(run_id: &str) -> Result<()> {
 
 fn waves(input: &RunInput, defaults: &RunDefaults) -> Result<Vec<Wave>> {
     if input.account_waves.is_some() {
-        for (field, present) in [("accounts", input.accounts.is_some()), ("waveId", input.wave_id.is_some())] {
+        for (field, present) in [
+            ("accounts", input.accounts.is_some()),
+            ("organizationalUnits", input.organizational_units.is_some()),
+            ("excludeAccounts", input.exclude_accounts.is_some()),
+            ("waveId", input.wave_id.is_some()),
+        ] {
             if present {
                 return Err(Error::invalid(
                     field,
@@ -446,7 +458,12 @@ fn waves(input: &RunInput, defaults: &RunDefaults) -> Result<Vec<Wave>> {
                 }
                 None => default_regions(),
             };
-            let mut planned = wave_from(&at, name, &wave.accounts, &regions, defaults)?;
+            let targeting = Targeting {
+                accounts: &wave.accounts,
+                organizational_units: wave.organizational_units.as_deref().unwrap_or_default(),
+                exclude_accounts: wave.exclude_accounts.as_deref().unwrap_or_default(),
+            };
+            let mut planned = wave_from(&at, name, &targeting, &regions, defaults)?;
             planned.gate = wave_gate(&at, &planned.name, wave.after.as_deref(), wave.gate_window_hours)?;
             waves.push(planned);
         }
@@ -465,12 +482,17 @@ fn waves(input: &RunInput, defaults: &RunDefaults) -> Result<Vec<Wave>> {
                 ));
             }
         }
-    } else if let Some(accounts) = &input.accounts {
+    } else if input.accounts.is_some() || input.organizational_units.is_some() {
         let name = match &input.wave_id {
             Some(id) => validate_name("waveId", id)?,
             None => "manual".to_owned(),
         };
-        waves.push(wave_from("", name, accounts, &default_regions(), defaults)?);
+        let targeting = Targeting {
+            accounts: input.accounts.as_deref().unwrap_or_default(),
+            organizational_units: input.organizational_units.as_deref().unwrap_or_default(),
+            exclude_accounts: input.exclude_accounts.as_deref().unwrap_or_default(),
+        };
+        waves.push(wave_from("", name, &targeting, &default_regions(), defaults)?);
     } else if let Some(id) = &input.wave_id {
         let configured = defaults.waves.iter().find(|wave| &wave.name == id).ok_or_else(|| {
             let known: Vec<&str> = defaults.waves.iter().map(|w| w.name.as_str()).collect();
@@ -483,15 +505,34 @@ fn waves(input: &RunInput, defaults: &RunDefaults) -> Result<Vec<Wave>> {
             Some(_) => default_regions(),
             None => configured.regions.iter().map(|r| ("regions".to_owned(), r.clone())).collect(),
         };
-        let mut planned = wave_from("", configured.name.clone(), &configured.accounts, &regions, defaults)?;
+        if input.exclude_accounts.is_some() {
+            return Err(Error::invalid(
+                "excludeAccounts",
+                "needs `accounts` or `organizationalUnits` in the input (a configured wave keeps its own excludeAccounts)",
+            ));
+        }
+        let targeting = Targeting {
+            accounts: &configured.accounts,
+            organizational_units: &configured.organizational_units,
+            exclude_accounts: &configured.exclude_accounts,
+        };
+        let mut planned = wave_from("", configured.name.clone(), &targeting, &regions, defaults)?;
         planned.gate =
             wave_gate("", &planned.name, configured.after.as_deref(), configured.gate_window_hours.map(i64::from))?;
         waves.push(planned);
     } else {
-        return Err(Error::invalid("accountWaves", "is required (or `accounts`, or a `waveId` configured on the hub)"));
+        return Err(Error::invalid(
+            "accountWaves",
+            "is required (or `accounts`, `organizationalUnits`, or a `waveId` configured on the hub)",
+        ));
     }
+    check_one_wave_per_target(&waves)?;
+    Ok(waves)
+}
 
-    // One account x region in two waves would be patched twice.
+/// One account x region in two waves would be patched twice: refused, naming the later wave.
+/// PlanRun checks again once the OUs are resolved.
+pub fn check_one_wave_per_target(waves: &[Wave]) -> Result<()> {
     let mut seen: HashMap<(AccountId, Region), usize> = HashMap::new();
     for (index, wave) in waves.iter().enumerate() {
         for target in wave.targets() {
@@ -500,24 +541,89 @@ fn waves(input: &RunInput, defaults: &RunDefaults) -> Result<Vec<Wave>> {
             if let Some(first) = seen.insert((target.account.clone(), target.region.clone()), index) {
                 return Err(Error::invalid(
                     format!("accountWaves[{index}].accounts"),
-                    format!("{target} is already in wave {first}; a target may be patched by one wave only"),
+                    format!(
+                        "{target} is already in wave {} ({}); a target may be patched by one wave only",
+                        first + 1,
+                        waves[first].name
+                    ),
                 ));
             }
         }
     }
-    Ok(waves)
+    Ok(())
+}
+
+/// Which accounts a wave names: listed ones, OUs to resolve, and exclusions.
+struct Targeting<'a> {
+    accounts: &'a [String],
+    organizational_units: &'a [String],
+    exclude_accounts: &'a [String],
+}
+
+/// OUs one wave may name (each costs a few Organizations calls at PlanRun).
+pub const MAX_ORGANIZATIONAL_UNITS: usize = 50;
+
+/// An OU id (`ou-` + root part + `-` + OU part) or a root id (`r-...`), as Organizations
+/// writes them.
+pub fn is_organizational_unit_id(id: &str) -> bool {
+    let part = |p: &str, min: usize| {
+        (min..=32).contains(&p.len()) && p.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+    };
+    if let Some(rest) = id.strip_prefix("ou-") {
+        rest.split_once('-').is_some_and(|(root, ou)| part(root, 4) && part(ou, 8))
+    } else if let Some(root) = id.strip_prefix("r-") {
+        part(root, 4)
+    } else {
+        false
+    }
 }
 
 fn wave_from(
     at: &str,
     name: String,
-    accounts: &[String],
+    targeting: &Targeting<'_>,
     regions: &[(String, String)],
     defaults: &RunDefaults,
 ) -> Result<Wave> {
     let field = |name: &str| if at.is_empty() { name.to_owned() } else { format!("{at}.{name}") };
-    if accounts.is_empty() {
-        return Err(Error::invalid(field("accounts"), "must list at least one account"));
+    let accounts = targeting.accounts;
+    let ous = targeting.organizational_units;
+    if accounts.is_empty() && ous.is_empty() {
+        return Err(Error::invalid(
+            field("accounts"),
+            "must list at least one account (or name `organizationalUnits` to patch their accounts)",
+        ));
+    }
+    if ous.len() > MAX_ORGANIZATIONAL_UNITS {
+        return Err(Error::invalid(
+            field("organizationalUnits"),
+            format!("must list at most {MAX_ORGANIZATIONAL_UNITS} OUs, got {}", ous.len()),
+        ));
+    }
+    let mut organizational_units: Vec<String> = Vec::with_capacity(ous.len());
+    for (i, ou) in ous.iter().enumerate() {
+        let path = field(&format!("organizationalUnits[{i}]"));
+        if !is_organizational_unit_id(ou) {
+            return Err(Error::invalid(
+                path,
+                format!("must be an OU id (ou-xxxx-xxxxxxxx) or a root id (r-xxxx), got {ou:?}"),
+            ));
+        }
+        if organizational_units.contains(ou) {
+            return Err(Error::invalid(path, format!("repeats {ou}")));
+        }
+        organizational_units.push(ou.clone());
+    }
+    let mut exclude_accounts: Vec<AccountId> = Vec::with_capacity(targeting.exclude_accounts.len());
+    for (i, account) in targeting.exclude_accounts.iter().enumerate() {
+        let path = field(&format!("excludeAccounts[{i}]"));
+        let id = AccountId::parse(account).ok_or_else(|| {
+            Error::invalid(path.clone(), format!("must be a 12-digit AWS account id, got {account:?}"))
+        })?;
+        if accounts.contains(account) {
+            return Err(Error::invalid(path, format!("{account} is also listed in accounts: list it in one place")));
+        }
+        exclude_accounts.push(id);
     }
     let mut parsed: Vec<AccountId> = Vec::with_capacity(accounts.len());
     for (i, account) in accounts.iter().enumerate() {
@@ -554,7 +660,10 @@ fn wave_from(
         }
         parsed_regions.push(region);
     }
-    Ok(Wave { name, accounts: parsed, regions: parsed_regions, gate: None })
+    let mut wave = Wave::new(name, parsed, parsed_regions);
+    wave.organizational_units = organizational_units;
+    wave.exclude_accounts = exclude_accounts;
+    Ok(wave)
 }
 
 fn tag_filters(input: &RunInput, defaults: &RunDefaults) -> Result<Vec<TagFilter>> {

@@ -64,6 +64,7 @@ pub struct BedrockAgent {
 
 /// A group of accounts x regions patched together; waves run one after another.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Wave {
     pub name: String,
     pub accounts: Vec<AccountId>,
@@ -71,9 +72,60 @@ pub struct Wave {
     /// The wave this one follows across runs ([`crate::wave_gate`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gate: Option<crate::wave_gate::WaveGate>,
+    /// AWS Organizations targeting: OUs (or a root), whose accounts, nested OUs included, PlanRun
+    /// adds to `accounts` before anything else runs.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub organizational_units: Vec<String>,
+    /// Accounts this wave never patches, even when listed or in one of its OUs.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub exclude_accounts: Vec<AccountId>,
+    /// Where each of `accounts` came from, once PlanRun resolved the OUs (empty for a wave that
+    /// only lists accounts).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub account_sources: Vec<AccountSource>,
+    /// Accounts the OUs hold that this wave leaves out, and why.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub left_out: Vec<LeftOutAccount>,
+}
+
+/// How an account came into a wave: listed in `accounts`, or found under one of the wave's OUs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AccountSource {
+    pub account: AccountId,
+    /// `accounts`, or the OU (as named in the wave) the account was found under.
+    pub from: String,
+    /// The OU (or root) the account sits in directly, when it came from an OU.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent: Option<String>,
+}
+
+/// An account under a wave's OUs that the wave does not patch.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LeftOutAccount {
+    pub account: AccountId,
+    /// e.g. `SUSPENDED`, `excluded (excludeAccounts)`, `in an earlier wave (canary)`.
+    pub reason: String,
+    /// The OU it sits in directly.
+    pub parent: String,
 }
 
 impl Wave {
+    /// A wave of `accounts` x `regions`, nothing else set.
+    pub fn new(name: impl Into<String>, accounts: Vec<AccountId>, regions: Vec<Region>) -> Self {
+        Self {
+            name: name.into(),
+            accounts,
+            regions,
+            gate: None,
+            organizational_units: Vec::new(),
+            exclude_accounts: Vec::new(),
+            account_sources: Vec::new(),
+            left_out: Vec::new(),
+        }
+    }
+
     /// Every account x region pair of the wave, accounts outermost.
     pub fn targets(&self) -> impl Iterator<Item = Target> + '_ {
         self.accounts.iter().flat_map(move |account| {

@@ -30,6 +30,8 @@ fn defaults() -> RunDefaults {
         waves: vec![NamedWave {
             name: "wave2-standard".into(),
             accounts: vec!["444444444444".into(), "555555555555".into()],
+            organizational_units: Vec::new(),
+            exclude_accounts: Vec::new(),
             regions: vec!["us-east-1".into()],
             after: None,
             gate_window_hours: None,

@@ -16,6 +16,8 @@ fn defaults() -> RunDefaults {
         waves: vec![NamedWave {
             name: "wave2-standard".into(),
             accounts: vec!["444444444444".into(), "555555555555".into()],
+            organizational_units: Vec::new(),
+            exclude_accounts: Vec::new(),
             regions: vec!["us-east-1".into()],
             after: None,
             gate_window_hours: None,
@@ -35,6 +37,24 @@ fn field_of(input: Value) -> (String, String) {
         Err(Error::InvalidInput { field, reason }) => (field, reason),
         other => panic!("expected InvalidInput for {input}, got {other:?}"),
     }
+}
+
+#[test]
+fn waves_may_name_organizational_units_resolved_later_by_plan_run() {
+    let input = json!({"accountWaves": [
+        {"name": "prod", "organizationalUnits": ["ou-ab12-prod0001", "r-ab12"], "excludeAccounts": ["333333333333"]},
+        {"name": "pinned", "accounts": ["222222222222"], "organizationalUnits": ["ou-ab12-sandbox1"]}
+    ]});
+    let plan = plan_run("org-run", &input, &defaults()).unwrap();
+    assert_eq!(plan.waves[0].organizational_units, ["ou-ab12-prod0001", "r-ab12"]);
+    assert_eq!(plan.waves[0].exclude_accounts[0].as_str(), "333333333333");
+    // Nothing resolved yet: the OUs' accounts are added by PlanRun (crates/functions/plan).
+    assert!(plan.waves[0].accounts.is_empty());
+    assert_eq!(plan.waves[1].accounts[0].as_str(), "222222222222");
+    // The plan keeps them, camelCase like the input.
+    let stored = serde_json::to_value(&plan).unwrap();
+    assert_eq!(stored["waves"][0]["organizationalUnits"][1], "r-ab12");
+    assert_eq!(stored["waves"][0]["excludeAccounts"][0], "333333333333");
 }
 
 #[test]
@@ -176,7 +196,30 @@ fn invalid_inputs_name_the_field() {
         (
             json!({"accountWaves": [{"accounts": ["222222222222"]}, {"accounts": ["222222222222"]}]}),
             "accountWaves[1].accounts",
-            "already in wave 0",
+            "already in wave 1 (wave-1)",
+        ),
+        // Organizations targeting: ids checked before any call; accounts or OUs required.
+        (json!({"accountWaves": [{"regions": ["us-east-1"]}]}), "accountWaves[0].accounts", "organizationalUnits"),
+        (json!({"organizationalUnits": ["Prod"]}), "organizationalUnits[0]", "must be an OU id"),
+        (
+            json!({"organizationalUnits": ["ou-ab12-abcdefgh", "ou-ab12-abcdefgh"]}),
+            "organizationalUnits[1]",
+            "repeats ou-ab12-abcdefgh",
+        ),
+        (
+            json!({"accountWaves": [{"organizationalUnits": ["r-ab12"], "excludeAccounts": ["12"]}]}),
+            "accountWaves[0].excludeAccounts[0]",
+            "12-digit",
+        ),
+        (
+            json!({"accounts": ["222222222222"], "excludeAccounts": ["222222222222"]}),
+            "excludeAccounts[0]",
+            "also listed in accounts",
+        ),
+        (
+            json!({"accountWaves": [{"organizationalUnits": ["r-ab12"]}], "organizationalUnits": ["r-ab12"]}),
+            "organizationalUnits",
+            "cannot be combined",
         ),
         (json!({"accounts": ["222222222222"], "snsTopicArn": "my-topic"}), "snsTopicArn", "SNS topic ARN"),
         (json!({"accounts": ["222222222222"], "bedrock": {"agentId": "A"}}), "bedrock.agentAliasId", "required"),

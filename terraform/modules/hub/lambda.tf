@@ -40,6 +40,7 @@ locals {
       EC2PATCH_FREEZE_WAIT_SECONDS      = tostring(var.freeze_wait_seconds)
     },
     length(var.change_calendars) > 0 ? { EC2PATCH_CHANGE_CALENDARS = join(",", var.change_calendars) } : {},
+    var.organizations_role_arn != null ? { EC2PATCH_ORGANIZATIONS_ROLE_ARN = var.organizations_role_arn } : {},
     # Error budget and batch bound: absent when not set (no budget, the Maps' own limits).
     var.max_failed_instances != null ? { EC2PATCH_MAX_FAILED_INSTANCES = tostring(var.max_failed_instances) } : {},
     var.max_failed_percent != null ? { EC2PATCH_MAX_FAILED_PERCENT = tostring(var.max_failed_percent) } : {},
@@ -55,11 +56,13 @@ locals {
   waves_environment = {
     # after/gateWindowHours are null without a gate (a conditional {} would make numbers strings).
     EC2PATCH_WAVES = jsonencode([for w in var.wave_rules : {
-      name            = w.name
-      accounts        = w.accounts
-      regions         = w.regions
-      after           = w.after
-      gateWindowHours = w.after == null ? null : w.gate_window_hours
+      name                = w.name
+      accounts            = w.accounts
+      organizationalUnits = w.organizational_units
+      excludeAccounts     = w.exclude_accounts
+      regions             = w.regions
+      after               = w.after
+      gateWindowHours     = w.after == null ? null : w.gate_window_hours
     }])
   }
   # Whether a function writes anything the hub key encrypts (table items, objects, the topic).
@@ -205,6 +208,31 @@ data "aws_iam_policy_document" "function" {
   }
 
   dynamic "statement" {
+    # Organizations targeting (a wave's organizationalUnits, which needs organization_id):
+    # PlanRun lists the OUs' accounts and child OUs of this organization with the hub's own
+    # role. The ARNs' account is the management account's, which the hub need not know.
+    for_each = each.value.organizations && var.organization_id != null && var.organizations_role_arn == null ? [var.organization_id] : []
+    content {
+      sid     = "OrganizationsTargeting"
+      actions = ["organizations:ListAccountsForParent", "organizations:ListChildren"]
+      resources = [
+        "arn:${local.partition}:organizations::*:root/${statement.value}/r-*",
+        "arn:${local.partition}:organizations::*:ou/${statement.value}/ou-*",
+      ]
+    }
+  }
+
+  dynamic "statement" {
+    # ... or as the role organizations_role_arn names (management or delegated administrator).
+    for_each = each.value.organizations && var.organizations_role_arn != null ? [var.organizations_role_arn] : []
+    content {
+      sid       = "OrganizationsReader"
+      actions   = ["sts:AssumeRole"]
+      resources = [statement.value]
+    }
+  }
+
+  dynamic "statement" {
     for_each = each.value.bedrock && local.bedrock_enabled ? [1] : []
     content {
       sid       = "BedrockAgent"
@@ -276,6 +304,12 @@ resource "aws_lambda_function" "this" {
     precondition {
       condition     = (var.bedrock_agent_id == null) == (var.bedrock_agent_alias_id == null)
       error_message = "Set bedrock_agent_id and bedrock_agent_alias_id together, or neither."
+    }
+    precondition {
+      # The accounts an OU holds are known only at run time: the hub may assume the spoke role
+      # in them only through the organization-wide statement.
+      condition     = var.organization_id != null || alltrue([for w in var.wave_rules : length(w.organizational_units) == 0])
+      error_message = "wave_rules with organizational_units need organization_id: the hub may assume PatchExecRole only in listed accounts otherwise."
     }
     precondition {
       condition     = var.poll_max_seconds >= var.poll_initial_seconds

@@ -22,7 +22,7 @@ locals {
   #   calendars     ssm:GetCalendarState on the hub's SSM documents (Change Calendars)
   #   waves         receives EC2PATCH_WAVES (the named waves `waveId` can select)
   function_specs = {
-    PlanRun             = { bin = "plan", timeout = 60, memory = 256, asl_var = "plan", table = ["dynamodb:PutItem"], bucket = ["s3:PutObject"], waves = true }
+    PlanRun             = { bin = "plan", timeout = 60, memory = 256, asl_var = "plan", table = ["dynamodb:PutItem"], bucket = ["s3:PutObject"], waves = true, organizations = true }
     PreEC2Inventory     = { bin = "inventory", timeout = 300, memory = 512, asl_var = "inventory", table = ["dynamodb:PutItem", "dynamodb:BatchWriteItem", "dynamodb:Query"], bucket = ["s3:GetObject", "s3:PutObject"], spoke = true }
     SendApprovalRequest = { bin = "approval-request", timeout = 60, memory = 256, asl_var = "approval_request", table = ["dynamodb:PutItem"], bucket = ["s3:GetObject"], publish = true, hmac_key = true }
     ApprovalCallback    = { bin = "approval-callback", timeout = 60, memory = 256, table = ["dynamodb:GetItem", "dynamodb:UpdateItem"], task_callback = true, hmac_key = true }
@@ -44,6 +44,7 @@ locals {
     bedrock       = false
     waves         = false
     calendars     = false
+    organizations = false
   }
   functions = { for name, spec in local.function_specs : name => merge(local.function_defaults, spec) }
 

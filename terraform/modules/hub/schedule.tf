@@ -9,11 +9,13 @@ locals {
         # after/gateWindowHours are null without a gate: a conditional between {} and an
         # object with a number would turn the number into a string.
         accountWaves = [{
-          name            = w.name
-          accounts        = w.accounts
-          regions         = w.regions
-          after           = w.after
-          gateWindowHours = w.after == null ? null : w.gate_window_hours
+          name                = w.name
+          accounts            = w.accounts
+          organizationalUnits = w.organizational_units
+          excludeAccounts     = w.exclude_accounts
+          regions             = w.regions
+          after               = w.after
+          gateWindowHours     = w.after == null ? null : w.gate_window_hours
         }]
         ec2              = { tagKey = var.tag_key, tagValue = var.tag_value }
         snsTopicArn      = aws_sns_topic.alerts.arn
@@ -109,7 +111,7 @@ resource "aws_cloudwatch_event_rule" "wave" {
   for_each = { for w in var.wave_rules : w.name => w }
 
   name                = "${var.name_prefix}-${each.key}"
-  description         = "ec2patch ${var.name_prefix}: patch wave ${each.key} (${length(each.value.accounts)} accounts x ${length(each.value.regions)} regions)"
+  description         = "ec2patch ${var.name_prefix}: patch wave ${each.key} (${length(each.value.organizational_units) > 0 ? "${length(each.value.accounts)} accounts + ${length(each.value.organizational_units)} OUs" : "${length(each.value.accounts)} accounts"} x ${length(each.value.regions)} regions)"
   schedule_expression = each.value.schedule_expression
   state               = var.wave_schedules_enabled ? "ENABLED" : "DISABLED"
   tags                = local.tags

@@ -49,12 +49,14 @@ variable "bedrock_agent_alias_id" {
 variable "wave_rules" {
   description = "Patch waves: one EventBridge rule `<prefix>-<name>` per wave starts a run of that wave on its schedule. `after` (a wave gate) names the wave whose latest run within `gate_window_hours` (default 168, one week) must have passed, or this wave's run stops with WaveGateClosed before inventory."
   type = list(object({
-    name                = string
-    schedule_expression = string
-    accounts            = list(string)
-    regions             = list(string)
-    after               = optional(string)
-    gate_window_hours   = optional(number, 168)
+    name                 = string
+    schedule_expression  = string
+    accounts             = optional(list(string), [])
+    organizational_units = optional(list(string), [])
+    exclude_accounts     = optional(list(string), [])
+    regions              = list(string)
+    after                = optional(string)
+    gate_window_hours    = optional(number, 168)
   }))
   default = []
 
@@ -85,8 +87,13 @@ variable "wave_rules" {
   }
   validation {
     condition = alltrue([for w in var.wave_rules :
-    length(w.accounts) > 0 && alltrue([for a in w.accounts : can(regex("^[0-9]{12}$", a))])])
-    error_message = "Each wave_rules[*].accounts must be a non-empty list of 12-digit AWS account ids."
+    length(w.accounts) + length(w.organizational_units) > 0 && alltrue([for a in concat(w.accounts, w.exclude_accounts) : can(regex("^[0-9]{12}$", a))])])
+    error_message = "Each wave_rules[*] must list accounts or organizational_units; accounts and exclude_accounts hold 12-digit AWS account ids."
+  }
+  validation {
+    condition = alltrue([for w in var.wave_rules :
+    length(w.organizational_units) <= 50 && alltrue([for o in w.organizational_units : can(regex("^(ou-[0-9a-z]{4,32}-[0-9a-z]{8,32}|r-[0-9a-z]{4,32})$", o))])])
+    error_message = "Each wave_rules[*].organizational_units must hold at most 50 OU ids (ou-xxxx-xxxxxxxx) or root ids (r-xxxx)."
   }
   validation {
     condition     = alltrue([for w in var.wave_rules : length(distinct(w.accounts)) == length(w.accounts)])
@@ -182,6 +189,17 @@ variable "organization_id" {
   validation {
     condition     = var.organization_id == null || can(regex("^o-[a-z0-9]{10,32}$", var.organization_id))
     error_message = "organization_id must look like o-abcd123456."
+  }
+}
+
+variable "organizations_role_arn" {
+  description = "Organizations targeting (a wave's organizational_units / organizationalUnits): the role PlanRun assumes to list the OUs' accounts, in the management account or a delegated administrator. Null: the hub's own role lists them (the hub is then the management or a delegated administrator account)."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.organizations_role_arn == null || can(regex("^arn:aws[a-z-]*:iam::[0-9]{12}:role/[A-Za-z0-9+=,.@_/-]{1,512}$", var.organizations_role_arn))
+    error_message = "organizations_role_arn must be an IAM role ARN (arn:aws:iam::123456789012:role/NAME)."
   }
 }
 

@@ -1195,6 +1195,16 @@ async fn planned_policies_decide_what_moto_cannot_evaluate() {
         let other_role = Request::new("sts:AssumeRole", &format!("arn:aws:iam::{OUTSIDE_ACCOUNT}:role/Admin"))
             .with("aws:ResourceOrgID", ORGANIZATION);
         assert_eq!(evaluate(policy, &other_role), Decision::ImplicitDeny, "{name}: another role");
+        // Organizations targeting: only PlanRun lists OUs, and only this organization's.
+        let list = |action: &str, arn: &str| evaluate(policy, &Request::new(action, arn));
+        let own_ou = format!("arn:aws:organizations::{OUTSIDE_ACCOUNT}:ou/{ORGANIZATION}/ou-ab12-prod0001");
+        let own_root = format!("arn:aws:organizations::{OUTSIDE_ACCOUNT}:root/{ORGANIZATION}/r-ab12");
+        let expected = if *name == "PlanRun" { Decision::Allow } else { Decision::ImplicitDeny };
+        assert_eq!(list("organizations:ListAccountsForParent", &own_ou), expected, "{name}");
+        assert_eq!(list("organizations:ListChildren", &own_root), expected, "{name}");
+        let other_ou = format!("arn:aws:organizations::{OUTSIDE_ACCOUNT}:ou/o-someoneelse1/ou-ab12-prod0001");
+        assert_eq!(list("organizations:ListChildren", &other_ou), Decision::ImplicitDeny, "{name}");
+        assert_eq!(list("organizations:CreateAccount", "*"), Decision::ImplicitDeny, "{name}");
     }
 
     // The bucket refuses plain HTTP to everyone, itself included.

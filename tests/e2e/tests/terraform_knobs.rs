@@ -72,6 +72,12 @@ const KNOBS: &[(&str, &str, &str, &str)] = &[
     ("max_failed_instances", "3", "EC2PATCH_MAX_FAILED_INSTANCES", "3"),
     ("max_failed_percent", "5", "EC2PATCH_MAX_FAILED_PERCENT", "5"),
     ("max_concurrent_batches", "4", "EC2PATCH_MAX_CONCURRENT_BATCHES", "4"),
+    (
+        "organizations_role_arn",
+        "arn:aws:iam::999999999999:role/OrgReader",
+        "EC2PATCH_ORGANIZATIONS_ROLE_ARN",
+        "arn:aws:iam::999999999999:role/OrgReader",
+    ),
 ];
 
 /// Variables of the module the root does not pass on, and why.
@@ -353,16 +359,20 @@ async fn every_knob_set_on_the_root_reaches_the_functions_and_bad_values_are_ref
         ("max_concurrent_batches", "0", "max_concurrent_batches must be a whole number from 1 to 1000, or null"),
         (
             "wave_rules",
-            r#"[{name="prod",schedule_expression="rate(1 day)",accounts=["222222222222"],regions=["us-east-1"],after="canry",gate_window_hours=0}]"#,
+            r#"[{name="prod",schedule_expression="rate(1 day)",accounts=["222222222222"],regions=["us-east-1"],after="canry",gate_window_hours=0},{name="org",schedule_expression="rate(1 day)",organizational_units=["Prod"],regions=["us-east-1"]}]"#,
             "Each wave_rules[*].after must name another wave of wave_rules",
         ),
+        ("organizations_role_arn", "OrgReader", "organizations_role_arn must be an IAM role ARN"),
     ];
+    // The same plan's second wave names an OU by its name instead of its id.
+    let ou_message = "Each wave_rules[*].organizational_units must hold at most 50 OU ids";
     let run = terraform(&hub, &plan_args(&bad.map(|(knob, value, _)| (knob, value)))).await;
     assert_eq!(run.code, Some(1), "planned with bad values:\n{}", run.text());
     let stderr = squash(&run.stderr);
     for (knob, value, message) in bad {
         assert!(stderr.contains(message), "{knob}={value}: no {message:?} in\n{}", run.text());
     }
+    assert!(stderr.contains(ou_message), "no {ou_message:?} in\n{}", run.text());
     // A rule between two variables is checked only once each is valid on its own: its own plan.
     let run = terraform(&hub, &plan_args(&[("poll_initial_seconds", "600"), ("poll_max_seconds", "60")])).await;
     assert_eq!(run.code, Some(1), "{}", run.text());

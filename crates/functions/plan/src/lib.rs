@@ -3,8 +3,13 @@
 //! [`ec2patch_core::run_lock`]), stores the plan in S3 for the later steps, records the run, and
 //! returns a summary small enough to carry through the whole execution.
 //!
+//! Waves that name AWS Organizations OUs are resolved into accounts first
+//! ([`organizations`]).
+//!
 //! A run refused by the lock fails with `DuplicateRun` and is recorded as such (`RUN` item with
 //! `status = DUPLICATE` and the holder), without a plan: it patches nothing.
+
+pub mod organizations;
 
 use ec2patch_core::input::{plan_run, scheduled_time};
 use ec2patch_core::run_lock::{self, LockRef, Renewal, RunLock};
@@ -55,7 +60,17 @@ pub struct PlannedRun {
 }
 
 pub async fn handle(hub: &Hub, request: PlanRequest) -> Result<PlannedRun> {
-    let plan = plan_run(&request.run_id, &request.input, &hub.config.defaults)?;
+    let mut plan = plan_run(&request.run_id, &request.input, &hub.config.defaults)?;
+    if plan.waves.iter().any(|wave| !wave.organizational_units.is_empty()) {
+        // Resolved before the lock and stored in the plan: every step and a resumed run patch
+        // exactly these accounts.
+        let client = organizations::client(hub, &plan.run_id).await?;
+        let account_waves = request.input.get("accountWaves").is_some();
+        organizations::resolve(&client, &mut plan, |index| {
+            if account_waves { format!("accountWaves[{index}]") } else { String::new() }
+        })
+        .await?;
+    }
     let scheduled_time = scheduled_time(&request.input)?;
     let key = run_lock::lock_key(&plan, scheduled_time.as_deref());
     let lease = run_lock::lease_seconds(&hub.config, plan.wave_pause_seconds, Renewal::Planned);

@@ -1,0 +1,220 @@
+//! Fleet features on the local stack (issue 15): waves that name AWS Organizations OUs instead
+//! of account ids, resolved by PlanRun through moto's Organizations.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use aws_sdk_organizations::types::{ChildType, OrganizationFeatureSet};
+use aws_sdk_sfn::types::ExecutionStatus;
+use ec2patch_core::store;
+use ec2patch_e2e::records::{instance_records, text};
+use ec2patch_local::approvals::ApproveOptions;
+use ec2patch_local::{EstateSpec, HUB_ACCOUNT, LocalStack, LocalStackOptions, SeedKind};
+use serde_json::{Value, json};
+
+const TIMEOUT: Duration = Duration::from_secs(180);
+
+/// The organization the hub manages (moto: the hub's credentials create it, so the hub is the
+/// management account):
+///
+/// ```text
+/// root
+/// ├── Workloads            direct: workloads_direct
+/// │   └── Prod             prod_active, prod_suspended (closed), prod_excluded
+/// └── Sandbox              sandbox
+/// ```
+struct Organization {
+    root: String,
+    workloads: String,
+    sandbox: String,
+    prod: String,
+    workloads_direct: String,
+    prod_active: String,
+    prod_suspended: String,
+    prod_excluded: String,
+    sandbox_account: String,
+}
+
+async fn organization(stack: &LocalStack) -> Organization {
+    let org = aws_sdk_organizations::Client::new(&stack.sdk);
+    org.create_organization().feature_set(OrganizationFeatureSet::All).send().await.unwrap();
+    let root = org.list_roots().send().await.unwrap().roots.unwrap()[0].id.clone().unwrap();
+    let ou = |parent: String, name: &'static str| {
+        let org = org.clone();
+        async move {
+            let created = org.create_organizational_unit().parent_id(parent).name(name).send().await.unwrap();
+            created.organizational_unit.unwrap().id.unwrap()
+        }
+    };
+    let workloads = ou(root.clone(), "Workloads").await;
+    let sandbox = ou(root.clone(), "Sandbox").await;
+    let prod = ou(workloads.clone(), "Prod").await;
+    let account = |name: &'static str, parent: String| {
+        let (org, root) = (org.clone(), root.clone());
+        async move {
+            let status = org
+                .create_account()
+                .account_name(name)
+                .email(format!("{name}@example.com"))
+                .send()
+                .await
+                .unwrap()
+                .create_account_status
+                .unwrap();
+            let id = status.account_id.unwrap();
+            org.move_account()
+                .account_id(&id)
+                .source_parent_id(root)
+                .destination_parent_id(parent)
+                .send()
+                .await
+                .unwrap();
+            id
+        }
+    };
+    let workloads_direct = account("workloads-direct", workloads.clone()).await;
+    let prod_active = account("prod-active", prod.clone()).await;
+    let prod_suspended = account("prod-suspended", prod.clone()).await;
+    let prod_excluded = account("prod-excluded", prod.clone()).await;
+    let sandbox_account = account("sandbox", sandbox.clone()).await;
+    org.close_account().account_id(&prod_suspended).send().await.unwrap();
+    // The tree is what the doc comment draws.
+    let children = org.list_children().parent_id(&workloads).child_type(ChildType::OrganizationalUnit).send().await;
+    assert_eq!(children.unwrap().children.unwrap().len(), 1);
+    Organization {
+        root,
+        workloads,
+        sandbox,
+        prod,
+        workloads_direct,
+        prod_active,
+        prod_suspended,
+        prod_excluded,
+        sandbox_account,
+    }
+}
+
+fn set(accounts: &[&String]) -> BTreeSet<String> {
+    accounts.iter().map(|a| (*a).clone()).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn waves_by_organizational_unit_patch_exactly_the_active_accounts_under_them() {
+    let stack = LocalStack::start(LocalStackOptions::default()).await.unwrap();
+    let org = organization(&stack).await;
+    let accounts =
+        [&org.workloads_direct, &org.prod_active, &org.prod_suspended, &org.prod_excluded, &org.sandbox_account];
+    let estate = stack
+        .seed_accounts(
+            accounts.iter().map(|a| (*a).clone()).collect(),
+            &EstateSpec {
+                regions: vec!["us-east-1".to_owned()],
+                per_target: BTreeMap::from([(SeedKind::Patchable, 2)]),
+                ..EstateSpec::default()
+            },
+        )
+        .await
+        .unwrap();
+
+    // Wave 1 by OU (nested Prod included, one account excluded, one suspended); wave 2 the
+    // root: everything wave 1 does not patch, which leaves the excluded account to wave 2.
+    let input = json!({
+        "accountWaves": [
+            {"name": "workloads", "organizationalUnits": [org.workloads], "excludeAccounts": [org.prod_excluded]},
+            {"name": "rest", "organizationalUnits": [org.root]}
+        ],
+        "wavePauseSeconds": 0,
+        "abortOnIssues": false
+    });
+    let arn = stack.start_execution("org-waves", &input).await.unwrap();
+    let done = stack.approve_until_done(&arn, &ApproveOptions::new(TIMEOUT)).await.unwrap();
+    assert_eq!(done.status, ExecutionStatus::Succeeded, "{:?} {:?}", done.error, done.cause);
+
+    // The stored plan: the resolved accounts, where each came from, and who was left out why.
+    let plan: Value = stack.hub.store.get_json(&store::plan_key("org-waves")).await.unwrap();
+    let waves = plan["waves"].as_array().unwrap();
+    let ids = |wave: &Value| -> BTreeSet<String> {
+        wave["accounts"].as_array().unwrap().iter().map(|a| a.as_str().unwrap().to_owned()).collect()
+    };
+    assert_eq!(ids(&waves[0]), set(&[&org.workloads_direct, &org.prod_active]), "{plan}");
+    let sources: BTreeMap<String, (String, String)> = waves[0]["accountSources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| (text_of(s, "account"), (text_of(s, "from"), text_of(s, "parent"))))
+        .collect();
+    assert_eq!(sources[&org.prod_active], (org.workloads.clone(), org.prod.clone()));
+    assert_eq!(sources[&org.workloads_direct], (org.workloads.clone(), org.workloads.clone()));
+    let left_out: BTreeMap<String, String> =
+        waves[0]["leftOut"].as_array().unwrap().iter().map(|l| (text_of(l, "account"), text_of(l, "reason"))).collect();
+    assert_eq!(
+        left_out,
+        BTreeMap::from([
+            (org.prod_suspended.clone(), "SUSPENDED".to_owned()),
+            (org.prod_excluded.clone(), "excluded (excludeAccounts)".to_owned()),
+        ])
+    );
+    // Wave 2: the root brings the sandbox, the excluded account (excluded from wave 1 only) and
+    // the management account (the hub, no instances); wave 1's accounts are left out of it.
+    assert_eq!(ids(&waves[1]), set(&[&org.prod_excluded, &org.sandbox_account, &HUB_ACCOUNT.to_owned()]));
+    let wave2_left_out: BTreeMap<String, String> =
+        waves[1]["leftOut"].as_array().unwrap().iter().map(|l| (text_of(l, "account"), text_of(l, "reason"))).collect();
+    assert_eq!(wave2_left_out[&org.prod_active], "in an earlier wave (1. workloads)");
+    assert_eq!(wave2_left_out[&org.prod_suspended], "SUSPENDED");
+
+    // Exactly those accounts were patched, each instance once; the suspended one never.
+    let recorded = instance_records(&stack, "org-waves").await;
+    let patched: BTreeSet<String> =
+        recorded.values().filter(|r| text(*r, "outcome") == "PATCHED").map(|r| text(r, "account")).collect();
+    assert_eq!(
+        patched,
+        set(&[&org.workloads_direct, &org.prod_active, &org.prod_excluded, &org.sandbox_account]),
+        "{recorded:?}"
+    );
+    let expected_instances = estate.instances.iter().filter(|i| i.account != org.prod_suspended).count();
+    assert_eq!(recorded.len(), expected_instances);
+    assert!(recorded.values().all(|r| text(r, "account") != org.prod_suspended));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn organizational_units_that_resolve_to_nothing_or_do_not_exist_are_invalid_input() {
+    let stack = LocalStack::start(LocalStackOptions::default()).await.unwrap();
+    let org = organization(&stack).await;
+    let cases = [
+        // Sandbox's only account is excluded: nothing left to patch.
+        (
+            "org-empty",
+            json!({"accountWaves": [{"organizationalUnits": [org.sandbox], "excludeAccounts": [org.sandbox_account]}]}),
+            "`accountWaves[0].organizationalUnits` resolved to no account to patch (1 left out: 1 excluded (excludeAccounts))",
+        ),
+        // An OU id of the right shape that the organization does not have (API shape).
+        (
+            "org-missing",
+            json!({"organizationalUnits": ["ou-zzzz-zzzzzzzz"], "dryRun": true}),
+            "`organizationalUnits[0]` ou-zzzz-zzzzzzzz is not an OU or root of this organization",
+        ),
+        // A malformed id never reaches Organizations.
+        (
+            "org-malformed",
+            json!({"accountWaves": [{"organizationalUnits": ["Prod"]}]}),
+            "`accountWaves[0].organizationalUnits[0]` must be an OU id (ou-xxxx-xxxxxxxx) or a root id (r-xxxx), got \"Prod\"",
+        ),
+    ];
+    for (run_id, input, expected) in cases {
+        let arn = stack.start_execution(run_id, &input).await.unwrap();
+        let done = stack.wait_for_execution(&arn, TIMEOUT).await.unwrap();
+        assert_eq!(done.status, ExecutionStatus::Failed, "{run_id}");
+        assert_eq!(done.error.as_deref(), Some("InvalidInput"), "{run_id}: {:?}", done.cause);
+        let cause: Value = serde_json::from_str(done.cause.as_deref().unwrap_or("{}")).unwrap();
+        let message = cause["errorMessage"].as_str().unwrap_or_default();
+        assert!(message.contains(expected), "{run_id}: {cause}");
+    }
+    // Nothing was inventoried or patched for any of them.
+    assert_eq!(stack.router.calls().get("ssm:SendCommand"), None);
+}
+
+fn text_of(value: &Value, name: &str) -> String {
+    value[name].as_str().unwrap_or_default().to_owned()
+}
