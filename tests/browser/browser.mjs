@@ -207,6 +207,21 @@ async function report(page, file, expected, prefix) {
       expectThat(`${what} bar "${label}" is ${bar.width}px wide, expected ${want}px`, Math.abs(bar.width - want) <= 1);
     }
 
+    // Who approved, from where; skipped instances by reason; targets the hub could not reach.
+    const approval = await section.locator('p.approval').innerText();
+    expectThat(`${what} approval line "${approval}"`,
+      approval.startsWith('Approval: approved by ') && approval.includes(` from ${wave.approvedFrom}`));
+    const skippedRows = await section.locator('table.skipped tr:has(td)').evaluateAll((rows) =>
+      rows.map((row) => Number(row.querySelectorAll('td')[1].innerText.trim())));
+    expectEqual(`${what} skipped by reason, in all`, skippedRows.reduce((a, b) => a + b, 0), wave.skipped);
+    const targetRows = await section.locator('table.failed-targets tr:has(td)').evaluateAll((rows) =>
+      rows.map((row) => [...row.querySelectorAll('td')].map((td) => td.innerText.trim())));
+    expectEqual(`${what} targets the hub could not reach`, targetRows.map((cells) => cells[0]).join(', '),
+      wave.failedTargets.join(', '));
+    for (const cells of targetRows) {
+      expectEqual(`${what} ${cells[0]} error`, cells[2], 'AssumeRoleFailed');
+    }
+
     const failedRows = await section.locator('table.failures tr:has(td)').evaluateAll((rows) =>
       rows.map((row) => [...row.querySelectorAll('td')].map((td) => td.innerText.trim())));
     const listed = failedRows.map((cells) => `${cells[2]} ${cells[3]}`).sort();

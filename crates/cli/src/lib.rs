@@ -114,6 +114,9 @@ pub enum Command {
         /// Also save the HTML report (with its charts) to this file.
         #[arg(long)]
         html: Option<PathBuf>,
+        /// Also save every instance's outcome (one CSV row each) to this file.
+        #[arg(long)]
+        csv: Option<PathBuf>,
     },
     /// Run ec2patch on this machine, against the local AWS emulator.
     #[cfg(feature = "local")]
@@ -217,13 +220,17 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Reject { id, reason } => {
             decide_command(&cli.hub, &id, Action::Reject, reason.as_deref(), output).await
         }
-        Command::Report { execution, html } => {
+        Command::Report { execution, html, csv } => {
             let connection = Connection::open(&cli.hub).await?;
             let run_id = run_id_of(&connection.execution_arn(&execution)).to_owned();
             let report = report::load(&connection, &run_id).await?;
             if let Some(path) = &html {
                 report::save_html(&connection, &run_id, path).await?;
                 eprintln!("HTML report saved to {}", path.display());
+            }
+            if let Some(path) = &csv {
+                report::save_csv(&connection, &run_id, path).await?;
+                eprintln!("Instances CSV saved to {}", path.display());
             }
             match output {
                 Output::Json => println!("{}", serde_json::to_string_pretty(&report)?),
@@ -485,6 +492,24 @@ fn print_report(report: &ec2patch_core::report::RunReport) {
         report.generated_at
     );
     println!("{table}");
+    for wave in &report.waves {
+        let approval = match &wave.approval {
+            Some(approval) => approval.describe(),
+            None if report.dry_run => "none needed (dry run)".to_owned(),
+            None => "not requested".to_owned(),
+        };
+        println!("Wave {}. {}: approval {approval}", wave.index + 1, wave.name);
+        if !wave.accounts_from.is_empty() {
+            let from: Vec<String> = wave.accounts_from.iter().map(|(from, n)| format!("{n} from {from}")).collect();
+            println!("  accounts: {}", from.join(", "));
+        }
+        for left in &wave.left_out {
+            println!("  left out {} (in {}): {}", left.account, left.parent, left.reason);
+        }
+        for (reason, count) in &wave.skipped_by_reason {
+            println!("  skipped {count}: {reason}");
+        }
+    }
     for wave in report.waves.iter().filter(|w| !w.failed_targets.is_empty()) {
         println!("Wave {}. {}: targets the hub could not reach", wave.index + 1, wave.name);
         for target in &wave.failed_targets {

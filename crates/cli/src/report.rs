@@ -5,7 +5,7 @@ use std::path::Path;
 use anyhow::Context;
 
 use ec2patch_core::report::RunReport;
-pub use ec2patch_core::report::{html_key, json_key};
+pub use ec2patch_core::report::{csv_key, html_key, json_key};
 use ec2patch_core::store::ObjectRef;
 
 use crate::connect::Connection;
@@ -21,18 +21,17 @@ pub async fn load(connection: &Connection, run_id: &str) -> anyhow::Result<RunRe
 
 /// Copies the HTML report to `path`.
 pub async fn save_html(connection: &Connection, run_id: &str, path: &Path) -> anyhow::Result<ObjectRef> {
-    let key = html_key(run_id);
+    save(connection, html_key(run_id), path).await
+}
+
+/// Copies the CSV of every instance to `path`.
+pub async fn save_csv(connection: &Connection, run_id: &str, path: &Path) -> anyhow::Result<ObjectRef> {
+    save(connection, csv_key(run_id), path).await
+}
+
+async fn save(connection: &Connection, key: String, path: &Path) -> anyhow::Result<ObjectRef> {
     let bucket = connection.hub.store.bucket();
-    let s3 = aws_sdk_s3::Client::from_conf(ec2patch_core::hub::s3_config(&connection.hub.sdk));
-    let object = s3
-        .get_object()
-        .bucket(bucket)
-        .key(&key)
-        .send()
-        .await
-        .map_err(crate::connect::aws_error)
-        .with_context(|| format!("s3://{bucket}/{key}"))?;
-    let bytes = object.body.collect().await.with_context(|| format!("reading s3://{bucket}/{key}"))?.into_bytes();
+    let bytes = connection.hub.store.get_bytes(&key).await.with_context(|| format!("s3://{bucket}/{key}"))?;
     if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
     }

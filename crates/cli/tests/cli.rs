@@ -324,11 +324,24 @@ async fn start_approve_watch_and_report_a_run_then_reject_another() {
     // report prints the table and saves the HTML.
     let html = repo("target/cli-tests/cli-run-1.html");
     let _ = std::fs::remove_file(&html);
-    let out = env.run(&["report", &arn, "--html", html.to_str().unwrap()]).await;
+    let csv = repo("target/cli-tests/cli-run-1.csv");
+    let _ = std::fs::remove_file(&csv);
+    let out = env.run(&["report", &arn, "--html", html.to_str().unwrap(), "--csv", csv.to_str().unwrap()]).await;
     assert!(out.status.success(), "{}", text(&out.stderr));
     let stdout = text(&out.stdout);
     assert!(stdout.contains("total") && stdout.contains("completed"), "{stdout}");
     assert!(std::fs::read_to_string(&html).unwrap().contains("<svg"), "the HTML report has its chart");
+    // Who approved the wave (as their IAM identity, from the CLI), and why instances were skipped.
+    assert!(stdout.contains("approval approved by iam:arn:aws:iam::111111111111:user/"), "{stdout}");
+    assert!(stdout.contains("from cli"), "{stdout}");
+    assert!(stdout.contains("  skipped 2: "), "{stdout}");
+    // Every instance, one row each, under the documented header.
+    let rows: Vec<String> = std::fs::read_to_string(&csv).unwrap().lines().map(str::to_owned).collect();
+    assert_eq!(rows[0], "wave,wave_name,account,region,instance_id,outcome,reason,command_id,finished_at");
+    assert_eq!(rows.len(), 1 + 6, "{rows:#?}");
+    assert_eq!(rows.iter().filter(|r| r.contains(",PATCHED,")).count(), 4, "{rows:#?}");
+    assert_eq!(rows.iter().filter(|r| r.contains(",SKIPPED,")).count(), 2, "{rows:#?}");
+    assert!(rows[1..].iter().all(|r| r.starts_with("1,")), "waves numbered from 1: {rows:#?}");
     let out = env.run(&["report", "no-such-run"]).await;
     assert_eq!(out.status.code(), Some(1));
     assert!(text(&out.stderr).contains("no report"), "{}", text(&out.stderr));

@@ -17,6 +17,48 @@ pub fn html_key(run_id: &str) -> String {
     format!("runs/{run_id}/report.html")
 }
 
+/// Every instance of the run, one CSV row each ([`CSV_HEADER`]), in the artifacts bucket.
+pub fn csv_key(run_id: &str) -> String {
+    format!("runs/{run_id}/instances.csv")
+}
+
+/// The CSV's columns.
+pub const CSV_HEADER: [&str; 9] =
+    ["wave", "wave_name", "account", "region", "instance_id", "outcome", "reason", "command_id", "finished_at"];
+
+/// Who decided a wave's approval, when and from where (the approval record's audit fields).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WaveApproval {
+    pub approval_id: String,
+    /// `approved`, `rejected`, or `pending` (nobody decided: timed out or the run stopped).
+    pub status: String,
+    pub requested_at: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decided_by: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decided_at: Option<String>,
+    /// The browser's address (emailed link) or `cli` (`ec2patch approve`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_ip: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_agent: Option<String>,
+}
+
+impl WaveApproval {
+    /// One line: `approved by iam:arn:... at 2026-12-03T09:00:00Z from cli`.
+    pub fn describe(&self) -> String {
+        match (&self.decided_by, &self.decided_at) {
+            (Some(by), Some(at)) => format!(
+                "{} by {by} at {at}{}",
+                self.status,
+                self.source_ip.as_deref().map(|ip| format!(" from {ip}")).unwrap_or_default()
+            ),
+            _ => format!("{} since {}", self.status, self.requested_at),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Totals {
@@ -55,6 +97,18 @@ pub struct WaveReport {
     /// (the wave summary in the state machine carries ten at most).
     #[serde(default)]
     pub failed_targets: Vec<crate::wave::TargetFailure>,
+    /// The wave's approval (`None`: a dry run, which asks nobody, or a wave never reached).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approval: Option<WaveApproval>,
+    /// Accounts by where they came from (`accounts`, or an OU), when the wave named OUs.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub accounts_from: std::collections::BTreeMap<String, usize>,
+    /// Accounts under the wave's OUs that it did not patch, and why.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub left_out: Vec<crate::plan::LeftOutAccount>,
+    /// Skipped instances by reason (`not managed by SSM`: 12).
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub skipped_by_reason: std::collections::BTreeMap<String, usize>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -68,6 +122,9 @@ pub struct RunReport {
     pub stopped_because: Option<String>,
     pub totals: Totals,
     pub waves: Vec<WaveReport>,
+    /// Every instance, one row each: `runs/<run>/instances.csv` ([`csv_key`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instances_csv: Option<ObjectRef>,
 }
 
 /// Where the report went, plus its totals: what the execution output carries.

@@ -137,12 +137,17 @@ impl RunStore {
     }
 
     pub async fn put_html(&self, key: &str, html: &str) -> Result<ObjectRef> {
+        self.put_text(key, "text/html; charset=utf-8", html).await
+    }
+
+    /// Stores `text` as `content_type` (the report's HTML and CSV).
+    pub async fn put_text(&self, key: &str, content_type: &str, text: &str) -> Result<ObjectRef> {
         self.s3
             .put_object()
             .bucket(&self.bucket)
             .key(key)
-            .content_type("text/html; charset=utf-8")
-            .body(ByteStream::from(html.as_bytes().to_vec()))
+            .content_type(content_type)
+            .body(ByteStream::from(text.as_bytes().to_vec()))
             .send()
             .await
             .map_err(|e| store_error("PutObject", &format!("s3://{}/{key}", self.bucket), e))?;
@@ -150,6 +155,20 @@ impl RunStore {
     }
 
     pub async fn get_json<T: DeserializeOwned>(&self, key: &str) -> Result<T> {
+        let bytes = self.get_bytes(key).await?;
+        serde_json::from_slice(&bytes)
+            .map_err(|e| Error::StateStoreFailed(format!("s3://{}/{key} is not what ec2patch wrote: {e}", self.bucket)))
+    }
+
+    /// An object ec2patch wrote as text (the report's HTML and CSV).
+    pub async fn get_text(&self, key: &str) -> Result<String> {
+        let bytes = self.get_bytes(key).await?;
+        String::from_utf8(bytes)
+            .map_err(|e| Error::StateStoreFailed(format!("s3://{}/{key} is not UTF-8 text: {e}", self.bucket)))
+    }
+
+    /// An object's bytes; a missing key is [`Error::NotFound`].
+    pub async fn get_bytes(&self, key: &str) -> Result<Vec<u8>> {
         let object = self.s3.get_object().bucket(&self.bucket).key(key).send().await.map_err(|e| {
             if e.as_service_error().is_some_and(|s| s.is_no_such_key()) {
                 Error::NotFound(format!("s3://{}/{key}", self.bucket))
@@ -162,9 +181,8 @@ impl RunStore {
             .collect()
             .await
             .map_err(|e| Error::StateStoreFailed(format!("reading s3://{}/{key}: {e}", self.bucket)))?
-            .into_bytes();
-        serde_json::from_slice(&bytes)
-            .map_err(|e| Error::StateStoreFailed(format!("s3://{}/{key} is not what ec2patch wrote: {e}", self.bucket)))
+            .to_vec();
+        Ok(bytes)
     }
 
     pub async fn load_plan(&self, run_id: &str) -> Result<RunPlan> {

@@ -28,7 +28,7 @@ locals {
     ApprovalCallback    = { bin = "approval-callback", timeout = 60, memory = 256, table = ["dynamodb:GetItem", "dynamodb:UpdateItem"], task_callback = true, hmac_key = true }
     SendSsmCommand      = { bin = "ssm-send", timeout = 300, memory = 256, asl_var = "ssm_send", table = ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"], bucket = ["s3:GetObject"], spoke = true }
     PollSsmCommand      = { bin = "ssm-poll", timeout = 600, memory = 256, asl_var = "ssm_poll", spoke = true }
-    PostEC2Verify       = { bin = "verify", timeout = 300, memory = 512, asl_var = "verify", table = ["dynamodb:Query", "dynamodb:UpdateItem", "dynamodb:DeleteItem", "dynamodb:BatchWriteItem"], bucket = ["s3:GetObject", "s3:PutObject"], spoke = true }
+    PostEC2Verify       = { bin = "verify", timeout = 300, memory = 512, asl_var = "verify", table = ["dynamodb:GetItem", "dynamodb:Query", "dynamodb:UpdateItem", "dynamodb:DeleteItem", "dynamodb:BatchWriteItem"], bucket = ["s3:GetObject", "s3:PutObject"], spoke = true }
     AnalyzeWithBedrock  = { bin = "bedrock-analysis", timeout = 180, memory = 256, asl_var = "analysis", bucket = ["s3:GetObject"], bedrock = true }
     CheckChangeFreeze   = { bin = "change-freeze", timeout = 60, memory = 256, asl_var = "change_freeze", table = ["dynamodb:UpdateItem"], bucket = ["s3:GetObject"], calendars = true }
     ApprovalMonitor     = { bin = "approval-monitor", timeout = 60, memory = 256, table = ["dynamodb:Scan", "dynamodb:UpdateItem"], bucket = ["s3:GetObject"], publish = true, hmac_key = true }

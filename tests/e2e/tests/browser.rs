@@ -148,21 +148,32 @@ fn count(estate: &Estate, account: &str, kinds: &[SeedKind]) -> usize {
 
 const PATCHED_KINDS: [SeedKind; 3] = [SeedKind::Patchable, SeedKind::PatchFails, SeedKind::PatchHangs];
 
-/// What the confirmation page of a one-account wave must show, from the seeded estate.
+/// The accounts of wave `wave`: its own, and in wave 2 also the account that refuses the hub.
+fn wave_accounts(estate: &Estate, wave: usize) -> Vec<&String> {
+    let mut accounts = vec![&estate.accounts[wave]];
+    if wave == 1 {
+        accounts.extend(&estate.denied);
+    }
+    accounts
+}
+
+/// What the confirmation page of a wave must show, from the seeded estate.
 fn expected_confirmation(estate: &Estate, wave: usize, name: &str) -> Value {
     let account = &estate.accounts[wave];
+    let accounts = wave_accounts(estate, wave);
+    let denied = accounts.iter().filter(|a| estate.denied.contains(a)).count();
     json!({
         "runId": RUN_ID,
         "waveName": name,
         "waveNumber": wave + 1,
         "operation": "Install patches (AWS-RunPatchBaseline)",
-        "accounts": [account],
+        "accounts": accounts,
         "regions": [REGION],
         "patchable": count(estate, account, &PATCHED_KINDS),
         "unmanaged": count(estate, account, &[SeedKind::Unmanaged]),
         "offline": count(estate, account, &[SeedKind::Offline]),
-        "targets": 1,
-        "targetsFailed": 0,
+        "targets": accounts.len(),
+        "targetsFailed": denied,
     })
 }
 
@@ -187,9 +198,13 @@ fn expected_outcomes(estate: &Estate, wave: usize, name: &str) -> Value {
         "skipped": count(estate, account, &[SeedKind::Unmanaged, SeedKind::Offline]),
         "unreachable": 0,
         "unhealthy": 0,
-        "targets": 1,
-        "targetsFailed": 0,
+        "targets": wave_accounts(estate, wave).len(),
+        "targetsFailed": wave_accounts(estate, wave).iter().filter(|a| estate.denied.contains(a)).count(),
         "failedInstances": failed_instances,
+        // Named in the "Targets the hub could not reach" table, with why.
+        "failedTargets": wave_accounts(estate, wave).iter().filter(|a| estate.denied.contains(a)).collect::<Vec<_>>(),
+        // The approval line: decided in this test's Chromium, from localhost.
+        "approvedFrom": "127.0.0.1",
     })
 }
 
@@ -279,11 +294,23 @@ async fn a_person_approves_in_chromium_and_the_report_shows_the_estate() {
         .await
         .unwrap();
     estate.instances.extend(extra.instances);
+    // A third account, in wave beta, whose PatchExecRole refuses the hub: the report names it.
+    let denied = stack
+        .seed(&EstateSpec {
+            accounts: 1,
+            first_account: 2,
+            denied_accounts: 1,
+            per_target: BTreeMap::from([(SeedKind::Patchable, 1)]),
+            ..base.clone()
+        })
+        .await
+        .unwrap();
+    estate.denied = denied.denied;
     let names = ["alpha", "beta"];
     let input = json!({
         "accountWaves": [
-            {"name": names[0], "accounts": [estate.accounts[0]], "regions": [REGION]},
-            {"name": names[1], "accounts": [estate.accounts[1]], "regions": [REGION]},
+            {"name": names[0], "accounts": wave_accounts(&estate, 0), "regions": [REGION]},
+            {"name": names[1], "accounts": wave_accounts(&estate, 1), "regions": [REGION]},
         ],
         "abortOnIssues": false,
     });

@@ -176,6 +176,37 @@ async fn waves_by_organizational_unit_patch_exactly_the_active_accounts_under_th
     let expected_instances = estate.instances.iter().filter(|i| i.account != org.prod_suspended).count();
     assert_eq!(recorded.len(), expected_instances);
     assert!(recorded.values().all(|r| text(r, "account") != org.prod_suspended));
+
+    // The report says where the accounts came from, who was left out, and who approved.
+    let report: Value = stack.hub.store.get_json(&ec2patch_core::report::json_key("org-waves")).await.unwrap();
+    let wave = &report["waves"][0];
+    assert_eq!(wave["accountsFrom"], json!({org.workloads.clone(): 2}), "{wave}");
+    assert_eq!(wave["leftOut"].as_array().unwrap().len(), 2, "{wave}");
+    assert_eq!(report["waves"][1]["accountsFrom"], json!({org.root.clone(): 3}));
+    for wave in report["waves"].as_array().unwrap() {
+        let approval = &wave["approval"];
+        assert_eq!(approval["status"], "approved", "{wave}");
+        assert_eq!(approval["sourceIp"], "127.0.0.1", "the approver's address: {approval}");
+        assert_eq!(approval["userAgent"], "ec2patch-local approve_until_done", "{approval}");
+        assert!(approval["decidedAt"].as_str().is_some_and(|t| t.ends_with('Z')), "{approval}");
+    }
+    let html = stack.hub.store.get_text(&ec2patch_core::report::html_key("org-waves")).await.unwrap();
+    assert!(html.contains(&format!("2 from {}", org.workloads)), "{html}");
+    assert!(html.contains(&format!("<td>{}</td><td>{}</td><td>SUSPENDED</td>", org.prod_suspended, org.prod)));
+    // And the CSV has every instance, with its account and outcome.
+    let csv = stack.hub.store.get_text(&ec2patch_core::report::csv_key("org-waves")).await.unwrap();
+    let rows: Vec<&str> = csv.lines().skip(1).collect();
+    assert_eq!(rows.len(), recorded.len());
+    for record in recorded.values() {
+        let row = format!(
+            "{},{},{},{}",
+            text(record, "account"),
+            text(record, "region"),
+            text(record, "instanceId"),
+            text(record, "outcome")
+        );
+        assert!(rows.iter().any(|r| r.contains(&row)), "{row} not in\n{csv}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

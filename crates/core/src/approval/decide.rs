@@ -63,7 +63,25 @@ pub async fn load(store: &RunStore, id: &str) -> Result<Option<ApprovalRecord>> 
 
 /// Writes a new, pending approval; never overwrites one (a fresh 128-bit id never collides).
 pub async fn create(store: &RunStore, record: &ApprovalRecord) -> Result<()> {
-    store.put_item_if_absent(record.to_item(now_epoch_seconds(), store.expires_at())?).await
+    let requested_at = now_epoch_seconds();
+    store.put_item_if_absent(record.to_item(requested_at, store.expires_at())?).await?;
+    // The run's pointer to its wave's approval, so the run report finds who decided (a resumed
+    // run's new request replaces it).
+    store
+        .put_item(
+            [
+                ("pk", AttributeValue::S(crate::store::run_pk(&record.details.run_id))),
+                ("sk", AttributeValue::S(super::record::run_approval_sk(record.details.wave_index))),
+                ("approvalId", AttributeValue::S(record.id.clone())),
+                ("wave", AttributeValue::N(record.details.wave_index.to_string())),
+                ("requestedAt", AttributeValue::N(requested_at.to_string())),
+                ("expiresAt", store.expires_at()),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v))
+            .collect(),
+        )
+        .await
 }
 
 /// Decides approval `id` as `decider`. The link's signature is not involved: the callback checks

@@ -18,6 +18,11 @@ pub fn approval_pk(id: &str) -> String {
 
 pub const APPROVAL_SK: &str = "APPROVAL";
 
+/// Under the run (`pk = RUN#<run>`), the pointer to a wave's approval: `APPROVAL#<wave 000>`.
+pub fn run_approval_sk(wave_index: usize) -> String {
+    format!("APPROVAL#{wave_index:03}")
+}
+
 /// An approval's status. Only `pending` may change, once, to `approved` or `rejected`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]

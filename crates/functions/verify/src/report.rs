@@ -3,9 +3,10 @@
 //! a run, also when it stops early.
 
 use askama::Template;
+use ec2patch_core::approval::record::{APPROVAL_SK, approval_pk};
 use ec2patch_core::patching;
+use ec2patch_core::report::{CSV_HEADER, WaveApproval, csv_key, html_key, json_key};
 pub use ec2patch_core::report::{ReportWritten, RunReport, Totals, WaveReport};
-use ec2patch_core::report::{html_key, json_key};
 use ec2patch_core::status::{InstanceOutcome, InventoryStatus};
 use ec2patch_core::store::{self, number_attr, text_attr};
 use ec2patch_core::time::{format_epoch, now_epoch_seconds};
@@ -36,6 +37,8 @@ struct WaveView<'a> {
     outcomes: Option<&'a WaveOutcomes>,
     problem: Option<&'a str>,
     failed_targets: &'a [TargetFailure],
+    approval: Option<String>,
+    report: &'a WaveReport,
     bars: Vec<Bar>,
 }
 
@@ -74,6 +77,8 @@ pub fn render_html(report: &RunReport) -> Result<String> {
             outcomes: w.outcomes.as_ref(),
             problem: w.problem.as_deref(),
             failed_targets: &w.failed_targets,
+            approval: w.approval.as_ref().map(WaveApproval::describe),
+            report: w,
             bars: w.outcomes.as_ref().map(bars).unwrap_or_default(),
         })
         .collect();
@@ -138,11 +143,107 @@ async fn failed_targets(hub: &Hub, run_id: &str) -> Result<std::collections::BTr
     Ok(by_wave)
 }
 
+/// One instance of the run, as its record ends.
+struct InstanceRow {
+    wave: usize,
+    account: String,
+    region: String,
+    instance_id: String,
+    outcome: String,
+    reason: String,
+    command_id: String,
+    finished_at: String,
+}
+
+/// Every instance record of the run (one query), in wave, account, region, instance order.
+async fn instance_rows(hub: &Hub, run_id: &str) -> Result<Vec<InstanceRow>> {
+    let mut rows: Vec<InstanceRow> = hub
+        .store
+        .query_prefix(&store::run_pk(run_id), "INSTANCE#")
+        .await?
+        .iter()
+        .map(|item| InstanceRow {
+            wave: number_attr(item, "wave").unwrap_or_default(),
+            account: text_attr(item, "account"),
+            region: text_attr(item, "region"),
+            instance_id: text_attr(item, "instanceId"),
+            outcome: text_attr(item, "outcome"),
+            reason: text_attr(item, "reason"),
+            command_id: text_attr(item, "commandId"),
+            finished_at: number_attr::<u64>(item, "finishedAt").map(format_epoch).unwrap_or_default(),
+        })
+        .collect();
+    rows.sort_by(|a, b| {
+        (a.wave, &a.account, &a.region, &a.instance_id).cmp(&(b.wave, &b.account, &b.region, &b.instance_id))
+    });
+    Ok(rows)
+}
+
+/// The CSV of every instance ([`CSV_HEADER`]).
+fn instances_csv(rows: &[InstanceRow], wave_names: &[String]) -> Result<String> {
+    let csv_error = |e: csv::Error| Error::StateStoreFailed(format!("cannot write the instances CSV: {e}"));
+    let mut writer = csv::Writer::from_writer(Vec::new());
+    writer.write_record(CSV_HEADER).map_err(csv_error)?;
+    for row in rows {
+        let wave_name = wave_names.get(row.wave).map(String::as_str).unwrap_or_default();
+        let wave = (row.wave + 1).to_string();
+        writer
+            .write_record([
+                wave.as_str(),
+                wave_name,
+                &row.account,
+                &row.region,
+                &row.instance_id,
+                &row.outcome,
+                &row.reason,
+                &row.command_id,
+                &row.finished_at,
+            ])
+            .map_err(csv_error)?;
+    }
+    let bytes =
+        writer.into_inner().map_err(|e| Error::StateStoreFailed(format!("cannot write the instances CSV: {e}")))?;
+    String::from_utf8(bytes).map_err(|e| Error::StateStoreFailed(format!("the instances CSV is not UTF-8: {e}")))
+}
+
+/// A skip reason without its particulars: `SSM agent offline (ConnectionLost since ...)` and
+/// `SSM agent offline (Inactive)` group as `SSM agent offline`.
+fn reason_group(reason: &str) -> String {
+    let head = reason.split([':', '(']).next().unwrap_or(reason).trim();
+    if head.is_empty() { "unknown".to_owned() } else { head.to_owned() }
+}
+
+/// Each wave's approval, from the run's pointers (`APPROVAL#<wave>`) to the approval records.
+async fn approvals(hub: &Hub, run_id: &str) -> Result<std::collections::BTreeMap<usize, WaveApproval>> {
+    let mut by_wave = std::collections::BTreeMap::new();
+    for pointer in hub.store.query_prefix(&store::run_pk(run_id), "APPROVAL#").await? {
+        let (Some(wave), id) = (number_attr::<usize>(&pointer, "wave"), text_attr(&pointer, "approvalId")) else {
+            continue;
+        };
+        let Some(record) = hub.store.get_item(&approval_pk(&id), APPROVAL_SK).await? else { continue };
+        let optional = |key: &str| Some(text_attr(&record, key)).filter(|v| !v.is_empty());
+        by_wave.insert(
+            wave,
+            WaveApproval {
+                approval_id: id,
+                status: text_attr(&record, "status"),
+                requested_at: number_attr::<u64>(&record, "requestedAt").map(format_epoch).unwrap_or_default(),
+                decided_by: optional("decidedBy"),
+                decided_at: optional("decidedAt"),
+                source_ip: optional("sourceIp"),
+                user_agent: optional("userAgent"),
+            },
+        );
+    }
+    Ok(by_wave)
+}
+
 /// Gathers the wave summaries and failure records of `run_id` into a report and writes it.
 pub async fn write_run_report(hub: &Hub, run_id: &str, status: &str) -> Result<ReportWritten> {
     let plan = hub.store.load_plan(run_id).await?;
     let failures = hub.store.query_prefix(&store::run_pk(run_id), "FAILURE#WAVE#").await?;
     let failed_by_wave = failed_targets(hub, run_id).await?;
+    let mut approvals = approvals(hub, run_id).await?;
     let mut waves = Vec::new();
     let mut totals = Totals::default();
     // Waves that failed before their summary, with why: their pending instances are settled below.
@@ -172,11 +273,35 @@ pub async fn write_run_report(hub: &Hub, run_id: &str, status: &str) -> Result<R
             stopped_waves.insert(index, problem.clone());
         }
         let failed_targets = failed_by_wave.get(&index).cloned().unwrap_or_default();
-        waves.push(WaveReport { index, name: wave.name.clone(), outcomes, problem, failed_targets });
+        let mut accounts_from = std::collections::BTreeMap::new();
+        for source in &wave.account_sources {
+            *accounts_from.entry(source.from.clone()).or_default() += 1;
+        }
+        waves.push(WaveReport {
+            index,
+            name: wave.name.clone(),
+            outcomes,
+            problem,
+            failed_targets,
+            approval: approvals.remove(&index),
+            accounts_from,
+            left_out: wave.left_out.clone(),
+            skipped_by_reason: std::collections::BTreeMap::new(),
+        });
     }
     if !stopped_waves.is_empty() {
         settle_unpatched(hub, run_id, &stopped_waves).await?;
     }
+    // Every instance's final record: the CSV, and the skipped ones grouped by reason.
+    let rows = instance_rows(hub, run_id).await?;
+    for row in rows.iter().filter(|r| InstanceOutcome::parse(&r.outcome) == Some(InstanceOutcome::Skipped)) {
+        if let Some(wave) = waves.get_mut(row.wave) {
+            *wave.skipped_by_reason.entry(reason_group(&row.reason)).or_default() += 1;
+        }
+    }
+    let wave_names: Vec<String> = plan.waves.iter().map(|w| w.name.clone()).collect();
+    let instances_csv =
+        hub.store.put_text(&csv_key(run_id), "text/csv; charset=utf-8", &instances_csv(&rows, &wave_names)?).await?;
     // How each wave ended, for the gates of the waves that follow it in later runs. A dry run
     // patched nothing, so it proves nothing about the patches.
     if !plan.dry_run {
@@ -213,6 +338,7 @@ pub async fn write_run_report(hub: &Hub, run_id: &str, status: &str) -> Result<R
         stopped_because: stopped_because.clone(),
         totals: totals.clone(),
         waves,
+        instances_csv: Some(instances_csv),
     };
     let json = hub.store.put_json(&json_key(run_id), &report).await?;
     let html = hub.store.put_html(&html_key(run_id), &render_html(&report)?).await?;
