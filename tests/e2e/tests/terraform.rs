@@ -13,8 +13,9 @@
 //! - checkov on both modules: no failed check, and exactly the skips written in the code.
 //!
 //! Working copies, state and timings live under target/terraform-test/, never in the source tree.
-//! The emulator never runs Lambda code, so the applies use placeholder zips built here; real zips
-//! come from cargo-lambda (.github/workflows/hub-deploy.yml).
+//! The emulator never runs Lambda code: the plans and the apply use the real zips when
+//! `.ci/package` has built them into target/lambda (the apply then checks moto holds each one,
+//! byte for byte by size), else placeholder zips built here.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -146,6 +147,27 @@ fn placeholder_zips(dir: &Path) {
             .status()
             .unwrap();
         assert!(status.success(), "writing {}", zip.display());
+    }
+}
+
+/// The zips `.ci/package` builds (cargo-lambda, arm64), when every one of them exists.
+fn packaged_zips() -> Option<PathBuf> {
+    let dir = std::env::var_os("EC2PATCH_LAMBDA_DIR").map_or_else(|| repo_root().join("target/lambda"), PathBuf::from);
+    FUNCTIONS.iter().all(|(_, bin, _, _)| dir.join(bin).join("bootstrap.zip").is_file()).then_some(dir)
+}
+
+/// Fills `dir` with the Lambda zips Terraform uploads: the packaged ones when they exist (so the
+/// Quick Start runs in the order the deployment guide gives: `.ci/package`, then `terraform`),
+/// else placeholders.
+fn lambda_zips(dir: &Path) {
+    let Some(packaged) = packaged_zips() else {
+        eprintln!("terraform test: no packaged zips in target/lambda (run .ci/package): using placeholders");
+        return placeholder_zips(dir);
+    };
+    eprintln!("terraform test: using the packaged zips in {}", packaged.display());
+    for (_, bin, _, _) in FUNCTIONS {
+        std::fs::create_dir_all(dir.join(bin)).unwrap();
+        std::fs::copy(packaged.join(bin).join("bootstrap.zip"), dir.join(bin).join("bootstrap.zip")).unwrap();
     }
 }
 
@@ -318,7 +340,7 @@ async fn quick_start_plans(stack: &LocalStack) {
     // 1. The seed's Quick Start, exactly, against the local stack (data sources read from it;
     //    nothing is created). Its default artifacts directory is the repository's target/lambda.
     let copy = working_copy("quick-start");
-    placeholder_zips(&copy.join("target/lambda"));
+    lambda_zips(&copy.join("target/lambda"));
     let hub_root = copy.join("terraform/hub");
     std::fs::write(hub_root.join("zz_local_stack_override.tf"), local_provider_override(stack)).unwrap();
     init(&hub_root).await;
@@ -443,7 +465,7 @@ async fn hub_and_spokes_apply_replan_destroy(stack: &LocalStack) {
     // Hub + two spokes on the local stack.
     let copy = working_copy("local");
     let artifacts = copy.join("artifacts");
-    placeholder_zips(&artifacts);
+    lambda_zips(&artifacts);
     // moto 5.2.5 does not store a function's LoggingConfig, so every plan would want to set it
     // again. On the emulator only, this override ignores that one block (the request still sends
     // it: see the Quick Start plan's logging_config assertion); everything else must converge.
@@ -470,7 +492,7 @@ async fn hub_and_spokes_apply_replan_destroy(stack: &LocalStack) {
     init(&local).await;
     let apply = terraform(&local, &["apply", "-auto-approve", "-input=false", "-no-color"]).await;
     let applied = apply.code == Some(0);
-    let result = if applied { inspect_local_apply(stack, &local, &apply.stdout).await } else { Ok(()) };
+    let result = if applied { inspect_local_apply(stack, &local, &artifacts, &apply.stdout).await } else { Ok(()) };
     // Always destroy (the stack goes away with the test, but destroy itself is under test). The
     // state was refreshed by the plan just made.
     let destroy = terraform(&local, &["destroy", "-auto-approve", "-refresh=false", "-input=false", "-no-color"]).await;
@@ -487,7 +509,12 @@ async fn hub_and_spokes_apply_replan_destroy(stack: &LocalStack) {
 
 /// Everything checked between apply and destroy; an error message instead of a panic, so the
 /// caller still destroys.
-async fn inspect_local_apply(stack: &LocalStack, local: &Path, apply_log: &str) -> Result<(), String> {
+async fn inspect_local_apply(
+    stack: &LocalStack,
+    local: &Path,
+    artifacts: &Path,
+    apply_log: &str,
+) -> Result<(), String> {
     let check = |ok: bool, message: String| if ok { Ok(()) } else { Err(message) };
 
     // A second plan must find nothing to do.
@@ -535,8 +562,19 @@ async fn inspect_local_apply(stack: &LocalStack, local: &Path, apply_log: &str) 
 
     // Every function's environment is a hub configuration the functions accept.
     let mut plan_run_config = None;
-    for (function, _, _, _) in FUNCTIONS {
+    for (function, bin, _, _) in FUNCTIONS {
         let lambda = resource(&format!("module.hub.aws_lambda_function.this[\"{function}\"]"))?;
+        // The code moto stores (its CodeSize, read back by the provider) is the zip given.
+        let zip = artifacts.join(bin).join("bootstrap.zip");
+        let size = std::fs::metadata(&zip).map_err(|e| format!("{}: {e}", zip.display()))?.len();
+        check(
+            lambda["source_code_size"] == json!(size),
+            format!(
+                "{function}: source_code_size {} but {} has {size} bytes",
+                lambda["source_code_size"],
+                zip.display()
+            ),
+        )?;
         let env: BTreeMap<String, String> =
             serde_json::from_value(lambda["environment"][0]["variables"].clone()).map_err(|e| e.to_string())?;
         let config = HubConfig::from_lookup(|name| env.get(name).cloned())
