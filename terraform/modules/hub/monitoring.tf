@@ -16,16 +16,20 @@ resource "aws_sns_topic_subscription" "email" {
 }
 
 locals {
-  # The seed's alarms on ec2patch's own metrics (namespace local.metric_namespace, no dimensions).
+  # The seed's alarms, by the seed's names, on ec2patch's own metrics (namespace
+  # local.metric_namespace, no dimensions); the seed's third, ApprovalTimeout, is in
+  # approval_monitor.tf.
   metric_alarms = {
-    PatchFailures = {
+    PatchFailureRate = {
+      metric      = "PatchFailures"
       description = "More than 5 instances failed to patch within 5 minutes."
       statistic   = "Sum"
       period      = 300
       evaluations = 1
       threshold   = 5
     }
-    InstancesUnhealthy = {
+    InstanceDowntime = {
+      metric      = "InstancesUnhealthy"
       description = "More than 2 instances failed post-patch verification within 5 minutes."
       statistic   = "Maximum"
       period      = 300
@@ -33,6 +37,7 @@ locals {
       threshold   = 2
     }
     PendingApprovals = {
+      metric      = "PendingApprovals"
       description = "An approval has been pending for 60 minutes."
       statistic   = "Maximum"
       period      = 300
@@ -48,7 +53,7 @@ resource "aws_cloudwatch_metric_alarm" "metric" {
   alarm_name          = "${var.name_prefix}-${each.key}"
   alarm_description   = "ec2patch ${var.name_prefix}: ${each.value.description}"
   namespace           = local.metric_namespace
-  metric_name         = each.key
+  metric_name         = each.value.metric
   statistic           = each.value.statistic
   period              = each.value.period
   evaluation_periods  = each.value.evaluations
@@ -184,12 +189,34 @@ resource "aws_cloudwatch_dashboard" "hub" {
         }
       },
       {
+        # The seed's KPIs: patch success rate per wave, and how long waves take.
+        type = "metric", x = 0, y = 18, width = 12, height = 6
+        properties = {
+          title   = "Patch success rate (%, lowest wave)"
+          region  = local.region
+          stat    = "Minimum"
+          period  = 3600
+          yAxis   = { left = { min = 0, max = 100 } }
+          metrics = [[local.metric_namespace, "PatchSuccessRate"]]
+        }
+      },
+      {
+        type = "metric", x = 12, y = 18, width = 12, height = 6
+        properties = {
+          title   = "Wave duration (s, longest wave)"
+          region  = local.region
+          stat    = "Maximum"
+          period  = 3600
+          metrics = [[local.metric_namespace, "WaveDurationSeconds"]]
+        }
+      },
+      {
         type = "alarm", x = 12, y = 12, width = 12, height = 6
         properties = {
           title = "Alarms"
           alarms = concat(
             [for a in aws_cloudwatch_metric_alarm.metric : a.arn],
-            [aws_cloudwatch_metric_alarm.executions_failed.arn, aws_cloudwatch_metric_alarm.schedule_dead_letters.arn],
+            [aws_cloudwatch_metric_alarm.approval_timeout.arn, aws_cloudwatch_metric_alarm.executions_failed.arn, aws_cloudwatch_metric_alarm.schedule_dead_letters.arn],
           )
         }
       },

@@ -442,7 +442,17 @@ fn approval_alarm_watches_the_emitted_metric(planned: &BTreeMap<String, Value>) 
     // EC2PATCH_METRIC_NAMESPACE (checked after the apply in inspect_local_apply).
     let namespace = alarm["namespace"].as_str().unwrap();
     assert_eq!(namespace, "EC2Patch/ec2patch");
-    assert_eq!(planned["module.hub.aws_cloudwatch_metric_alarm.metric[\"PatchFailures\"]"]["namespace"], namespace);
+    // The seed's alarm names, metrics and thresholds (its Monitoring section).
+    for (name, metric, threshold) in
+        [("PatchFailureRate", "PatchFailures", 5.0), ("InstanceDowntime", "InstancesUnhealthy", 2.0)]
+    {
+        let seed_alarm = &planned[&format!("module.hub.aws_cloudwatch_metric_alarm.metric[\"{name}\"]")];
+        assert_eq!(seed_alarm["alarm_name"], format!("ec2patch-{name}"));
+        assert_eq!(seed_alarm["metric_name"], metric);
+        assert_eq!(seed_alarm["threshold"], threshold);
+        assert_eq!(seed_alarm["comparison_operator"], "GreaterThanThreshold");
+        assert_eq!(seed_alarm["namespace"], namespace);
+    }
     let emitted = ec2patch_core::metrics::document(namespace, None, &ec2patch_approval_monitor::metrics_of(1, 61), 0);
     let directive = &emitted["_aws"]["CloudWatchMetrics"][0];
     assert_eq!(directive["Namespace"], namespace);
@@ -559,6 +569,26 @@ async fn inspect_local_apply(
         described.role_arn() == format!("arn:aws:iam::{HUB_ACCOUNT}:role/{PREFIX}-orchestrator"),
         format!("state machine role {}", described.role_arn()),
     )?;
+
+    // The dashboard graphs the seed's KPIs and shows the seed's three alarms.
+    let dashboard = resource("module.hub.aws_cloudwatch_dashboard.hub")?;
+    let body: Value =
+        serde_json::from_str(dashboard["dashboard_body"].as_str().unwrap_or("{}")).map_err(|e| e.to_string())?;
+    let widgets = body["widgets"].as_array().cloned().unwrap_or_default();
+    for (title, metric) in [("Patch success rate", "PatchSuccessRate"), ("Wave duration", "WaveDurationSeconds")] {
+        let graphs = widgets.iter().any(|w| {
+            w["properties"]["title"].as_str().is_some_and(|t| t.starts_with(title))
+                && w["properties"]["metrics"][0][1] == metric
+        });
+        check(graphs, format!("no dashboard widget \"{title}\" graphing {metric}: {body}"))?;
+    }
+    let alarm_widget = widgets.iter().find(|w| w["type"] == "alarm").map(|w| w["properties"]["alarms"].to_string());
+    for name in ["PatchFailureRate", "InstanceDowntime", "ApprovalTimeout"] {
+        check(
+            alarm_widget.as_deref().is_some_and(|alarms| alarms.contains(&format!(":alarm:{PREFIX}-{name}\""))),
+            format!("the dashboard's alarm widget lacks {name}: {alarm_widget:?}"),
+        )?;
+    }
 
     // Every function's environment is a hub configuration the functions accept.
     let mut plan_run_config = None;
