@@ -492,13 +492,27 @@ fn print_report(report: &ec2patch_core::report::RunReport) {
         report.generated_at
     );
     println!("{table}");
+    let input = &report.input;
+    println!(
+        "Asked: {} wave(s), {} target(s), tags {}{}",
+        input.waves,
+        input.targets,
+        input.tag_filters.join(", "),
+        if input.organizational_units.is_empty() {
+            String::new()
+        } else {
+            format!(", OUs {}", input.organizational_units.join(", "))
+        }
+    );
     for wave in &report.waves {
         let approval = match &wave.approval {
             Some(approval) => approval.describe(),
             None if report.dry_run => "none needed (dry run)".to_owned(),
             None => "not requested".to_owned(),
         };
-        println!("Wave {}. {}: approval {approval}", wave.index + 1, wave.name);
+        let took =
+            wave.duration_seconds.map(|s| format!("; {s} s from inventory to the last outcome")).unwrap_or_default();
+        println!("Wave {}. {}: approval {approval}{took}", wave.index + 1, wave.name);
         if !wave.accounts_from.is_empty() {
             let from: Vec<String> = wave.accounts_from.iter().map(|(from, n)| format!("{n} from {from}")).collect();
             println!("  accounts: {}", from.join(", "));

@@ -335,6 +335,8 @@ async fn start_approve_watch_and_report_a_run_then_reject_another() {
     assert!(stdout.contains("approval approved by iam:arn:aws:iam::111111111111:user/"), "{stdout}");
     assert!(stdout.contains("from cli"), "{stdout}");
     assert!(stdout.contains("  skipped 2: "), "{stdout}");
+    assert!(stdout.contains("Asked: 1 wave(s), 2 target(s), tags PatchGroup=default"), "{stdout}");
+    assert!(stdout.contains(" s from inventory to the last outcome"), "{stdout}");
     // Every instance, one row each, under the documented header.
     let rows: Vec<String> = std::fs::read_to_string(&csv).unwrap().lines().map(str::to_owned).collect();
     assert_eq!(rows[0], "wave,wave_name,account,region,instance_id,outcome,reason,command_id,finished_at");

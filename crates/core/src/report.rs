@@ -109,6 +109,29 @@ pub struct WaveReport {
     /// Skipped instances by reason (`not managed by SSM`: 12).
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub skipped_by_reason: std::collections::BTreeMap<String, usize>,
+    /// When the wave's inventory started, and when its last instance got its outcome.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration_seconds: Option<u64>,
+}
+
+/// What the run was asked to do, in a line a person reads.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct InputSummary {
+    pub waves: usize,
+    /// Account x region targets, after the OUs were resolved.
+    pub targets: usize,
+    /// `PatchGroup=default`, ...
+    pub tag_filters: Vec<String>,
+    /// Every OU the waves named (resolved into accounts by PlanRun).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub organizational_units: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_by: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -120,6 +143,9 @@ pub struct RunReport {
     /// `completed` or `stopped`.
     pub status: String,
     pub stopped_because: Option<String>,
+    /// What the run was asked to do.
+    #[serde(default)]
+    pub input: InputSummary,
     pub totals: Totals,
     pub waves: Vec<WaveReport>,
     /// Every instance, one row each: `runs/<run>/instances.csv` ([`csv_key`]).

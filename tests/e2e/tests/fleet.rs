@@ -183,6 +183,13 @@ async fn waves_by_organizational_unit_patch_exactly_the_active_accounts_under_th
     assert_eq!(wave["accountsFrom"], json!({org.workloads.clone(): 2}), "{wave}");
     assert_eq!(wave["leftOut"].as_array().unwrap().len(), 2, "{wave}");
     assert_eq!(report["waves"][1]["accountsFrom"], json!({org.root.clone(): 3}));
+    // The input as asked (both OUs), and each wave's timing.
+    assert_eq!(report["input"]["organizationalUnits"], json!([org.workloads, org.root]), "{report}");
+    assert_eq!(report["input"]["targets"], 5, "2 + 3 accounts x 1 region: {report}");
+    for wave in report["waves"].as_array().unwrap() {
+        assert!(wave["startedAt"].is_string() && wave["finishedAt"].is_string(), "{wave}");
+        assert!(wave["durationSeconds"].as_u64().is_some_and(|s| s < 600), "{wave}");
+    }
     for wave in report["waves"].as_array().unwrap() {
         let approval = &wave["approval"];
         assert_eq!(approval["status"], "approved", "{wave}");

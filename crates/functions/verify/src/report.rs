@@ -5,7 +5,7 @@
 use askama::Template;
 use ec2patch_core::approval::record::{APPROVAL_SK, approval_pk};
 use ec2patch_core::patching;
-use ec2patch_core::report::{CSV_HEADER, WaveApproval, csv_key, html_key, json_key};
+use ec2patch_core::report::{CSV_HEADER, InputSummary, WaveApproval, csv_key, html_key, json_key};
 pub use ec2patch_core::report::{ReportWritten, RunReport, Totals, WaveReport};
 use ec2patch_core::status::{InstanceOutcome, InventoryStatus};
 use ec2patch_core::store::{self, number_attr, text_attr};
@@ -146,6 +146,7 @@ async fn failed_targets(hub: &Hub, run_id: &str) -> Result<std::collections::BTr
 /// One instance of the run, as its record ends.
 struct InstanceRow {
     wave: usize,
+    finished: Option<u64>,
     account: String,
     region: String,
     instance_id: String,
@@ -164,6 +165,7 @@ async fn instance_rows(hub: &Hub, run_id: &str) -> Result<Vec<InstanceRow>> {
         .iter()
         .map(|item| InstanceRow {
             wave: number_attr(item, "wave").unwrap_or_default(),
+            finished: number_attr(item, "finishedAt"),
             account: text_attr(item, "account"),
             region: text_attr(item, "region"),
             instance_id: text_attr(item, "instanceId"),
@@ -244,6 +246,17 @@ pub async fn write_run_report(hub: &Hub, run_id: &str, status: &str) -> Result<R
     let failures = hub.store.query_prefix(&store::run_pk(run_id), "FAILURE#WAVE#").await?;
     let failed_by_wave = failed_targets(hub, run_id).await?;
     let mut approvals = approvals(hub, run_id).await?;
+    // When each wave's inventory started (its WAVE#<nnn> record).
+    let started: std::collections::BTreeMap<usize, u64> = hub
+        .store
+        .query_prefix(&store::run_pk(run_id), "WAVE#")
+        .await?
+        .iter()
+        .filter_map(|item| {
+            let index = text_attr(item, "sk").strip_prefix("WAVE#")?.parse().ok()?;
+            Some((index, number_attr(item, "startedAt")?))
+        })
+        .collect();
     let mut waves = Vec::new();
     let mut totals = Totals::default();
     // Waves that failed before their summary, with why: their pending instances are settled below.
@@ -287,6 +300,9 @@ pub async fn write_run_report(hub: &Hub, run_id: &str, status: &str) -> Result<R
             accounts_from,
             left_out: wave.left_out.clone(),
             skipped_by_reason: std::collections::BTreeMap::new(),
+            started_at: started.get(&index).copied().map(format_epoch),
+            finished_at: None,
+            duration_seconds: None,
         });
     }
     if !stopped_waves.is_empty() {
@@ -297,6 +313,13 @@ pub async fn write_run_report(hub: &Hub, run_id: &str, status: &str) -> Result<R
     for row in rows.iter().filter(|r| InstanceOutcome::parse(&r.outcome) == Some(InstanceOutcome::Skipped)) {
         if let Some(wave) = waves.get_mut(row.wave) {
             *wave.skipped_by_reason.entry(reason_group(&row.reason)).or_default() += 1;
+        }
+    }
+    for wave in &mut waves {
+        let finished = rows.iter().filter(|r| r.wave == wave.index).filter_map(|r| r.finished).max();
+        if let (Some(finished), Some(started)) = (finished, started.get(&wave.index)) {
+            wave.finished_at = Some(format_epoch(finished));
+            wave.duration_seconds = Some(finished.saturating_sub(*started));
         }
     }
     let wave_names: Vec<String> = plan.waves.iter().map(|w| w.name.clone()).collect();
@@ -336,6 +359,13 @@ pub async fn write_run_report(hub: &Hub, run_id: &str, status: &str) -> Result<R
         dry_run: plan.dry_run,
         status: status.to_owned(),
         stopped_because: stopped_because.clone(),
+        input: InputSummary {
+            waves: plan.waves.len(),
+            targets: plan.target_count(),
+            tag_filters: plan.tag_filters.iter().map(|t| format!("{}={}", t.key, t.values.join("|"))).collect(),
+            organizational_units: plan.waves.iter().flat_map(|w| w.organizational_units.clone()).collect(),
+            started_by: plan.started_by.clone(),
+        },
         totals: totals.clone(),
         waves,
         instances_csv: Some(instances_csv),
