@@ -54,16 +54,7 @@ locals {
   # The named waves an API-shape run selects with `waveId`; only PlanRun reads them, and
   # Lambda's environment is limited to 4 KB in all.
   waves_environment = {
-    # after/gateWindowHours are null without a gate (a conditional {} would make numbers strings).
-    EC2PATCH_WAVES = jsonencode([for w in var.wave_rules : {
-      name                = w.name
-      accounts            = w.accounts
-      organizationalUnits = w.organizational_units
-      excludeAccounts     = w.exclude_accounts
-      regions             = w.regions
-      after               = w.after
-      gateWindowHours     = w.after == null ? null : w.gate_window_hours
-    }])
+    EC2PATCH_WAVES = jsonencode([for w in var.wave_rules : local.wave_objects[w.name]])
   }
   # Whether a function writes anything the hub key encrypts (table items, objects, the topic).
   function_writes = {

@@ -3,20 +3,24 @@
 # cannot make after its retries go to a dead-letter queue, which an alarm watches.
 
 locals {
+  # Each wave rule as a run input's wave (accountWaves[]); PlanRun's EC2PATCH_WAVES lists the
+  # same objects. after/gateWindowHours are null without a gate: a conditional between {} and
+  # an object with a number would turn the number into a string.
+  wave_objects = {
+    for w in var.wave_rules : w.name => {
+      name                = w.name
+      accounts            = w.accounts
+      organizationalUnits = w.organizational_units
+      excludeAccounts     = w.exclude_accounts
+      regions             = w.regions
+      after               = w.after
+      gateWindowHours     = w.after == null ? null : w.gate_window_hours
+    }
+  }
   wave_inputs = {
     for w in var.wave_rules : w.name => jsonencode(merge(
       {
-        # after/gateWindowHours are null without a gate: a conditional between {} and an
-        # object with a number would turn the number into a string.
-        accountWaves = [{
-          name                = w.name
-          accounts            = w.accounts
-          organizationalUnits = w.organizational_units
-          excludeAccounts     = w.exclude_accounts
-          regions             = w.regions
-          after               = w.after
-          gateWindowHours     = w.after == null ? null : w.gate_window_hours
-        }]
+        accountWaves     = [local.wave_objects[w.name]]
         ec2              = { tagKey = var.tag_key, tagValue = var.tag_value }
         snsTopicArn      = aws_sns_topic.alerts.arn
         wavePauseSeconds = var.wave_pause_seconds
