@@ -44,6 +44,7 @@ pub struct DemoArgs {
 
 /// What the simulated estate makes the report say.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Expected {
     pub patched: usize,
     pub failed: usize,
@@ -51,6 +52,10 @@ pub struct Expected {
     pub unreachable: usize,
     /// Account x region targets the hub cannot reach (denied role): no instance records.
     pub targets_failed: usize,
+    /// Instances missing patches before (every patchable one: the SSM simulation starts each
+    /// with 3 missing) and after (only those whose patch failed).
+    pub non_compliant_before: usize,
+    pub non_compliant_after: usize,
 }
 
 impl Expected {
@@ -59,8 +64,15 @@ impl Expected {
             Expected { targets_failed: estate.denied.len() * estate.regions.len(), ..Expected::default() };
         for instance in estate.expected_inventory() {
             match instance.kind {
-                SeedKind::Patchable => expected.patched += 1,
-                SeedKind::PatchFails => expected.failed += 1,
+                SeedKind::Patchable => {
+                    expected.patched += 1;
+                    expected.non_compliant_before += 1;
+                }
+                SeedKind::PatchFails => {
+                    expected.failed += 1;
+                    expected.non_compliant_before += 1;
+                    expected.non_compliant_after += 1;
+                }
                 SeedKind::Unmanaged | SeedKind::Offline => expected.skipped += 1,
                 _ => {}
             }
@@ -73,6 +85,8 @@ impl Expected {
             && self.failed == totals.failed
             && self.skipped == totals.skipped
             && self.unreachable == totals.unreachable
+            && self.non_compliant_before == totals.compliance.non_compliant_before
+            && self.non_compliant_after == totals.compliance.non_compliant_after
             && totals.timed_out == 0
     }
 }

@@ -513,6 +513,9 @@ fn print_report(report: &ec2patch_core::report::RunReport) {
         let took =
             wave.duration_seconds.map(|s| format!("; {s} s from inventory to the last outcome")).unwrap_or_default();
         println!("Wave {}. {}: approval {approval}{took}", wave.index + 1, wave.name);
+        if let Some(outcomes) = &wave.outcomes {
+            println!("  compliance: {}", outcomes.compliance.describe());
+        }
         if !wave.accounts_from.is_empty() {
             let from: Vec<String> = wave.accounts_from.iter().map(|(from, n)| format!("{n} from {from}")).collect();
             println!("  accounts: {}", from.join(", "));
@@ -548,6 +551,8 @@ fn print_demo(result: &demo::DemoResult, output: Output) -> anyhow::Result<()> {
                 ("skipped", e.skipped, t.skipped),
                 ("unreachable", e.unreachable, t.unreachable),
                 ("timed out", 0, t.timed_out),
+                ("missing patches before", e.non_compliant_before, t.compliance.non_compliant_before),
+                ("missing patches after", e.non_compliant_after, t.compliance.non_compliant_after),
             ] {
                 table.add_row([name.to_owned(), expected.to_string(), actual.to_string()]);
             }

@@ -319,6 +319,16 @@ async fn start_approve_watch_and_report_a_run_then_reject_another() {
     assert_eq!(json["report"]["totals"]["patched"], 4);
     assert_eq!(json["report"]["totals"]["skipped"], 2);
     assert_eq!(json["progress"]["waves"][0]["finished"], 6, "{json}");
+    // Compliance from SSM's patch states: the simulation gives each instance 3 missing patches
+    // until a successful Install, then none.
+    assert_eq!(
+        json["report"]["totals"]["compliance"],
+        serde_json::json!({
+            "knownBefore": 4, "nonCompliantBefore": 4, "missingPatchesBefore": 12,
+            "knownAfter": 4, "nonCompliantAfter": 0, "missingPatchesAfter": 0
+        }),
+        "{json}"
+    );
     assert!(json["reportHtml"].as_str().unwrap().ends_with("runs/cli-run-1/report.html"));
 
     // report prints the table and saves the HTML.
@@ -386,6 +396,11 @@ fn local_demo_with_yes_runs_two_waves_and_its_report_matches_the_estate() {
     assert_eq!(json["expected"]["patched"], 4);
     assert_eq!(json["report"]["totals"]["patched"], 4);
     assert_eq!(json["report"]["totals"]["failed"], 1);
+    // Compliance as the simulated estate implies: 5 instances missing patches before (4 + the
+    // failing one), only the failing one after.
+    assert_eq!(json["expected"]["nonCompliantBefore"], 5, "{json}");
+    assert_eq!(json["report"]["totals"]["compliance"]["nonCompliantBefore"], 5, "{json}");
+    assert_eq!(json["report"]["totals"]["compliance"]["nonCompliantAfter"], 1, "{json}");
     assert_eq!(json["report"]["totals"]["skipped"], 2);
     assert_eq!(json["report"]["waves"].as_array().unwrap().len(), 2);
     let html = json["reportHtml"].as_str().unwrap();

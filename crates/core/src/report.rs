@@ -69,6 +69,9 @@ pub struct Totals {
     pub unreachable: usize,
     pub unhealthy: usize,
     pub pending_reboot: usize,
+    /// Patch compliance before and after, summed over the waves.
+    #[serde(default)]
+    pub compliance: crate::wave::Compliance,
 }
 
 impl Totals {
@@ -81,6 +84,7 @@ impl Totals {
         self.unreachable += wave.unreachable;
         self.unhealthy += wave.unhealthy;
         self.pending_reboot += wave.pending_reboot;
+        self.compliance.add(&wave.compliance);
     }
 }
 

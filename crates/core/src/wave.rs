@@ -68,6 +68,64 @@ pub struct WaveOutcomes {
     /// The wave's error budget and how much of it was used (`None`: no budget set).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error_budget: Option<crate::error_budget::BudgetUse>,
+    /// Patch compliance of the wave's patchable instances before (inventory) and after
+    /// (verification), from SSM's DescribeInstancePatchStates.
+    #[serde(default)]
+    pub compliance: Compliance,
+}
+
+/// Instances missing (or failing) patches, and how many patches, before and after a wave.
+/// "Known" counts the instances SSM reported a patch state for.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Compliance {
+    pub known_before: usize,
+    pub non_compliant_before: usize,
+    pub missing_patches_before: usize,
+    pub known_after: usize,
+    pub non_compliant_after: usize,
+    pub missing_patches_after: usize,
+}
+
+impl Compliance {
+    pub fn add(&mut self, other: &Compliance) {
+        self.known_before += other.known_before;
+        self.non_compliant_before += other.non_compliant_before;
+        self.missing_patches_before += other.missing_patches_before;
+        self.known_after += other.known_after;
+        self.non_compliant_after += other.non_compliant_after;
+        self.missing_patches_after += other.missing_patches_after;
+    }
+
+    /// `4 instances missing 12 patches before, 0 missing 0 after`.
+    pub fn describe(&self) -> String {
+        format!(
+            "{} of {} instances missing {} patches before, {} of {} missing {} after",
+            self.non_compliant_before,
+            self.known_before,
+            self.missing_patches_before,
+            self.non_compliant_after,
+            self.known_after,
+            self.missing_patches_after
+        )
+    }
+}
+
+/// An instance's patch state as SSM reports it (DescribeInstancePatchStates).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PatchCounts {
+    pub missing: i32,
+    pub failed: i32,
+    pub installed: i32,
+    pub installed_pending_reboot: i32,
+}
+
+impl PatchCounts {
+    /// Missing or failed patches: not compliant with its baseline.
+    pub fn non_compliant(&self) -> bool {
+        self.missing > 0 || self.failed > 0
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -101,6 +159,9 @@ pub struct DiscoveredInstance {
     pub instance_type: Option<String>,
     pub availability_zone: Option<String>,
     pub ssm: SsmStatus,
+    /// Its patch state at inventory (SSM-managed, online instances; `None`: SSM reported none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub patch_state: Option<PatchCounts>,
 }
 
 impl DiscoveredInstance {

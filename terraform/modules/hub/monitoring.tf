@@ -211,6 +211,17 @@ resource "aws_cloudwatch_dashboard" "hub" {
         }
       },
       {
+        # The seed's third KPI: instances missing patches before and after each wave.
+        type = "metric", x = 0, y = 24, width = 12, height = 6
+        properties = {
+          title   = "Compliance: instances missing patches (before / after)"
+          region  = local.region
+          stat    = "Sum"
+          period  = 3600
+          metrics = [[local.metric_namespace, "InstancesNonCompliantBefore"], [local.metric_namespace, "InstancesNonCompliantAfter"]]
+        }
+      },
+      {
         type = "alarm", x = 12, y = 12, width = 12, height = 6
         properties = {
           title = "Alarms"

@@ -575,7 +575,11 @@ async fn inspect_local_apply(
     let body: Value =
         serde_json::from_str(dashboard["dashboard_body"].as_str().unwrap_or("{}")).map_err(|e| e.to_string())?;
     let widgets = body["widgets"].as_array().cloned().unwrap_or_default();
-    for (title, metric) in [("Patch success rate", "PatchSuccessRate"), ("Wave duration", "WaveDurationSeconds")] {
+    for (title, metric) in [
+        ("Patch success rate", "PatchSuccessRate"),
+        ("Wave duration", "WaveDurationSeconds"),
+        ("Compliance", "InstancesNonCompliantBefore"),
+    ] {
         let graphs = widgets.iter().any(|w| {
             w["properties"]["title"].as_str().is_some_and(|t| t.starts_with(title))
                 && w["properties"]["metrics"][0][1] == metric

@@ -1,6 +1,8 @@
 //! PreEC2Inventory: for every account x region target of a wave, find the running instances that
 //! match all of the run's tag filters and whether SSM manages them. First, a wave that follows
 //! another checks its gate ([`ec2patch_core::wave_gate`]): closed, it inventories nothing.
+//! For the SSM-managed instances it also reads their patch state (missing, failed, installed
+//! patches), the "before" of the report's compliance.
 //!
 //! The full result (every target, every instance) is recorded: one S3 manifest per wave and one
 //! DynamoDB item per instance and per target. The state machine only gets counts and a pointer,
@@ -18,7 +20,7 @@ use ec2patch_core::error_budget;
 use ec2patch_core::status::{InstanceOutcome, InventoryStatus};
 use ec2patch_core::store::{self, Item, ObjectRef, n, s};
 pub use ec2patch_core::wave::{
-    BatchManifest, DiscoveredInstance, MAX_FAILURES_IN_SUMMARY, SsmStatus, TargetFailure, TargetManifest,
+    BatchManifest, DiscoveredInstance, MAX_FAILURES_IN_SUMMARY, PatchCounts, SsmStatus, TargetFailure, TargetManifest,
     WaveInventory, WaveManifest,
 };
 use ec2patch_core::wave_gate;
@@ -195,6 +197,7 @@ pub async fn discover_target(
                 instance_type: instance.instance_type().map(|t| t.as_str().to_owned()),
                 availability_zone: instance.placement().and_then(|p| p.availability_zone()).map(str::to_owned),
                 ssm: SsmStatus::NotManaged,
+                patch_state: None,
             });
         }
     }
@@ -231,8 +234,45 @@ pub async fn discover_target(
             None => SsmStatus::NotManaged,
         };
     }
+    let online: Vec<String> = instances.iter().filter(|i| i.is_patchable()).map(|i| i.instance_id.clone()).collect();
+    let states = patch_states(ssm, &online, target).await;
+    for instance in &mut instances {
+        instance.patch_state = states.get(&instance.instance_id).copied();
+    }
     instances.sort_by(|a, b| a.instance_id.cmp(&b.instance_id));
     Ok(instances)
+}
+
+/// SSM's patch state of `ids` (50 per call). Compliance is reported, not acted on: a refused or
+/// failing call leaves the states unknown (logged with the target) instead of failing a target
+/// whose instances can be patched.
+async fn patch_states(ssm: &aws_sdk_ssm::Client, ids: &[String], target: &Target) -> HashMap<String, PatchCounts> {
+    let mut states = HashMap::new();
+    for chunk in ids.chunks(INSTANCE_IDS_PER_FILTER) {
+        let mut pages =
+            ssm.describe_instance_patch_states().set_instance_ids(Some(chunk.to_vec())).into_paginator().send();
+        while let Some(page) = pages.next().await {
+            let page = match page.aws_context("DescribeInstancePatchStates", || target.to_string()) {
+                Ok(page) => page,
+                Err(error) => {
+                    tracing::warn!(%target, %error, "patch states unknown: compliance before patching is not recorded");
+                    return states;
+                }
+            };
+            for state in page.instance_patch_states() {
+                states.insert(
+                    state.instance_id().to_owned(),
+                    PatchCounts {
+                        missing: state.missing_count(),
+                        failed: state.failed_count(),
+                        installed: state.installed_count(),
+                        installed_pending_reboot: state.installed_pending_reboot_count().unwrap_or_default(),
+                    },
+                );
+            }
+        }
+    }
+    states
 }
 
 fn matches_all(tags: &[aws_sdk_ec2::types::Tag], filters: &[TagFilter]) -> bool {
@@ -311,6 +351,11 @@ async fn record_target(
         ]);
         if let Some(name) = &instance.name {
             item.insert("name".to_owned(), s(name));
+        }
+        if let Some(state) = &instance.patch_state {
+            item.insert("missingBefore".to_owned(), n(state.missing));
+            item.insert("failedBefore".to_owned(), n(state.failed));
+            item.insert("installedBefore".to_owned(), n(state.installed));
         }
         match instance.skip_reason() {
             Some(reason) => {

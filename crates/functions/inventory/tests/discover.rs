@@ -8,13 +8,16 @@ use aws_sdk_ec2::types::{Instance, Reservation, Tag};
 use aws_sdk_ssm::operation::describe_instance_information::{
     DescribeInstanceInformationError, DescribeInstanceInformationOutput,
 };
-use aws_sdk_ssm::types::{InstanceInformation, PingStatus};
+use aws_sdk_ssm::operation::describe_instance_patch_states::{
+    DescribeInstancePatchStatesError, DescribeInstancePatchStatesOutput,
+};
+use aws_sdk_ssm::types::{InstanceInformation, InstancePatchState, PatchOperationType, PingStatus};
 use aws_smithy_mocks::{RuleMode, mock, mock_client};
 use aws_smithy_types::error::ErrorMetadata;
 use ec2patch_core::store::ObjectRef;
 use ec2patch_core::{AccountId, Region, TagFilter, Target};
 use ec2patch_inventory::{
-    DiscoveredInstance, MAX_FAILURES_IN_SUMMARY, SsmStatus, TargetFailure, TargetManifest, WaveManifest,
+    DiscoveredInstance, MAX_FAILURES_IN_SUMMARY, PatchCounts, SsmStatus, TargetFailure, TargetManifest, WaveManifest,
     discover_target, summarize,
 };
 
@@ -73,9 +76,33 @@ async fn pages_through_instances_and_classifies_ssm_management() {
                 .instance_information_list(info("i-2", PingStatus::ConnectionLost))
                 .build()
         });
-    let ssm = mock_client!(aws_sdk_ssm, [&ssm_info]);
+    // Only the online instance's patch state is asked (compliance before patching).
+    let patch_states = mock!(aws_sdk_ssm::Client::describe_instance_patch_states)
+        .match_requests(|req| req.instance_ids() == ["i-1"])
+        .then_output(|| {
+            let state = InstancePatchState::builder()
+                .instance_id("i-1")
+                .patch_group("default")
+                .baseline_id("pb-1")
+                .operation_start_time(aws_smithy_types::DateTime::from_secs(0))
+                .operation_end_time(aws_smithy_types::DateTime::from_secs(0))
+                .operation(PatchOperationType::Scan)
+                .missing_count(3)
+                .failed_count(1)
+                .installed_count(40)
+                .build()
+                .unwrap();
+            DescribeInstancePatchStatesOutput::builder().instance_patch_states(state).build()
+        });
+    let ssm = mock_client!(aws_sdk_ssm, RuleMode::MatchAny, [&ssm_info, &patch_states]);
 
     let instances = discover_target(&ec2, &ssm, &filters(), &target()).await.unwrap();
+    assert_eq!(
+        instances[0].patch_state,
+        Some(PatchCounts { missing: 3, failed: 1, installed: 40, installed_pending_reboot: 0 })
+    );
+    assert!(instances[0].patch_state.is_some_and(|s| s.non_compliant()));
+    assert_eq!((instances[1].patch_state, instances[2].patch_state), (None, None), "not online: not asked");
     let statuses: Vec<(&str, &SsmStatus)> = instances.iter().map(|i| (i.instance_id.as_str(), &i.ssm)).collect();
     assert_eq!(
         statuses,
@@ -87,7 +114,28 @@ async fn pages_through_instances_and_classifies_ssm_management() {
     );
     assert_eq!(instances[0].name.as_deref(), Some("web-i-1"));
     assert_eq!(instances[2].skip_reason().as_deref(), Some("not managed by SSM"));
-    assert_eq!((first.num_calls(), second.num_calls(), ssm_info.num_calls()), (1, 1, 1));
+    assert_eq!((first.num_calls(), second.num_calls(), ssm_info.num_calls(), patch_states.num_calls()), (1, 1, 1, 1));
+}
+
+#[tokio::test]
+async fn a_refused_patch_state_call_leaves_compliance_unknown_not_the_target_failed() {
+    let listing = mock!(aws_sdk_ec2::Client::describe_instances)
+        .then_output(|| page(vec![instance("i-1", Some("default"))], None));
+    let ec2 = mock_client!(aws_sdk_ec2, [&listing]);
+    let ssm_info = mock!(aws_sdk_ssm::Client::describe_instance_information).then_output(|| {
+        DescribeInstanceInformationOutput::builder().instance_information_list(info("i-1", PingStatus::Online)).build()
+    });
+    let denied = mock!(aws_sdk_ssm::Client::describe_instance_patch_states).then_error(|| {
+        DescribeInstancePatchStatesError::generic(
+            ErrorMetadata::builder().code("AccessDeniedException").message("not authorized").build(),
+        )
+    });
+    let ssm = mock_client!(aws_sdk_ssm, RuleMode::MatchAny, [&ssm_info, &denied]);
+    let instances = discover_target(&ec2, &ssm, &filters(), &target()).await.unwrap();
+    assert_eq!(instances.len(), 1);
+    assert_eq!(instances[0].ssm, SsmStatus::Online, "still patchable");
+    assert_eq!(instances[0].patch_state, None);
+    assert_eq!(denied.num_calls(), 1);
 }
 
 #[tokio::test]
@@ -138,7 +186,9 @@ async fn sdk_retries_absorb_a_short_burst_of_throttling() {
     let ssm_info = mock!(aws_sdk_ssm::Client::describe_instance_information).then_output(|| {
         DescribeInstanceInformationOutput::builder().instance_information_list(info("i-1", PingStatus::Online)).build()
     });
-    let ssm = mock_client!(aws_sdk_ssm, [&ssm_info]);
+    let patch_states = mock!(aws_sdk_ssm::Client::describe_instance_patch_states)
+        .then_output(|| DescribeInstancePatchStatesOutput::builder().build());
+    let ssm = mock_client!(aws_sdk_ssm, RuleMode::MatchAny, [&ssm_info, &patch_states]);
     let instances = discover_target(&ec2, &ssm, &filters(), &target()).await.unwrap();
     assert_eq!(instances.len(), 1);
     assert_eq!(burst.num_calls(), 2);
@@ -185,6 +235,7 @@ fn the_summary_counts_everything_but_lists_only_a_few_failures() {
         instance_type: None,
         availability_zone: None,
         ssm,
+        patch_state: None,
     };
     let mut targets: Vec<TargetManifest> = (0..25).map(failed).collect();
     targets.push(TargetManifest {

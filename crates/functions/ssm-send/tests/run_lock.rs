@@ -39,6 +39,7 @@ async fn a_plan_without_its_run_lock_sends_nothing() {
                 instance_type: None,
                 availability_zone: None,
                 ssm: SsmStatus::Online,
+                patch_state: None,
             }],
         }],
     };

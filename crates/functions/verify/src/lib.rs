@@ -393,6 +393,18 @@ async fn summarize_wave(hub: &Hub, run_id: &str, wave_index: usize) -> Result<(W
             outcomes.unhealthy += 1;
         }
         outcomes.pending_reboot += number(&item, "pendingReboot").unwrap_or_default();
+        // Compliance: patch states at inventory (before) and at verification (after).
+        let compliance = &mut outcomes.compliance;
+        if let (Some(missing), Some(failed)) = (number(&item, "missingBefore"), number(&item, "failedBefore")) {
+            compliance.known_before += 1;
+            compliance.missing_patches_before += missing;
+            compliance.non_compliant_before += usize::from(missing > 0 || failed > 0);
+        }
+        if let (Some(missing), Some(failed)) = (number(&item, "missingPatches"), number(&item, "failedPatches")) {
+            compliance.known_after += 1;
+            compliance.missing_patches_after += missing;
+            compliance.non_compliant_after += usize::from(missing > 0 || failed > 0);
+        }
         if let Some(result) = result.filter(|r| r.is_failure())
             && outcomes.failures.len() < 10
         {
@@ -419,6 +431,8 @@ async fn summarize_wave(hub: &Hub, run_id: &str, wave_index: usize) -> Result<(W
         Metric::count("InstancesUnhealthy", outcomes.unhealthy),
         Metric::count("InstancesPatched", outcomes.patched),
         Metric::count("InstancesUnreachable", outcomes.unreachable),
+        Metric::count("InstancesNonCompliantBefore", outcomes.compliance.non_compliant_before),
+        Metric::count("InstancesNonCompliantAfter", outcomes.compliance.non_compliant_after),
     ];
     if outcomes.attempted > 0 {
         metrics.push(Metric {
