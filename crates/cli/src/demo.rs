@@ -190,20 +190,8 @@ pub async fn run(args: &DemoArgs, interactive: bool) -> anyhow::Result<DemoResul
 }
 
 async fn seed(stack: &LocalStack, args: &DemoArgs) -> anyhow::Result<Estate> {
-    let mut estate = stack
-        .seed(&EstateSpec {
-            accounts: args.accounts,
-            regions: args.regions.clone(),
-            per_target: BTreeMap::from([
-                (SeedKind::Patchable, args.instances),
-                (SeedKind::Unmanaged, 1),
-                (SeedKind::Untagged, 1),
-            ]),
-            denied_accounts: args.denied,
-            concurrency: 8,
-            first_account: 0,
-        })
-        .await?;
+    let mut estate =
+        stack.seed(&EstateSpec::operator(args.accounts, &args.regions, args.instances, args.denied)).await?;
     let failing = failing_instances(args);
     if failing > 0 {
         let extra = stack

@@ -4,7 +4,6 @@
 //! README's `start-execution` examples with the seeded account ids; then stays up, printing every
 //! email the hub sends (approval links included), until Ctrl-C.
 
-use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::time::Duration;
 
@@ -13,7 +12,7 @@ use serde_json::{Value, json};
 
 use ec2patch_core::AccountId;
 use ec2patch_core::plan::BedrockAgent;
-use ec2patch_local::{Estate, EstateSpec, HUB_ACCOUNT, LocalStack, LocalStackOptions, Mail, SeedKind};
+use ec2patch_local::{Estate, EstateSpec, HUB_ACCOUNT, LocalStack, LocalStackOptions, Mail};
 
 /// The line `up` prints once the stack is ready (tests and scripts wait for it).
 pub const READY_LINE: &str = "# ready: the local stack is up; Ctrl-C stops it";
@@ -73,16 +72,7 @@ pub async fn start(args: &UpArgs) -> anyhow::Result<(LocalStack, Estate, String)
         ..LocalStackOptions::default()
     })
     .await?;
-    let spec = EstateSpec {
-        regions: args.regions.clone(),
-        per_target: BTreeMap::from([
-            (SeedKind::Patchable, args.instances),
-            (SeedKind::Unmanaged, 1),
-            (SeedKind::Untagged, 1),
-        ]),
-        denied_accounts: args.denied,
-        ..EstateSpec::default()
-    };
+    let spec = EstateSpec::operator(args.accounts.len(), &args.regions, args.instances, args.denied);
     let estate = stack.seed_accounts(args.accounts.clone(), &spec).await?;
     let text = exports(&stack, &estate)?;
     Ok((stack, estate, text))

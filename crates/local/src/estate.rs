@@ -82,6 +82,25 @@ impl Default for EstateSpec {
     }
 }
 
+impl EstateSpec {
+    /// What an operator's local stack shows (`ec2patch local demo` and `local up`): per account x
+    /// region, `patchable` patchable instances, one SSM does not manage and one without the patch
+    /// tag; the last `denied` accounts refuse the hub.
+    pub fn operator(accounts: usize, regions: &[String], patchable: usize, denied: usize) -> Self {
+        Self {
+            accounts,
+            regions: regions.to_vec(),
+            per_target: BTreeMap::from([
+                (SeedKind::Patchable, patchable),
+                (SeedKind::Unmanaged, 1),
+                (SeedKind::Untagged, 1),
+            ]),
+            denied_accounts: denied,
+            ..Self::default()
+        }
+    }
+}
+
 /// The `n`th simulated spoke account id (12 digits, never the hub's 111111111111).
 pub fn spoke_account(n: usize) -> String {
     format!("{:012}", 200_000_000_000u64 + n as u64 + 1)
