@@ -33,6 +33,11 @@ fn json_of(command: &mut Command, what: &str) -> Value {
     serde_json::from_slice(&output.stdout).unwrap_or_else(|e| panic!("{what}: not JSON ({e})"))
 }
 
+/// SIGINT, as Ctrl-C sends it, through the shell's own `kill` (no procps needed).
+fn ctrl_c(pid: u32) -> std::io::Result<std::process::ExitStatus> {
+    Command::new("sh").arg("-c").arg(format!("kill -INT {pid}")).status()
+}
+
 /// Stops `up` as a person would (Ctrl-C is SIGINT) when the test ends, even when it fails.
 struct Up(Child);
 
@@ -41,7 +46,7 @@ impl Drop for Up {
         if !matches!(self.0.try_wait(), Ok(None)) {
             return;
         }
-        let _ = Command::new("kill").args(["-INT", &self.0.id().to_string()]).status();
+        let _ = ctrl_c(self.0.id());
         let _ = self.0.wait();
     }
 }
@@ -175,8 +180,7 @@ fn local_up_serves_the_aws_cli_and_ec2patch_the_readme_runs_end_to_end() {
     assert!(log.contains("Run manual-patch-1, wave 1 (wave1-critical): 2 patched"), "{log}");
 
     // Ctrl-C stops it cleanly.
-    let pid = up.0.id().to_string();
-    assert!(Command::new("kill").args(["-INT", &pid]).status().unwrap().success());
+    assert!(ctrl_c(up.0.id()).unwrap().success());
     let status = up.0.wait().unwrap();
     assert!(status.success(), "exit after Ctrl-C: {status}\n{}", stderr());
 }
