@@ -110,6 +110,10 @@ pub struct WaveReport {
     /// Accounts under the wave's OUs that it did not patch, and why.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub left_out: Vec<crate::plan::LeftOutAccount>,
+    /// Every FAILED and TIMED_OUT instance of the wave with its reason, in full (the wave summary
+    /// the state machine carries keeps ten).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub failed_instances: Vec<crate::wave::InstanceFailure>,
     /// Skipped instances by reason (`not managed by SSM`: 12).
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub skipped_by_reason: std::collections::BTreeMap<String, usize>,

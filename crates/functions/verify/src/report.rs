@@ -10,7 +10,7 @@ pub use ec2patch_core::report::{ReportWritten, RunReport, Totals, WaveReport};
 use ec2patch_core::status::{InstanceOutcome, InventoryStatus};
 use ec2patch_core::store::{self, number_attr, text_attr};
 use ec2patch_core::time::{format_epoch, now_epoch_seconds};
-use ec2patch_core::wave::{TargetFailure, WaveOutcomes};
+use ec2patch_core::wave::{InstanceFailure, TargetFailure, WaveOutcomes};
 use ec2patch_core::wave_gate::{self, WaveRun};
 use ec2patch_core::{AccountId, Error, Hub, Region, Result};
 
@@ -300,6 +300,7 @@ pub async fn write_run_report(hub: &Hub, run_id: &str, status: &str) -> Result<R
             accounts_from,
             left_out: wave.left_out.clone(),
             skipped_by_reason: std::collections::BTreeMap::new(),
+            failed_instances: Vec::new(),
             started_at: started.get(&index).copied().map(format_epoch),
             finished_at: None,
             duration_seconds: None,
@@ -310,9 +311,20 @@ pub async fn write_run_report(hub: &Hub, run_id: &str, status: &str) -> Result<R
     }
     // Every instance's final record: the CSV, and the skipped ones grouped by reason.
     let rows = instance_rows(hub, run_id).await?;
-    for row in rows.iter().filter(|r| InstanceOutcome::parse(&r.outcome) == Some(InstanceOutcome::Skipped)) {
-        if let Some(wave) = waves.get_mut(row.wave) {
-            *wave.skipped_by_reason.entry(reason_group(&row.reason)).or_default() += 1;
+    for row in &rows {
+        let Some(wave) = waves.get_mut(row.wave) else { continue };
+        match InstanceOutcome::parse(&row.outcome) {
+            Some(InstanceOutcome::Skipped) => {
+                *wave.skipped_by_reason.entry(reason_group(&row.reason)).or_default() += 1;
+            }
+            Some(outcome) if outcome.is_failure() => wave.failed_instances.push(InstanceFailure {
+                account: row.account.clone(),
+                region: row.region.clone(),
+                instance_id: row.instance_id.clone(),
+                outcome: row.outcome.clone(),
+                reason: row.reason.clone(),
+            }),
+            _ => {}
         }
     }
     for wave in &mut waves {
