@@ -15,7 +15,7 @@ use super::record::{APPROVAL_SK, ApprovalRecord, ApprovalStatus, Decision, Notif
 use super::{Action, ApprovalDetails, new_approval_id};
 use crate::Result;
 use crate::metrics::{self, Metric};
-use crate::store::RunStore;
+use crate::store::{RunStore, n, s};
 use crate::time::{format_epoch, now_epoch_seconds};
 
 /// Who decides, as the audit record keeps it: the callback's requester, or an operator's IAM
@@ -70,11 +70,11 @@ pub async fn create(store: &RunStore, record: &ApprovalRecord) -> Result<()> {
     store
         .put_item(
             [
-                ("pk", AttributeValue::S(crate::store::run_pk(&record.details.run_id))),
-                ("sk", AttributeValue::S(super::record::run_approval_sk(record.details.wave_index))),
-                ("approvalId", AttributeValue::S(record.id.clone())),
-                ("wave", AttributeValue::N(record.details.wave_index.to_string())),
-                ("requestedAt", AttributeValue::N(requested_at.to_string())),
+                ("pk", s(crate::store::run_pk(&record.details.run_id))),
+                ("sk", s(super::record::run_approval_sk(record.details.wave_index))),
+                ("approvalId", s(&record.id)),
+                ("wave", n(record.details.wave_index)),
+                ("requestedAt", n(requested_at)),
                 ("expiresAt", store.expires_at()),
             ]
             .into_iter()

@@ -31,14 +31,10 @@ struct Bar {
     count: usize,
 }
 
+/// A wave as the page shows it: its report, plus what the page derives from it.
 struct WaveView<'a> {
-    index: usize,
-    name: &'a str,
-    outcomes: Option<&'a WaveOutcomes>,
-    problem: Option<&'a str>,
-    failed_targets: &'a [TargetFailure],
-    approval: Option<String>,
     report: &'a WaveReport,
+    approval: Option<String>,
     bars: Vec<Bar>,
 }
 
@@ -72,13 +68,8 @@ pub fn render_html(report: &RunReport) -> Result<String> {
         .waves
         .iter()
         .map(|w| WaveView {
-            index: w.index,
-            name: &w.name,
-            outcomes: w.outcomes.as_ref(),
-            problem: w.problem.as_deref(),
-            failed_targets: &w.failed_targets,
-            approval: w.approval.as_ref().map(WaveApproval::describe),
             report: w,
+            approval: w.approval.as_ref().map(WaveApproval::describe),
             bars: w.outcomes.as_ref().map(bars).unwrap_or_default(),
         })
         .collect();
@@ -89,33 +80,34 @@ pub fn render_html(report: &RunReport) -> Result<String> {
 
 /// A wave that failed before its summary (approval rejected, change freeze, a step failure)
 /// leaves its inventoried instances `PENDING`: each is recorded `SKIPPED` with why, so every
-/// instance of the run ends with an outcome.
-/// One query of the run's instance records, however many waves stopped.
+/// instance of the run ends with an outcome. Works on the rows the report read (one query of
+/// the run's instance records for both), updating them as it updates the records.
 async fn settle_unpatched(
     hub: &Hub,
     run_id: &str,
     stopped_waves: &std::collections::BTreeMap<usize, String>,
+    rows: &mut [InstanceRow],
 ) -> Result<()> {
-    for item in hub.store.query_prefix(&store::run_pk(run_id), "INSTANCE#").await? {
-        let text = |key: &str| text_attr(&item, key);
-        let Some(problem) = number_attr::<usize>(&item, "wave").and_then(|w| stopped_waves.get(&w)) else {
-            continue;
-        };
-        if InstanceOutcome::parse(&text("outcome")) != Some(InstanceOutcome::Pending) {
+    for row in rows {
+        let Some(problem) = stopped_waves.get(&row.wave) else { continue };
+        if InstanceOutcome::parse(&row.outcome) != Some(InstanceOutcome::Pending) {
             continue;
         }
         let reason = format!("not patched: the wave stopped before patching ({problem})");
-        let Some(account) = AccountId::parse(&text("account")) else { continue };
-        let region = Region::new_unchecked(text("region"));
+        let Some(account) = AccountId::parse(&row.account) else { continue };
+        let region = Region::new_unchecked(row.region.clone());
         patching::record_outcome(
             &hub.store,
             run_id,
-            (&account, &region, &text("instanceId")),
+            (&account, &region, &row.instance_id),
             InstanceOutcome::Skipped,
             Some(&reason),
             &[],
         )
         .await?;
+        row.outcome = InstanceOutcome::Skipped.as_str().to_owned();
+        row.reason = reason;
+        row.finished = Some(now_epoch_seconds());
     }
     Ok(())
 }
@@ -153,7 +145,6 @@ struct InstanceRow {
     outcome: String,
     reason: String,
     command_id: String,
-    finished_at: String,
 }
 
 /// Every instance record of the run (one query), in wave, account, region, instance order.
@@ -172,7 +163,6 @@ async fn instance_rows(hub: &Hub, run_id: &str) -> Result<Vec<InstanceRow>> {
             outcome: text_attr(item, "outcome"),
             reason: text_attr(item, "reason"),
             command_id: text_attr(item, "commandId"),
-            finished_at: number_attr::<u64>(item, "finishedAt").map(format_epoch).unwrap_or_default(),
         })
         .collect();
     rows.sort_by(|a, b| {
@@ -189,6 +179,7 @@ fn instances_csv(rows: &[InstanceRow], wave_names: &[String]) -> Result<String> 
     for row in rows {
         let wave_name = wave_names.get(row.wave).map(String::as_str).unwrap_or_default();
         let wave = (row.wave + 1).to_string();
+        let finished_at = row.finished.map(format_epoch).unwrap_or_default();
         writer
             .write_record([
                 wave.as_str(),
@@ -199,7 +190,7 @@ fn instances_csv(rows: &[InstanceRow], wave_names: &[String]) -> Result<String> 
                 &row.outcome,
                 &row.reason,
                 &row.command_id,
-                &row.finished_at,
+                &finished_at,
             ])
             .map_err(csv_error)?;
     }
@@ -306,11 +297,11 @@ pub async fn write_run_report(hub: &Hub, run_id: &str, status: &str) -> Result<R
             duration_seconds: None,
         });
     }
+    // Every instance's final record: the CSV, failed ones listed, skipped ones grouped by reason.
+    let mut rows = instance_rows(hub, run_id).await?;
     if !stopped_waves.is_empty() {
-        settle_unpatched(hub, run_id, &stopped_waves).await?;
+        settle_unpatched(hub, run_id, &stopped_waves, &mut rows).await?;
     }
-    // Every instance's final record: the CSV, and the skipped ones grouped by reason.
-    let rows = instance_rows(hub, run_id).await?;
     for row in &rows {
         let Some(wave) = waves.get_mut(row.wave) else { continue };
         match InstanceOutcome::parse(&row.outcome) {
