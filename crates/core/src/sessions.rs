@@ -103,41 +103,62 @@ impl SpokeSessions {
 
     async fn assume(&self, account: &AccountId) -> Result<Credentials> {
         let role_arn = self.role_arn(account);
-        let output = self
+        let request = self
             .sts
             .assume_role()
             .role_arn(&role_arn)
             .role_session_name(&self.session_name)
             .set_external_id(self.external_id.clone())
             .set_policy(self.session_policy.map(str::to_owned))
-            .duration_seconds(SESSION_SECONDS)
-            .send()
-            .await
-            .map_err(|error| {
-                let code = error.code().unwrap_or_default().to_owned();
-                let message =
-                    error.message().map(str::to_owned).unwrap_or_else(|| DisplayErrorContext(&error).to_string());
-                if is_throttling_code(&code) {
-                    Error::Throttled { operation: "AssumeRole".into(), context: format!("account {account}"), message }
-                } else {
-                    let message = if code.is_empty() { message } else { format!("{code}: {message}") };
-                    Error::AssumeRoleFailed { account: account.to_string(), role_arn: role_arn.clone(), message }
-                }
-            })?;
-        let sts_credentials = output.credentials.ok_or_else(|| Error::AssumeRoleFailed {
-            account: account.to_string(),
-            role_arn: role_arn.clone(),
-            message: "STS returned no credentials".to_owned(),
-        })?;
-        let expiry = SystemTime::try_from(sts_credentials.expiration).ok();
-        Ok(Credentials::new(
-            sts_credentials.access_key_id,
-            sts_credentials.secret_access_key,
-            Some(sts_credentials.session_token),
-            expiry,
-            "ec2patch-spoke",
-        ))
+            .duration_seconds(SESSION_SECONDS);
+        credentials_of(request, account.as_str(), &role_arn, "ec2patch-spoke").await
     }
+}
+
+/// An SDK configuration acting as `role_arn` (a hub-side role, e.g. Terraform's
+/// `organizations_role_arn`), with the hub's region and endpoint.
+pub async fn assume_role_config(hub: &SdkConfig, role_arn: &str, session_name: &str) -> Result<SdkConfig> {
+    let request = aws_sdk_sts::Client::new(hub)
+        .assume_role()
+        .role_arn(role_arn)
+        .role_session_name(sanitize_session_name(session_name))
+        .duration_seconds(SESSION_SECONDS);
+    let account = role_arn.split(':').nth(4).unwrap_or_default();
+    let credentials = credentials_of(request, account, role_arn, "ec2patch-assumed-role").await?;
+    Ok(hub.to_builder().credentials_provider(SharedCredentialsProvider::new(credentials)).build())
+}
+
+/// Sends an AssumeRole request; throttling stays retryable, anything else is AssumeRoleFailed
+/// naming the account and role.
+async fn credentials_of(
+    request: aws_sdk_sts::operation::assume_role::builders::AssumeRoleFluentBuilder,
+    account: &str,
+    role_arn: &str,
+    provider_name: &'static str,
+) -> Result<Credentials> {
+    let output = request.send().await.map_err(|error| {
+        let code = error.code().unwrap_or_default().to_owned();
+        let message = error.message().map(str::to_owned).unwrap_or_else(|| DisplayErrorContext(&error).to_string());
+        if is_throttling_code(&code) {
+            Error::Throttled { operation: "AssumeRole".into(), context: format!("account {account}"), message }
+        } else {
+            let message = if code.is_empty() { message } else { format!("{code}: {message}") };
+            Error::AssumeRoleFailed { account: account.to_owned(), role_arn: role_arn.to_owned(), message }
+        }
+    })?;
+    let sts_credentials = output.credentials.ok_or_else(|| Error::AssumeRoleFailed {
+        account: account.to_owned(),
+        role_arn: role_arn.to_owned(),
+        message: "STS returned no credentials".to_owned(),
+    })?;
+    let expiry = SystemTime::try_from(sts_credentials.expiration).ok();
+    Ok(Credentials::new(
+        sts_credentials.access_key_id,
+        sts_credentials.secret_access_key,
+        Some(sts_credentials.session_token),
+        expiry,
+        provider_name,
+    ))
 }
 
 fn sanitize_session_name(name: &str) -> String {

@@ -17,7 +17,10 @@ use aws_sdk_organizations::Client;
 use aws_sdk_organizations::types::{AccountStatus, ChildType};
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 
+use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
+use aws_smithy_runtime_api::client::result::SdkError;
 use ec2patch_core::plan::{AccountSource, LeftOutAccount};
+use ec2patch_core::sessions;
 use ec2patch_core::{AccountId, Error, Hub, Result, RunPlan};
 
 /// OUs visited per wave at most: a guard against an organization walk that never ends.
@@ -34,43 +37,13 @@ pub struct FoundAccount {
 /// The Organizations client PlanRun reads with: the hub's own role, or the role Terraform's
 /// `organizations_role_arn` names (in the management or a delegated administrator account).
 pub async fn client(hub: &Hub, run_id: &str) -> Result<Client> {
-    let Some(role_arn) = &hub.config.organizations_role_arn else {
-        return Ok(Client::new(&hub.sdk));
-    };
-    let session = format!("ec2patch-plan-{run_id}").chars().take(64).collect::<String>();
-    let output = aws_sdk_sts::Client::new(&hub.sdk)
-        .assume_role()
-        .role_arn(role_arn)
-        .role_session_name(session)
-        .send()
-        .await
-        .map_err(|error| Error::AssumeRoleFailed {
-            account: role_arn.split(':').nth(4).unwrap_or_default().to_owned(),
-            role_arn: role_arn.clone(),
-            message: format!(
-                "{}: {} (organizations_role_arn)",
-                error.code().unwrap_or("error"),
-                error.message().unwrap_or("no message")
-            ),
-        })?;
-    let credentials = output.credentials.ok_or_else(|| Error::AssumeRoleFailed {
-        account: String::new(),
-        role_arn: role_arn.clone(),
-        message: "STS returned no credentials".to_owned(),
-    })?;
-    let credentials = aws_credential_types::Credentials::new(
-        credentials.access_key_id,
-        credentials.secret_access_key,
-        Some(credentials.session_token),
-        std::time::SystemTime::try_from(credentials.expiration).ok(),
-        "ec2patch-organizations",
-    );
-    let config = hub
-        .sdk
-        .to_builder()
-        .credentials_provider(aws_credential_types::provider::SharedCredentialsProvider::new(credentials))
-        .build();
-    Ok(Client::new(&config))
+    match &hub.config.organizations_role_arn {
+        None => Ok(Client::new(&hub.sdk)),
+        Some(role_arn) => {
+            let config = sessions::assume_role_config(&hub.sdk, role_arn, &format!("ec2patch-plan-{run_id}")).await?;
+            Ok(Client::new(&config))
+        }
+    }
 }
 
 /// Resolves every wave's `organizationalUnits` into its `accounts`. `field` names a wave's
@@ -159,36 +132,21 @@ pub async fn accounts_under(client: &Client, ou: &str, field: &str) -> Result<Ve
 }
 
 /// An OU that does not exist is the input's fault (InvalidInput naming the field); anything
-/// else (access denied, throttling, no organization) is an AWS failure with its context.
-fn organizations_error<E, R>(
-    operation: &str,
-    parent: &str,
-    field: &str,
-    error: aws_smithy_runtime_api::client::result::SdkError<E, R>,
-) -> Error
+/// else (access denied, throttling, no organization) is classified like every AWS error, with the
+/// OU as context.
+fn organizations_error<E>(operation: &str, parent: &str, field: &str, error: SdkError<E, HttpResponse>) -> Error
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
-    R: std::fmt::Debug,
 {
-    let code = error.code().unwrap_or_default().to_owned();
-    let message = error.message().unwrap_or_default().to_owned();
-    if matches!(code.as_str(), "ParentNotFoundException" | "InvalidInputException") {
+    let code = error.code().unwrap_or_default();
+    if matches!(code, "ParentNotFoundException" | "InvalidInputException") {
+        let message = error.message().unwrap_or_default();
         return Error::invalid(
             field,
             format!("{parent} is not an OU or root of this organization ({code}: {message})"),
         );
     }
-    let message = if message.is_empty() {
-        aws_smithy_types::error::display::DisplayErrorContext(&error).to_string()
-    } else {
-        message
-    };
-    let context = format!("parent {parent} ({field})");
-    if ec2patch_core::aws::is_throttling_code(&code) {
-        Error::Throttled { operation: operation.to_owned(), context, message }
-    } else {
-        Error::AwsCallFailed { operation: operation.to_owned(), context, code, message }
-    }
+    ec2patch_core::aws::classify(operation, &format!("parent {parent} ({field})"), error)
 }
 
 /// `2 SUSPENDED, 1 excluded (excludeAccounts)`.
