@@ -27,6 +27,7 @@ module "hub" {
   wave_schedules_enabled   = var.wave_schedules_enabled
   inventory_concurrency    = var.inventory_concurrency
   record_ttl_days          = var.record_ttl_days
+  snapshot_retention_days  = var.snapshot_retention_days
   log_level                = var.log_level
   state_machine_log_level  = var.state_machine_log_level
   metric_namespace         = var.metric_namespace

@@ -31,7 +31,7 @@ variable "bedrock_agent_alias_id" {
 }
 
 variable "wave_rules" {
-  description = "Patching wave configuration: one EventBridge schedule per wave. `after` names the wave whose latest run (within `gate_window_hours`, default 168) must have passed before this wave patches (a wave gate)."
+  description = "Patching wave configuration: one EventBridge schedule per wave. `after` names the wave whose latest run (within `gate_window_hours`, default 168) must have passed before this wave patches (a wave gate). `snapshot = true` snapshots each instance's volumes before patching it."
   type = list(object({
     name                 = string
     schedule_expression  = string
@@ -41,6 +41,7 @@ variable "wave_rules" {
     regions              = list(string)
     after                = optional(string)
     gate_window_hours    = optional(number, 168)
+    snapshot             = optional(bool, false)
   }))
   default = []
 }
@@ -151,6 +152,12 @@ variable "record_ttl_days" {
   description = "Days run records and artifacts are kept."
   type        = number
   default     = 90
+}
+
+variable "snapshot_retention_days" {
+  description = "Days pre-patch snapshots are kept before ApprovalMonitor deletes them (1-365)."
+  type        = number
+  default     = 7
 }
 
 variable "log_level" {

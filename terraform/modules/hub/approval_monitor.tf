@@ -2,6 +2,9 @@
 # minutes, emits PendingApprovals and OldestPendingApprovalMinutes (EMF, no dimensions, namespace
 # local.metric_namespace) and re-sends an approval's email once halfway through its window.
 # ApprovalTimeout watches the age, so an approval left pending for hours keeps the alarm in ALARM.
+# The same run deletes expired pre-patch snapshots: for each `SNAPSHOTS` index item of the runs
+# table it assumes the spoke role of that account and deletes the run's snapshots whose
+# `ec2patch:delete-after` tag is past (snapshot_retention_days), then the item.
 
 variable "approval_alarm_minutes" {
   description = "ApprovalTimeout alarms when an approval has been pending this many minutes (the seed: 60)."
@@ -16,7 +19,7 @@ variable "approval_alarm_minutes" {
 
 resource "aws_cloudwatch_event_rule" "approval_monitor" {
   name                = "${var.name_prefix}-approval-monitor"
-  description         = "ec2patch ${var.name_prefix}: approval metrics and reminders"
+  description         = "ec2patch ${var.name_prefix}: approval metrics and reminders, expired snapshot cleanup"
   schedule_expression = "rate(5 minutes)"
   tags                = local.tags
 }

@@ -15,6 +15,7 @@ locals {
       EC2PATCH_EXTERNAL_ID              = local.external_id
       EC2PATCH_INVENTORY_CONCURRENCY    = tostring(var.inventory_concurrency)
       EC2PATCH_RECORD_TTL_DAYS          = tostring(var.record_ttl_days)
+      EC2PATCH_SNAPSHOT_RETENTION_DAYS  = tostring(var.snapshot_retention_days)
       EC2PATCH_DEFAULT_REGIONS          = join(",", local.default_regions)
       EC2PATCH_TAG_KEY                  = var.tag_key
       EC2PATCH_TAG_VALUE                = var.tag_value

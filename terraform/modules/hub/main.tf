@@ -11,10 +11,14 @@ locals {
   # built by cargo-lambda into <lambda_artifacts_dir>/<bin>/bootstrap.zip), timeout (the seed's
   # function table), memory, the state machine template variable that receives its ARN
   # (`asl_var` -> `${<asl_var>_function_arn}`, null when the state machine does not call it),
-  # and its permissions, which lambda.tf turns into the function's own policy:
+  # and its permissions, which lambda.tf turns into the function's own policy. ApprovalMonitor is
+  # not a workflow step: EventBridge runs it every 5 minutes (approval_monitor.tf) for approval
+  # metrics and reminders, and to delete expired pre-patch snapshots in the spokes (it queries the
+  # `SNAPSHOTS` index items SendSsmCommand writes, and deletes each once its snapshots are gone):
   #   table         DynamoDB actions on the runs table
   #   bucket        S3 object actions on runs/* in the artifacts bucket
-  #   spoke         sts:AssumeRole on the spoke role in the listed accounts
+  #   spoke         sts:AssumeRole on the spoke role in the listed accounts (the spoke module's
+  #                 default hub_role_names trusts exactly these functions)
   #   publish       sns:Publish on the alerts topic
   #   hmac_key      ssm:GetParameter (with decryption) on the approval-link HMAC key
   #   task_callback states:SendTaskSuccess / SendTaskFailure on the orchestrator
@@ -31,7 +35,7 @@ locals {
     PostEC2Verify       = { bin = "verify", timeout = 300, memory = 512, asl_var = "verify", table = ["dynamodb:GetItem", "dynamodb:Query", "dynamodb:UpdateItem", "dynamodb:DeleteItem", "dynamodb:BatchWriteItem"], bucket = ["s3:GetObject", "s3:PutObject"], spoke = true }
     AnalyzeWithBedrock  = { bin = "bedrock-analysis", timeout = 180, memory = 256, asl_var = "analysis", bucket = ["s3:GetObject"], bedrock = true }
     CheckChangeFreeze   = { bin = "change-freeze", timeout = 60, memory = 256, asl_var = "change_freeze", table = ["dynamodb:UpdateItem"], bucket = ["s3:GetObject"], calendars = true }
-    ApprovalMonitor     = { bin = "approval-monitor", timeout = 60, memory = 256, table = ["dynamodb:Scan", "dynamodb:UpdateItem"], bucket = ["s3:GetObject"], publish = true, hmac_key = true }
+    ApprovalMonitor     = { bin = "approval-monitor", timeout = 60, memory = 256, table = ["dynamodb:Scan", "dynamodb:Query", "dynamodb:UpdateItem", "dynamodb:DeleteItem"], bucket = ["s3:GetObject"], publish = true, hmac_key = true, spoke = true }
   }
   function_defaults = {
     asl_var       = null

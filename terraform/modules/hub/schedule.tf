@@ -5,7 +5,8 @@
 locals {
   # Each wave rule as a run input's wave (accountWaves[]); PlanRun's EC2PATCH_WAVES lists the
   # same objects. after/gateWindowHours are null without a gate: a conditional between {} and
-  # an object with a number would turn the number into a string.
+  # an object with a number would turn the number into a string. `snapshot` is always there
+  # (false unless the rule asks for pre-patch snapshots).
   wave_objects = {
     for w in var.wave_rules : w.name => {
       name                = w.name
@@ -15,6 +16,7 @@ locals {
       regions             = w.regions
       after               = w.after
       gateWindowHours     = w.after == null ? null : w.gate_window_hours
+      snapshot            = w.snapshot
     }
   }
   wave_inputs = {

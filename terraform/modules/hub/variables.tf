@@ -47,7 +47,7 @@ variable "bedrock_agent_alias_id" {
 }
 
 variable "wave_rules" {
-  description = "Patch waves: one EventBridge rule `<prefix>-<name>` per wave starts a run of that wave on its schedule. `after` (a wave gate) names the wave whose latest run within `gate_window_hours` (default 168, one week) must have passed, or this wave's run stops with WaveGateClosed before inventory."
+  description = "Patch waves: one EventBridge rule `<prefix>-<name>` per wave starts a run of that wave on its schedule. `after` (a wave gate) names the wave whose latest run within `gate_window_hours` (default 168, one week) must have passed, or this wave's run stops with WaveGateClosed before inventory. `snapshot = true`: every instance's EBS volumes are snapshotted before it is patched (kept snapshot_retention_days); an instance whose snapshot fails is skipped, never patched unprotected."
   type = list(object({
     name                 = string
     schedule_expression  = string
@@ -57,6 +57,7 @@ variable "wave_rules" {
     regions              = list(string)
     after                = optional(string)
     gate_window_hours    = optional(number, 168)
+    snapshot             = optional(bool, false)
   }))
   default = []
 
@@ -266,6 +267,17 @@ variable "record_ttl_days" {
   validation {
     condition     = var.record_ttl_days >= 1 && var.record_ttl_days <= 3650
     error_message = "record_ttl_days must be from 1 to 3650."
+  }
+}
+
+variable "snapshot_retention_days" {
+  description = "Days a pre-patch snapshot (waves with `snapshot = true`) is kept: each is tagged `ec2patch:delete-after` = creation time + this many days, and ApprovalMonitor deletes it once that time has passed (`EC2PATCH_SNAPSHOT_RETENTION_DAYS`)."
+  type        = number
+  default     = 7
+
+  validation {
+    condition     = var.snapshot_retention_days >= 1 && var.snapshot_retention_days <= 365 && floor(var.snapshot_retention_days) == var.snapshot_retention_days
+    error_message = "snapshot_retention_days must be a whole number of days from 1 to 365."
   }
 }
 
