@@ -55,6 +55,9 @@ pub struct WaveRule {
     pub after: Option<String>,
     #[serde(default)]
     pub gate_window_hours: Option<u32>,
+    /// Pre-patch snapshots of each instance's volumes.
+    #[serde(default)]
+    pub snapshot: bool,
 }
 
 impl WaveRule {
@@ -120,6 +123,9 @@ impl HubVars {
             if !rule.exclude_accounts.is_empty() {
                 object.insert("excludeAccounts".to_owned(), json!(rule.exclude_accounts));
             }
+            if rule.snapshot {
+                object.insert("snapshot".to_owned(), json!(true));
+            }
         }
         if let (Some(after), Some(object)) = (&rule.after, wave.as_object_mut()) {
             object.insert("after".to_owned(), json!(after));
@@ -160,6 +166,7 @@ impl HubVars {
                     regions: w.regions.clone(),
                     after: w.after.clone(),
                     gate_window_hours: w.after.as_ref().map(|_| w.gate_window_hours()),
+                    snapshot: w.snapshot,
                 })
                 .collect(),
             ..RunDefaults::default()

@@ -53,6 +53,9 @@ pub struct NamedWave {
     pub after: Option<String>,
     #[serde(default, rename = "gateWindowHours")]
     pub gate_window_hours: Option<u32>,
+    /// Pre-patch snapshots (Terraform's `wave_rules[*].snapshot`).
+    #[serde(default)]
+    pub snapshot: bool,
 }
 
 impl Default for RunDefaults {
@@ -129,6 +132,9 @@ pub struct PatchSettings {
     /// (`EC2PATCH_RUN_LOCK_MARGIN_SECONDS`, default 900). Keep it above the longest function
     /// timeout: an expired lease then means no invocation of that run is still in flight.
     pub run_lock_margin_seconds: u32,
+    /// Days a pre-patch snapshot is kept before the hub's scheduled cleanup deletes it
+    /// (`EC2PATCH_SNAPSHOT_RETENTION_DAYS`, 1 to 365, default 7; see [`crate::snapshots`]).
+    pub snapshot_retention_days: u32,
 }
 
 impl Default for PatchSettings {
@@ -143,6 +149,7 @@ impl Default for PatchSettings {
             poll_max_seconds: 300,
             command_log_group: None,
             run_lock_margin_seconds: 900,
+            snapshot_retention_days: 7,
         }
     }
 }
@@ -293,6 +300,15 @@ impl HubConfig {
                         defaults.run_lock_margin_seconds,
                     )?
                     .max(1),
+                    snapshot_retention_days: {
+                        let days = small("EC2PATCH_SNAPSHOT_RETENTION_DAYS", defaults.snapshot_retention_days)?;
+                        if !(1..=365).contains(&days) {
+                            return Err(Error::ConfigError(format!(
+                                "EC2PATCH_SNAPSHOT_RETENTION_DAYS={days} is not a number of days from 1 to 365"
+                            )));
+                        }
+                        days
+                    },
                 }
             },
             defaults: RunDefaults {

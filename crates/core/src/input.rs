@@ -64,6 +64,8 @@ struct RunInput {
     ignore_gates: Option<bool>,
     /// Who started the run (an IAM ARN or a person), kept in the run's record.
     started_by: Option<String>,
+    /// Pre-patch snapshots for the API shape's one wave (`accountWaves` say it per wave).
+    snapshot: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -86,6 +88,8 @@ struct AccountWaveInput {
     /// The wave this one follows across runs ([`crate::wave_gate`]).
     after: Option<String>,
     gate_window_hours: Option<i64>,
+    /// Snapshot each instance's volumes before patching it ([`crate::snapshots`]).
+    snapshot: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -420,6 +424,7 @@ fn waves(input: &RunInput, defaults: &RunDefaults) -> Result<Vec<Wave>> {
             ("organizationalUnits", input.organizational_units.is_some()),
             ("excludeAccounts", input.exclude_accounts.is_some()),
             ("waveId", input.wave_id.is_some()),
+            ("snapshot", input.snapshot.is_some()),
         ] {
             if present {
                 return Err(Error::invalid(
@@ -465,6 +470,7 @@ fn waves(input: &RunInput, defaults: &RunDefaults) -> Result<Vec<Wave>> {
             };
             let mut planned = wave_from(&at, name, &targeting, &regions, defaults)?;
             planned.gate = wave_gate(&at, &planned.name, wave.after.as_deref(), wave.gate_window_hours)?;
+            planned.snapshot = wave.snapshot.unwrap_or(false);
             waves.push(planned);
         }
         // Waves of one run already go in order (abortOnIssues decides between them); a gate
@@ -492,7 +498,9 @@ fn waves(input: &RunInput, defaults: &RunDefaults) -> Result<Vec<Wave>> {
             organizational_units: input.organizational_units.as_deref().unwrap_or_default(),
             exclude_accounts: input.exclude_accounts.as_deref().unwrap_or_default(),
         };
-        waves.push(wave_from("", name, &targeting, &default_regions(), defaults)?);
+        let mut planned = wave_from("", name, &targeting, &default_regions(), defaults)?;
+        planned.snapshot = input.snapshot.unwrap_or(false);
+        waves.push(planned);
     } else if let Some(id) = &input.wave_id {
         let configured = defaults.waves.iter().find(|wave| &wave.name == id).ok_or_else(|| {
             let known: Vec<&str> = defaults.waves.iter().map(|w| w.name.as_str()).collect();
@@ -519,6 +527,8 @@ fn waves(input: &RunInput, defaults: &RunDefaults) -> Result<Vec<Wave>> {
         let mut planned = wave_from("", configured.name.clone(), &targeting, &regions, defaults)?;
         planned.gate =
             wave_gate("", &planned.name, configured.after.as_deref(), configured.gate_window_hours.map(i64::from))?;
+        // An explicit `snapshot` in the input wins for this run (kept in the plan and report).
+        planned.snapshot = input.snapshot.unwrap_or(configured.snapshot);
         waves.push(planned);
     } else {
         return Err(Error::invalid(

@@ -10,6 +10,7 @@
 //! - [`instance_lease`]: one run per instance: a lease taken before a patch command is sent.
 //! - [`change_freeze`]: a wave sends nothing while an SSM Change Calendar is CLOSED.
 //! - [`wave_gate`]: a scheduled wave patches only after the wave it follows passed its latest run.
+//! - [`snapshots`]: pre-patch snapshots: their tags, the instance record, the cleanup's index.
 //! - [`asl`]: rendering the state machine template the way Terraform's `templatefile` does.
 
 pub mod approval;
@@ -30,6 +31,7 @@ pub mod regions;
 pub mod report;
 pub mod run_lock;
 pub mod sessions;
+pub mod snapshots;
 pub mod status;
 pub mod store;
 pub mod telemetry;

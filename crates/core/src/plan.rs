@@ -86,6 +86,10 @@ pub struct Wave {
     /// Accounts the OUs hold that this wave leaves out, and why.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub left_out: Vec<LeftOutAccount>,
+    /// Snapshot each instance's EBS volumes before sending its patch command
+    /// ([`crate::snapshots`]); an instance whose snapshot fails is skipped, never patched.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub snapshot: bool,
 }
 
 /// How an account came into a wave: listed in `accounts`, or found under one of the wave's OUs.
@@ -123,6 +127,7 @@ impl Wave {
             exclude_accounts: Vec::new(),
             account_sources: Vec::new(),
             left_out: Vec::new(),
+            snapshot: false,
         }
     }
 

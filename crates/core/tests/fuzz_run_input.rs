@@ -35,6 +35,7 @@ fn defaults() -> RunDefaults {
             regions: vec!["us-east-1".into()],
             after: None,
             gate_window_hours: None,
+            snapshot: false,
         }],
         wave_pause_seconds: 300,
         // The hub the seed examples were written for (README's Quick Start names).

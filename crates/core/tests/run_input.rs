@@ -21,6 +21,7 @@ fn defaults() -> RunDefaults {
             regions: vec!["us-east-1".into()],
             after: None,
             gate_window_hours: None,
+            snapshot: false,
         }],
         wave_pause_seconds: 300,
         // The hub the seed examples were written for (README's Quick Start names).
@@ -417,4 +418,29 @@ fn wave_gates_are_validated_and_overrides_say_who() {
     hub.waves[0].gate_window_hours = Some(48);
     let plan = plan_run("run-1", &json!({"waveId": "wave2-standard"}), &hub).unwrap();
     assert_eq!(plan.waves[0].gate.as_ref().map(|g| (g.after.as_str(), g.window_hours)), Some(("canary", 48)));
+}
+
+#[test]
+fn snapshots_are_asked_per_wave_and_kept_in_the_plan() {
+    let input = json!({"accountWaves": [
+        {"name": "protected", "accounts": ["222222222222"], "snapshot": true},
+        {"name": "plain", "accounts": ["333333333333"]}
+    ]});
+    let plan = plan_run("snap-run", &input, &defaults()).unwrap();
+    assert!(plan.waves[0].snapshot);
+    assert!(!plan.waves[1].snapshot);
+    let stored = serde_json::to_value(&plan).unwrap();
+    assert_eq!(stored["waves"][0]["snapshot"], true);
+    assert!(stored["waves"][1].get("snapshot").is_none(), "false is left out: {stored}");
+    // The API shape says it for its one wave, a configured wave included.
+    let api = json!({"accounts": ["222222222222"], "snapshot": true});
+    assert!(plan_run("snap-api", &api, &defaults()).unwrap().waves[0].snapshot);
+    let configured = json!({"waveId": "wave2-standard", "snapshot": true});
+    assert!(plan_run("snap-configured", &configured, &defaults()).unwrap().waves[0].snapshot);
+    // Invalid: not a boolean, or top-level next to accountWaves (which say it per wave).
+    let (field, reason) = field_of(json!({"accountWaves": [{"accounts": ["222222222222"], "snapshot": "yes"}]}));
+    assert_eq!(field, "accountWaves[0].snapshot", "{reason}");
+    let (field, reason) = field_of(json!({"accountWaves": [{"accounts": ["222222222222"]}], "snapshot": true}));
+    assert_eq!(field, "snapshot");
+    assert!(reason.contains("accountWaves"), "{reason}");
 }
