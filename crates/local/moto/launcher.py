@@ -11,7 +11,8 @@ Before the server starts this
   * plugs jsonata-python into the interpreter's JSONata evaluator (a stub in moto),
   * adds Step Functions ValidateStateMachineDefinition and ListStateMachineVersions,
   * registers the SSM simulation of ssm_sim.py (see README.md), Change Calendars included,
-  * applies AssumeRole session policies when IAM enforcement is on (moto ignores them).
+  * applies AssumeRole session policies when IAM enforcement is on (moto ignores them),
+  * makes EC2 CreateSnapshots honour CopyTagsFromSource=volume (moto ignores it).
 Each hook point is checked first, so a moto upgrade that moves one fails loudly here.
 """
 
@@ -646,6 +647,44 @@ def enforce_session_policies() -> None:
     request_class.check_action_permitted = check_action_permitted
 
 
+# --------------------------------------------------------------------------- EC2
+
+
+def copy_tags_from_source() -> None:
+    """CreateSnapshots with CopyTagsFromSource=volume copies each volume's tags to its snapshot
+    (AWS: before the TagSpecifications, which win on the same key). moto 5.2.5 parses the
+    parameter nowhere and copies nothing."""
+    from moto.ec2.models.elastic_block_store import EBSBackend
+    from moto.ec2.responses.elastic_block_store import ElasticBlockStore
+
+    original_response = _require(ElasticBlockStore, "create_snapshots")
+    original_backend = _require(EBSBackend, "create_snapshots")
+    from moto.ec2.models.tags import TagBackend
+
+    _require(TagBackend, "describe_tags")
+    if "copy_tags_from_source" in inspect.signature(original_backend).parameters:
+        _fail("EBSBackend.create_snapshots already takes CopyTagsFromSource")
+
+    def create_snapshots_response(self: Any) -> Any:
+        self.ec2_backend._ec2patch_copy_tags = self._get_param("CopyTagsFromSource") == "volume"
+        try:
+            return original_response(self)
+        finally:
+            self.ec2_backend._ec2patch_copy_tags = False
+
+    def create_snapshots(self: Any, instance_spec: dict[str, Any], description: str, tags: dict[str, str]) -> Any:
+        snapshots = original_backend(self, instance_spec, description, tags)
+        if getattr(self, "_ec2patch_copy_tags", False):
+            for snapshot in snapshots:
+                volume_tags = dict(self.tags.get(snapshot.volume.id, {}))  # EC2 backend's TagBackend
+                copied = {k: v for k, v in volume_tags.items() if k not in tags and not k.startswith("aws:")}
+                snapshot.add_tags(copied)
+        return snapshots
+
+    ElasticBlockStore.create_snapshots = create_snapshots_response
+    EBSBackend.create_snapshots = create_snapshots
+
+
 # --------------------------------------------------------------------------- SSM
 
 
@@ -686,6 +725,7 @@ def configure() -> None:
     add_child_execution_ops()
     add_ssm_ops()
     enforce_session_policies()
+    copy_tags_from_source()
 
 
 def main() -> None:

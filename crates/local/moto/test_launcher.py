@@ -235,6 +235,28 @@ class LauncherTest(unittest.TestCase):
         self.assertEqual(invocations[0]["CommandPlugins"][0]["Name"], "aws:runShellScript")
         self.assertEqual(ssm.list_commands(CommandId=cid)["Commands"][0]["Status"], "Cancelled")
 
+    def test_create_snapshots_copies_volume_tags(self) -> None:
+        region = "ap-southeast-2"
+        ec2 = self.client("ec2", self.acct_a, region)
+        [instance] = self.launch(self.acct_a, region)
+        root = ec2.describe_instances(InstanceIds=[instance])["Reservations"][0]["Instances"][0]
+        root_volume = root["BlockDeviceMappings"][0]["Ebs"]["VolumeId"]
+        ec2.create_tags(Resources=[root_volume], Tags=[{"Key": "CostCenter", "Value": "42"},
+                                                       {"Key": "Owner", "Value": "volume"}])
+        spec = [{"ResourceType": "snapshot", "Tags": [{"Key": "Owner", "Value": "ec2patch"}]}]
+
+        def tags_of(reply: dict) -> dict:
+            [snapshot] = reply["Snapshots"]
+            described = ec2.describe_snapshots(SnapshotIds=[snapshot["SnapshotId"]])["Snapshots"][0]
+            return {t["Key"]: t["Value"] for t in described.get("Tags", [])}
+
+        copied = tags_of(ec2.create_snapshots(InstanceSpecification={"InstanceId": instance},
+                                              CopyTagsFromSource="volume", TagSpecifications=spec))
+        # The volume's tags, with the request's own winning on the same key.
+        self.assertEqual(copied, {"CostCenter": "42", "Owner": "ec2patch"})
+        plain = tags_of(ec2.create_snapshots(InstanceSpecification={"InstanceId": instance}, TagSpecifications=spec))
+        self.assertEqual(plain, {"Owner": "ec2patch"})
+
     def test_patch_states_before_and_after_install(self) -> None:
         region = "us-west-2"
         ssm = self.client("ssm", self.acct_b, region)
