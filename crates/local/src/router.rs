@@ -42,6 +42,16 @@ pub struct Mail {
     pub message: String,
 }
 
+/// One AWS call as the router saw it (see [`Router::start_journal`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JournalEntry {
+    /// `service:Operation`, as [`Router::calls`] counts it.
+    pub key: String,
+    pub account: Option<String>,
+    /// The request body (form parameters or JSON), lossily as text.
+    pub body: String,
+}
+
 pub struct RouterState {
     moto_port: u16,
     hub_account: String,
@@ -50,6 +60,8 @@ pub struct RouterState {
     mailbox: Mutex<Vec<Mail>>,
     faults: FaultPlan,
     calls: Mutex<BTreeMap<String, u64>>,
+    /// Every AWS call in the order the router saw it, while a test keeps a journal.
+    journal: Mutex<Option<Vec<JournalEntry>>>,
     accounts: Mutex<Accounts>,
     /// Secret parts of the session credentials STS issued through the router (for tests that
     /// check no credential leaks, e.g. into logs).
@@ -96,6 +108,7 @@ impl Router {
             mailbox: Mutex::new(Vec::new()),
             faults: FaultPlan::default(),
             calls: Mutex::new(BTreeMap::new()),
+            journal: Mutex::new(None),
             accounts: Mutex::new(Accounts::default()),
             issued_secrets: Mutex::new(Vec::new()),
         });
@@ -128,6 +141,17 @@ impl Router {
 
     pub fn reset_calls(&self) {
         lock(&self.state.calls).clear();
+    }
+
+    /// Starts (or restarts, empty) a journal of every AWS call from now on, in arrival order, with
+    /// its request body: for tests that check what was called before what.
+    pub fn start_journal(&self) {
+        *lock(&self.state.journal) = Some(Vec::new());
+    }
+
+    /// The journal so far (empty when none was started).
+    pub fn journal(&self) -> Vec<JournalEntry> {
+        lock(&self.state.journal).clone().unwrap_or_default()
     }
 
     /// Every SNS notification delivered to the mailbox so far, oldest first.
@@ -186,6 +210,13 @@ async fn route(
     let call =
         calls::describe(&parts, &body, &state.hub_account, |key| lock(&state.accounts).by_access_key.get(key).cloned());
     count(&state, &call.key());
+    if let Some(journal) = lock(&state.journal).as_mut() {
+        journal.push(JournalEntry {
+            key: call.key(),
+            account: call.account.clone(),
+            body: String::from_utf8_lossy(&body).into_owned(),
+        });
+    }
     let decision = state.faults.decide(&call);
     apply_faults(&call, decision, forward(&state, parts, body, &call)).await
 }
