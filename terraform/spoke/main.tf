@@ -11,6 +11,7 @@ module "spoke" {
   hub_role_names           = var.hub_role_names
   patch_tag_key            = var.patch_tag_key
   patch_tag_values         = var.patch_tag_values
+  allow_snapshots          = var.allow_snapshots
   permissions_boundary_arn = var.permissions_boundary_arn
   tags                     = var.tags
 }

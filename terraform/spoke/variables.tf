@@ -47,6 +47,12 @@ variable "patch_tag_values" {
   default     = ["*"]
 }
 
+variable "allow_snapshots" {
+  description = "Whether the hub may snapshot tagged instances before patching them and delete those snapshots when they expire (false: snapshot waves skip this account's instances)."
+  type        = bool
+  default     = true
+}
+
 variable "permissions_boundary_arn" {
   description = "Permissions boundary for the role, if required."
   type        = string

@@ -42,7 +42,7 @@ variable "external_id" {
 }
 
 variable "hub_role_names" {
-  description = "Hub role names allowed to assume this role. Null: the hub functions that work in spokes (`<hub_name_prefix>-PreEC2Inventory`, -SendSsmCommand, -PollSsmCommand, -PostEC2Verify)."
+  description = "Hub role names allowed to assume this role. Null: the hub functions that work in spokes (`<hub_name_prefix>-PreEC2Inventory`, -SendSsmCommand, -PollSsmCommand, -PostEC2Verify, and -ApprovalMonitor, which deletes expired pre-patch snapshots, unless allow_snapshots is false)."
   type        = list(string)
   default     = null
 
@@ -72,6 +72,12 @@ variable "patch_tag_values" {
     condition     = length(var.patch_tag_values) > 0
     error_message = "patch_tag_values must list at least one value or pattern."
   }
+}
+
+variable "allow_snapshots" {
+  description = "Whether the hub may snapshot patch-tagged instances before patching them (waves with `snapshot`) and delete those snapshots when they expire: ec2:CreateSnapshots (tagged instances, their volumes, snapshots created with the ec2patch tags), ec2:CreateTags on snapshots at creation only, ec2:DescribeSnapshots, ec2:DeleteSnapshot of snapshots tagged `ec2patch:delete-after`. false: none of these, and ApprovalMonitor is not trusted; instances of snapshot waves in this account are then skipped (SnapshotFailed), never patched unprotected."
+  type        = bool
+  default     = true
 }
 
 variable "max_session_duration" {
