@@ -20,6 +20,8 @@ module "hub" {
       schedule_expression = "cron(0 3 ? * SAT *)"
       accounts            = [var.spoke_accounts[0]]
       regions             = ["us-east-1"]
+      # Pre-patch snapshots: every instance's volumes, before its patch command.
+      snapshot = true
     },
     {
       name                = "wave2-standard"
