@@ -516,6 +516,9 @@ fn print_report(report: &ec2patch_core::report::RunReport) {
         if let Some(outcomes) = &wave.outcomes {
             println!("  compliance: {}", outcomes.compliance.describe());
         }
+        if let Some(taken) = &wave.snapshots {
+            println!("  pre-patch snapshots: {} of {} instances (ids in --csv)", taken.snapshots, taken.instances);
+        }
         if !wave.accounts_from.is_empty() {
             let from: Vec<String> = wave.accounts_from.iter().map(|(from, n)| format!("{n} from {from}")).collect();
             println!("  accounts: {}", from.join(", "));

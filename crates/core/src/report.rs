@@ -23,8 +23,19 @@ pub fn csv_key(run_id: &str) -> String {
 }
 
 /// The CSV's columns.
-pub const CSV_HEADER: [&str; 9] =
-    ["wave", "wave_name", "account", "region", "instance_id", "outcome", "reason", "command_id", "finished_at"];
+pub const CSV_HEADER: [&str; 10] = [
+    "wave",
+    "wave_name",
+    "account",
+    "region",
+    "instance_id",
+    "outcome",
+    "reason",
+    "command_id",
+    "finished_at",
+    // Space-separated: the instance's pre-patch snapshots (a `snapshot: true` wave).
+    "snapshot_ids",
+];
 
 /// Who decided a wave's approval, when and from where (the approval record's audit fields).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -124,6 +135,17 @@ pub struct WaveReport {
     pub finished_at: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub duration_seconds: Option<u64>,
+    /// A `snapshot: true` wave's pre-patch snapshots (`None` for other waves and dry runs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snapshots: Option<SnapshotCount>,
+}
+
+/// Pre-patch snapshots a wave took: instances protected, and snapshots (one per EBS volume).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SnapshotCount {
+    pub instances: usize,
+    pub snapshots: usize,
 }
 
 /// What the run was asked to do, in a line a person reads.

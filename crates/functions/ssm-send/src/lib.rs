@@ -20,6 +20,10 @@
 //! their commands for the instances they already sent to (recorded under this run with
 //! `adoptedFrom`), so an instance gets `AWS-RunPatchBaseline` once however often a run is
 //! stopped and started again.
+//!
+//! Pre-patch snapshots: in a wave with `snapshot: true` (never in a dry run), each instance's
+//! volumes are snapshotted before its command is sent; an instance that cannot be protected is
+//! recorded `SKIPPED` (`SnapshotFailed: ...`) and gets no command ([`snapshots`]).
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_ssm::types::CloudWatchOutputConfig;
@@ -36,6 +40,8 @@ use ec2patch_core::wave::{BatchManifest, TargetManifest, WaveManifest};
 use ec2patch_core::{AccountId, Error, Hub, Region, Result, RunPlan};
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
+
+pub mod snapshots;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -61,6 +67,9 @@ pub struct SendResult {
     /// Instances not sent because the wave's error budget was already exceeded.
     #[serde(default)]
     pub budget_skipped_instances: usize,
+    /// Instances not sent because their pre-patch snapshot failed (`SnapshotFailed`).
+    #[serde(default)]
+    pub unprotected_instances: usize,
     pub next_poll_seconds: u32,
     pub attempt: u32,
     pub done: bool,
@@ -73,6 +82,7 @@ struct TargetSent {
     instances: usize,
     unreachable: bool,
     busy: usize,
+    unprotected: usize,
 }
 
 /// How this run takes instance leases ([`ec2patch_core::instance_lease`]).
@@ -130,6 +140,7 @@ pub async fn handle(hub: &Hub, request: SendRequest) -> Result<SendResult> {
         unreachable_targets: sent.iter().filter(|t| t.unreachable).count(),
         busy_instances: sent.iter().map(|t| t.busy).sum(),
         budget_skipped_instances: 0,
+        unprotected_instances: sent.iter().map(|t| t.unprotected).sum(),
         next_poll_seconds: hub.config.patching.poll_initial_seconds,
         attempt: 0,
         done: false,
@@ -195,6 +206,7 @@ async fn skip_for_budget(
         unreachable_targets: 0,
         busy_instances: 0,
         budget_skipped_instances: skipped,
+        unprotected_instances: 0,
         next_poll_seconds: hub.config.patching.poll_initial_seconds,
         attempt: 0,
         done: false,
@@ -297,12 +309,13 @@ async fn send_target(
                 .await?;
             }
             tracing::warn!(%account, %region, %error, "target unreachable at send");
-            return Ok(TargetSent { commands: 0, reused: 0, instances: 0, unreachable: true, busy: 0 });
+            return Ok(TargetSent { commands: 0, reused: 0, instances: 0, unreachable: true, busy: 0, unprotected: 0 });
         }
     };
     let ssm = aws_sdk_ssm::Client::new(&config);
     let mut ids: Vec<String> = target.instances.iter().map(|i| i.instance_id.clone()).collect();
-    let mut sent = TargetSent { commands: 0, reused: 0, instances: ids.len(), unreachable: false, busy: 0 };
+    let mut sent =
+        TargetSent { commands: 0, reused: 0, instances: ids.len(), unreachable: false, busy: 0, unprotected: 0 };
     let adopted = adoptable_commands(hub, &ssm, predecessors, request.wave_index, (&account, &region), &ids).await?;
     for (index, (command_id, from_run, instance_ids)) in adopted.into_iter().enumerate() {
         let sk = store::command_sk(request.wave_index, request.batch, &account, &region, ADOPTED_CHUNK_BASE + index);
@@ -329,9 +342,28 @@ async fn send_target(
         sent.instances -= busy.len();
         sent.busy = busy.len();
     }
+    let snapshot_wave = plan.waves.get(request.wave_index).filter(|wave| wave.snapshot && !plan.dry_run);
     for (chunk, instance_ids) in ids.chunks(INSTANCES_PER_COMMAND).enumerate() {
         let sk = store::command_sk(request.wave_index, request.batch, &account, &region, chunk);
-        let reused = send_once(hub, &ssm, plan, &sk, &account, &region, instance_ids).await?;
+        let mut instance_ids = instance_ids.to_vec();
+        // A chunk already claimed (a retry) keeps the instances its claim names: they were
+        // protected then. Chunks are cut before snapshots, so a retry cuts them the same way.
+        if let Some(wave) = snapshot_wave
+            && hub.store.get_item(&store::run_pk(&plan.run_id), &sk).await?.is_none()
+        {
+            let ec2 = aws_sdk_ec2::Client::new(&config);
+            let protected =
+                snapshots::protect_and_record(hub, &ec2, (plan, &wave.name), (&account, &region), &instance_ids)
+                    .await?;
+            let unprotected = instance_ids.len() - protected.len();
+            sent.instances -= unprotected;
+            sent.unprotected += unprotected;
+            instance_ids = protected;
+            if instance_ids.is_empty() {
+                continue;
+            }
+        }
+        let reused = send_once(hub, &ssm, plan, &sk, &account, &region, &instance_ids).await?;
         sent.commands += 1;
         sent.reused += usize::from(reused);
     }

@@ -5,7 +5,7 @@
 use askama::Template;
 use ec2patch_core::approval::record::{APPROVAL_SK, approval_pk};
 use ec2patch_core::patching;
-use ec2patch_core::report::{CSV_HEADER, InputSummary, WaveApproval, csv_key, html_key, json_key};
+use ec2patch_core::report::{CSV_HEADER, InputSummary, SnapshotCount, WaveApproval, csv_key, html_key, json_key};
 pub use ec2patch_core::report::{ReportWritten, RunReport, Totals, WaveReport};
 use ec2patch_core::status::{InstanceOutcome, InventoryStatus};
 use ec2patch_core::store::{self, number_attr, text_attr};
@@ -145,6 +145,7 @@ struct InstanceRow {
     outcome: String,
     reason: String,
     command_id: String,
+    snapshot_ids: Vec<String>,
 }
 
 /// Every instance record of the run (one query), in wave, account, region, instance order.
@@ -163,6 +164,7 @@ async fn instance_rows(hub: &Hub, run_id: &str) -> Result<Vec<InstanceRow>> {
             outcome: text_attr(item, "outcome"),
             reason: text_attr(item, "reason"),
             command_id: text_attr(item, "commandId"),
+            snapshot_ids: ec2patch_core::snapshots::ids_on_record(item),
         })
         .collect();
     rows.sort_by(|a, b| {
@@ -180,6 +182,7 @@ fn instances_csv(rows: &[InstanceRow], wave_names: &[String]) -> Result<String> 
         let wave_name = wave_names.get(row.wave).map(String::as_str).unwrap_or_default();
         let wave = (row.wave + 1).to_string();
         let finished_at = row.finished.map(format_epoch).unwrap_or_default();
+        let snapshot_ids = row.snapshot_ids.join(" ");
         writer
             .write_record([
                 wave.as_str(),
@@ -191,6 +194,7 @@ fn instances_csv(rows: &[InstanceRow], wave_names: &[String]) -> Result<String> 
                 &row.reason,
                 &row.command_id,
                 &finished_at,
+                &snapshot_ids,
             ])
             .map_err(csv_error)?;
     }
@@ -295,6 +299,7 @@ pub async fn write_run_report(hub: &Hub, run_id: &str, status: &str) -> Result<R
             started_at: started.get(&index).copied().map(format_epoch),
             finished_at: None,
             duration_seconds: None,
+            snapshots: (wave.snapshot && !plan.dry_run).then(SnapshotCount::default),
         });
     }
     // Every instance's final record: the CSV, failed ones listed, skipped ones grouped by reason.
@@ -304,6 +309,10 @@ pub async fn write_run_report(hub: &Hub, run_id: &str, status: &str) -> Result<R
     }
     for row in &rows {
         let Some(wave) = waves.get_mut(row.wave) else { continue };
+        if let Some(count) = wave.snapshots.as_mut().filter(|_| !row.snapshot_ids.is_empty()) {
+            count.instances += 1;
+            count.snapshots += row.snapshot_ids.len();
+        }
         match InstanceOutcome::parse(&row.outcome) {
             Some(InstanceOutcome::Skipped) => {
                 *wave.skipped_by_reason.entry(reason_group(&row.reason)).or_default() += 1;
