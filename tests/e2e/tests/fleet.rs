@@ -1,20 +1,28 @@
 //! Fleet features on the local stack (issue 15): waves that name AWS Organizations OUs instead
-//! of account ids, resolved by PlanRun through moto's Organizations.
+//! of account ids, resolved by PlanRun through moto's Organizations; pre-patch snapshots taken
+//! before the patch command (the router's call journal shows the order) and deleted by the
+//! scheduled cleanup once they expire.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
+use aws_sdk_ec2::types::{Filter, ResourceType, Tag, TagSpecification};
 use aws_sdk_organizations::types::{ChildType, OrganizationFeatureSet};
 use aws_sdk_sfn::types::ExecutionStatus;
-use ec2patch_core::store;
+use ec2patch_approval_monitor::snapshot_cleanup;
+use ec2patch_core::snapshots::{self, DELETE_AFTER_TAG, INSTANCE_TAG, RUN_TAG, WAVE_TAG};
+use ec2patch_core::time::now_epoch_seconds;
+use ec2patch_core::{AccountId, Region, store};
 use ec2patch_e2e::records::{instance_records, text};
 use ec2patch_local::approvals::ApproveOptions;
-use ec2patch_local::{EstateSpec, HUB_ACCOUNT, LocalStack, LocalStackOptions, SeedKind};
+use ec2patch_local::{EstateSpec, FaultRule, HUB_ACCOUNT, LocalStack, LocalStackOptions, SeedKind};
 use serde_json::{Value, json};
 
 const TIMEOUT: Duration = Duration::from_secs(180);
+/// A time after every snapshot's due time (year 2286): lists the whole cleanup index.
+const EVER: u64 = 9_999_999_999;
 
 /// The organization the hub manages (moto: the hub's credentials create it, so the hub is the
 /// management account):
@@ -251,6 +259,229 @@ async fn organizational_units_that_resolve_to_nothing_or_do_not_exist_are_invali
     }
     // Nothing was inventoried or patched for any of them.
     assert_eq!(stack.router.calls().get("ssm:SendCommand"), None);
+}
+
+/// A spoke account's EC2, as the hub's functions reach it (the spoke role).
+async fn spoke_ec2(stack: &LocalStack, account: &str) -> aws_sdk_ec2::Client {
+    let config = stack
+        .hub
+        .spoke_sessions("fleet-test")
+        .config_for(&AccountId::parse(account).unwrap(), &Region::new_unchecked("us-east-1"))
+        .await
+        .unwrap();
+    aws_sdk_ec2::Client::new(&config)
+}
+
+/// The run's snapshots in the account: snapshot id -> tags.
+async fn run_snapshots(ec2: &aws_sdk_ec2::Client, run_id: &str) -> BTreeMap<String, BTreeMap<String, String>> {
+    let output = ec2
+        .describe_snapshots()
+        .owner_ids("self")
+        .filters(Filter::builder().name(format!("tag:{RUN_TAG}")).values(run_id).build())
+        .send()
+        .await
+        .unwrap();
+    output
+        .snapshots()
+        .iter()
+        .map(|snapshot| {
+            let tags = snapshot
+                .tags()
+                .iter()
+                .map(|t| (t.key().unwrap_or_default().to_owned(), t.value().unwrap_or_default().to_owned()))
+                .collect();
+            (snapshot.snapshot_id().unwrap().to_owned(), tags)
+        })
+        .collect()
+}
+
+fn snapshot_wave(run_accounts: &[&str]) -> Value {
+    json!({
+        "accountWaves": [{"name": "protected", "accounts": run_accounts, "regions": ["us-east-1"], "snapshot": true}],
+        "wavePauseSeconds": 0,
+        "abortOnIssues": false
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_snapshot_wave_protects_every_volume_before_the_patch_and_skips_an_instance_it_cannot_protect() {
+    let stack = LocalStack::start(LocalStackOptions::default()).await.unwrap();
+    let (first, second) = ("222222222222", "333333333333");
+    let estate = stack
+        .seed_accounts(
+            vec![first.to_owned(), second.to_owned()],
+            &EstateSpec {
+                regions: vec!["us-east-1".to_owned()],
+                per_target: BTreeMap::from([(SeedKind::Patchable, 3)]),
+                ..EstateSpec::default()
+            },
+        )
+        .await
+        .unwrap();
+    // One instance gets a tagged data volume: two volumes, two snapshots, the volume's tag copied.
+    let ec2 = spoke_ec2(&stack, first).await;
+    let two_volumes = estate.instances.iter().find(|i| i.account == first).unwrap().instance_id.clone();
+    let described = ec2.describe_instances().instance_ids(&two_volumes).send().await.unwrap();
+    let zone = described.reservations()[0].instances()[0].placement().unwrap().availability_zone().unwrap().to_owned();
+    let volume = ec2
+        .create_volume()
+        .availability_zone(zone)
+        .size(8)
+        .tag_specifications(
+            TagSpecification::builder()
+                .resource_type(ResourceType::Volume)
+                .tags(Tag::builder().key("CostCenter").value("42").build())
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let data_volume = volume.volume_id().unwrap().to_owned();
+    ec2.attach_volume().volume_id(&data_volume).instance_id(&two_volumes).device("/dev/sdf").send().await.unwrap();
+    // The second account's first CreateSnapshots is refused: that instance must not be patched.
+    stack
+        .router
+        .faults()
+        .add(FaultRule::error("ec2", "CreateSnapshots", "UnauthorizedOperation", 403).for_account(second).first(1));
+    stack.router.start_journal();
+
+    let arn = stack.start_execution("snap-wave", &snapshot_wave(&[first, second])).await.unwrap();
+    let done = stack.approve_until_done(&arn, &ApproveOptions::new(TIMEOUT)).await.unwrap();
+    assert_eq!(done.status, ExecutionStatus::Succeeded, "{:?} {:?}", done.error, done.cause);
+
+    let recorded = instance_records(&stack, "snap-wave").await;
+    assert_eq!(recorded.len(), 6);
+    let skipped: Vec<&String> =
+        recorded.iter().filter(|(_, r)| text(*r, "outcome") == "SKIPPED").map(|(id, _)| id).collect();
+    assert_eq!(skipped.len(), 1, "{recorded:?}");
+    let unprotected = skipped[0].clone();
+    let record = &recorded[&unprotected];
+    assert_eq!(text(record, "account"), second);
+    assert!(text(record, "reason").starts_with("SnapshotFailed: "), "{record:?}");
+    assert!(text(record, "reason").contains("UnauthorizedOperation"), "{record:?}");
+    assert!(snapshots::ids_on_record(record).is_empty());
+    for (id, record) in recorded.iter().filter(|(id, _)| **id != unprotected) {
+        assert_eq!(text(record, "outcome"), "PATCHED", "{id}: {record:?}");
+        let expected = if *id == two_volumes { 2 } else { 1 };
+        assert_eq!(snapshots::ids_on_record(record).len(), expected, "{id}: one snapshot per volume");
+    }
+
+    // Each protected instance's CreateSnapshots came before the SendCommand naming it; the
+    // unprotected one is in no SendCommand at all.
+    let journal = stack.router.journal();
+    let position = |key: &str, id: &str| journal.iter().position(|call| call.key == key && call.body.contains(id));
+    for id in recorded.keys() {
+        let sent = position("ssm:SendCommand", id);
+        if *id == unprotected {
+            assert_eq!(sent, None, "{id} was sent a patch command without a snapshot");
+            continue;
+        }
+        let (Some(snapshot), Some(sent)) = (position("ec2:CreateSnapshots", id), sent) else {
+            panic!("{id}: no CreateSnapshots or no SendCommand in the journal");
+        };
+        assert!(snapshot < sent, "{id}: CreateSnapshots (call {snapshot}) after SendCommand (call {sent})");
+    }
+
+    // The emulator holds the snapshots, tagged for the run, the wave, the instance and expiry
+    // (7 days, the default retention); the data volume's own tag was copied.
+    let taken = run_snapshots(&ec2, "snap-wave").await;
+    assert_eq!(taken.len(), 4, "{taken:?}");
+    let ids = snapshots::ids_on_record(&recorded[&two_volumes]);
+    let now = now_epoch_seconds();
+    for id in &ids {
+        let tags = &taken[id];
+        assert_eq!(tags[WAVE_TAG], "protected");
+        assert_eq!(tags[INSTANCE_TAG], two_volumes);
+        let due = snapshots::parse_delete_after(&tags[DELETE_AFTER_TAG]).unwrap();
+        assert!(due.abs_diff(now + 7 * 86_400) < 600, "{tags:?}");
+    }
+    assert_eq!(ids.iter().filter(|id| taken[*id].get("CostCenter").is_some_and(|v| v == "42")).count(), 1);
+
+    // The report counts them, groups the skip, and the CSV names each instance's snapshots.
+    let report: Value = stack.hub.store.get_json(&ec2patch_core::report::json_key("snap-wave")).await.unwrap();
+    let wave = &report["waves"][0];
+    assert_eq!(wave["snapshots"], json!({"instances": 5, "snapshots": 6}), "{wave}");
+    assert_eq!(wave["skippedByReason"], json!({"SnapshotFailed": 1}), "{wave}");
+    let csv = stack.hub.store.get_text(&ec2patch_core::report::csv_key("snap-wave")).await.unwrap();
+    let row = csv.lines().find(|line| line.contains(&two_volumes)).unwrap();
+    assert!(ids.iter().all(|id| row.contains(id.as_str())), "{row}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_scheduled_cleanup_deletes_only_expired_ec2patch_snapshots() {
+    let stack = LocalStack::start(LocalStackOptions::default()).await.unwrap();
+    let account = "222222222222";
+    let estate = stack
+        .seed_accounts(
+            vec![account.to_owned()],
+            &EstateSpec {
+                regions: vec!["us-east-1".to_owned()],
+                per_target: BTreeMap::from([(SeedKind::Patchable, 3)]),
+                ..EstateSpec::default()
+            },
+        )
+        .await
+        .unwrap();
+    let arn = stack.start_execution("snap-cleanup", &snapshot_wave(&[account])).await.unwrap();
+    let done = stack.approve_until_done(&arn, &ApproveOptions::new(TIMEOUT)).await.unwrap();
+    assert_eq!(done.status, ExecutionStatus::Succeeded, "{:?} {:?}", done.error, done.cause);
+    let ec2 = spoke_ec2(&stack, account).await;
+    let taken = run_snapshots(&ec2, "snap-cleanup").await;
+    assert_eq!(taken.len(), 3, "{taken:?}");
+    let mut ids = taken.keys().cloned();
+    let (expiring, kept_by_hand, extended) = (ids.next().unwrap(), ids.next().unwrap(), ids.next().unwrap());
+    // An operator keeps one (removes its delete-after tag) and extends another by 30 days; a
+    // snapshot of their own, of the same instance's volume, carries no ec2patch tag at all.
+    ec2.delete_tags().resources(&kept_by_hand).tags(Tag::builder().key(DELETE_AFTER_TAG).build()).send().await.unwrap();
+    let now = now_epoch_seconds();
+    let extended_to = now + 30 * 86_400;
+    ec2.create_tags()
+        .resources(&extended)
+        .tags(Tag::builder().key(DELETE_AFTER_TAG).value(ec2patch_core::time::format_epoch(extended_to)).build())
+        .send()
+        .await
+        .unwrap();
+    let instance = &estate.instances[0].instance_id;
+    let described = ec2.describe_instances().instance_ids(instance).send().await.unwrap();
+    let root = described.reservations()[0].instances()[0].block_device_mappings()[0]
+        .ebs()
+        .unwrap()
+        .volume_id()
+        .unwrap()
+        .to_owned();
+    let own = ec2.create_snapshot().volume_id(root).send().await.unwrap().snapshot_id().unwrap().to_owned();
+    // moto's accounts also own the snapshots behind its AMIs: those are left out of the counts.
+    let all_snapshots = || async {
+        let output = ec2.describe_snapshots().owner_ids("self").send().await.unwrap();
+        output.snapshots().iter().map(|s| s.snapshot_id().unwrap().to_owned()).collect::<BTreeSet<String>>()
+    };
+    let images: BTreeSet<String> =
+        all_snapshots().await.into_iter().filter(|id| !taken.contains_key(id) && *id != own).collect();
+    let snapshots_left = || async { all_snapshots().await.difference(&images).cloned().collect::<BTreeSet<String>>() };
+
+    // Nothing is due yet.
+    let cleanup = snapshot_cleanup::delete_expired(&stack.hub, now).await.unwrap();
+    assert!(cleanup.deleted.is_empty(), "{cleanup:?}");
+    assert_eq!(snapshots_left().await.len(), 4);
+
+    // Eight days on: only the untouched ec2patch snapshot goes.
+    let eight_days_on = now + 8 * 86_400;
+    let cleanup = snapshot_cleanup::delete_expired(&stack.hub, eight_days_on).await.unwrap();
+    assert_eq!(cleanup.deleted, vec![expiring.clone()], "{cleanup:?}");
+    assert_eq!(cleanup.kept, 2);
+    assert!(cleanup.failures.is_empty(), "{cleanup:?}");
+    assert_eq!(snapshots_left().await, BTreeSet::from([kept_by_hand.clone(), extended.clone(), own.clone()]));
+    // The target is due again when the extended snapshot is; until then nothing is visited.
+    let index = snapshots::due_entries(&stack.hub.store, EVER).await.unwrap();
+    assert_eq!(index.iter().map(|entry| entry.delete_after).collect::<Vec<_>>(), vec![extended_to], "{index:?}");
+    let again = snapshot_cleanup::delete_expired(&stack.hub, eight_days_on).await.unwrap();
+    assert_eq!(again, snapshot_cleanup::SnapshotCleanup::default());
+
+    // A month on: the extended one goes too; the kept and the operator's own stay for good.
+    let cleanup = snapshot_cleanup::delete_expired(&stack.hub, extended_to + 1).await.unwrap();
+    assert_eq!(cleanup.deleted, vec![extended.clone()], "{cleanup:?}");
+    assert_eq!(snapshots_left().await, BTreeSet::from([kept_by_hand, own]));
+    assert!(snapshots::due_entries(&stack.hub.store, EVER).await.unwrap().is_empty());
 }
 
 fn text_of(value: &Value, name: &str) -> String {

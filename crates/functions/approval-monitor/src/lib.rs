@@ -4,6 +4,10 @@
 //! approval records, which the `ApprovalTimeout` alarm watches, and re-sends each approval's email
 //! once, marked as a reminder, halfway through its window (see ec2patch_core::approval::monitor).
 //! One approval whose reminder fails does not stop the others' reminders or the metrics.
+//!
+//! It is also the hub's scheduled housekeeping: each run deletes the pre-patch snapshots whose
+//! retention has passed ([`snapshot_cleanup`]), after the approval work, so a spoke that cannot
+//! be reached never delays an approval's metric or reminder.
 
 use ec2patch_core::approval::monitor::{
     self, OLDEST_PENDING_METRIC, PENDING_COUNT_METRIC, PendingSummary, PendingWait,
@@ -15,6 +19,8 @@ use ec2patch_core::time::now_epoch_seconds;
 use ec2patch_core::{Error, Hub, Result};
 use serde::{Deserialize, Serialize};
 
+pub mod snapshot_cleanup;
+
 /// What one invocation measured and did (the scheduled event ignores it; tests and logs read it).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -25,6 +31,9 @@ pub struct MonitorReport {
     pub reminders_sent: Vec<String>,
     /// Approvals whose due reminder could not be sent, with why (retried next time).
     pub reminder_failures: Vec<String>,
+    /// Expired pre-patch snapshots deleted (and kept, and targets that failed).
+    #[serde(default)]
+    pub snapshots: snapshot_cleanup::SnapshotCleanup,
 }
 
 /// What the function needs beyond the hub: the link signing key and SNS.
@@ -52,6 +61,7 @@ pub async fn handle(hub: &Hub, deps: &Deps, _event: serde_json::Value) -> Result
         oldest_pending_approval_minutes: oldest_minutes,
         reminders_sent: Vec::new(),
         reminder_failures: Vec::new(),
+        snapshots: snapshot_cleanup::SnapshotCleanup::default(),
     };
     for wait in waits.iter().filter(|w| w.reminder_due(now)) {
         match remind(hub, deps, wait, now).await {
@@ -64,6 +74,7 @@ pub async fn handle(hub: &Hub, deps: &Deps, _event: serde_json::Value) -> Result
         }
     }
     tracing::info!(pending, oldest_minutes, reminders = report.reminders_sent.len(), "approvals monitored");
+    report.snapshots = snapshot_cleanup::delete_expired(hub, now).await?;
     Ok(report)
 }
 
