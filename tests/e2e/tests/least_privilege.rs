@@ -58,7 +58,7 @@ const ORGANIZATION: &str = "o-ec2patch0001";
 const BROUGHT_KEY: &str = "arn:aws:kms:us-east-1:111111111111:key/0c0ffee0-0000-4000-8000-000000000001";
 
 /// The hub's functions (terraform/modules/hub/main.tf `function_specs`) and whether each
-/// assumes the spoke role.
+/// assumes the spoke role (ApprovalMonitor: to delete expired pre-patch snapshots).
 const FUNCTIONS: &[(&str, bool)] = &[
     ("PlanRun", false),
     ("PreEC2Inventory", true),
@@ -68,7 +68,7 @@ const FUNCTIONS: &[(&str, bool)] = &[
     ("PollSsmCommand", true),
     ("PostEC2Verify", true),
     ("AnalyzeWithBedrock", false),
-    ("ApprovalMonitor", false),
+    ("ApprovalMonitor", true),
     ("CheckChangeFreeze", false),
 ];
 
@@ -99,6 +99,16 @@ const ALLOWED_FINDINGS: &[Allowed] = &[
                  the instances (documents carry no PatchGroup tag), so they are two statements, and parliament checks \
                  each alone; AWS-owned documents have an empty account (arn:aws:ssm:*::document/...), which its \
                  pattern arn:*:ssm:*:*:document/* does not match",
+    },
+    Allowed {
+        tool: "parliament",
+        kind: Kind::Identity,
+        address: "module.spoke.aws_iam_role_policy.patch_exec#policy",
+        detail: "RESOURCE_MISMATCH: [{\"action\":\"ec2:CreateSnapshots\"",
+        reason: "CreateSnapshots is authorized on the instance AND each of its volumes AND each new snapshot; each \
+                 resource has its own condition (the instance's patch tag, none for this account's volumes, the \
+                 ec2patch request tags on the snapshot), and a condition in a statement naming all three would be \
+                 evaluated against every one of them, so they are three statements, and parliament checks each alone",
     },
     Allowed {
         tool: "parliament",
@@ -135,7 +145,7 @@ const ALLOWED_FINDINGS: &[Allowed] = &[
         kind: Kind::Trust,
         address: "module.spoke.aws_iam_role.patch_exec",
         detail: "CKV_AWS_61",
-        reason: "the spoke trusts the hub account root narrowed by aws:PrincipalArn (the four function roles) and \
+        reason: "the spoke trusts the hub account root narrowed by aws:PrincipalArn (the five function roles) and \
                  sts:ExternalId, which checkov does not read; naming the roles as principals would fail for hub \
                  roles not created yet and silently stop matching a re-created role (IAM stores its unique id)",
     },
@@ -169,6 +179,7 @@ const ALLOWED_FINDINGS: &[Allowed] = &[
 const STAR_RESOURCE_ACTIONS: &[(&str, &str)] = &[
     ("ec2:DescribeInstances", "EC2 Describe* take no resource"),
     ("ec2:DescribeInstanceStatus", "EC2 Describe* take no resource"),
+    ("ec2:DescribeSnapshots", "EC2 Describe* take no resource"),
     ("ssm:DescribeInstanceInformation", "no resource type"),
     ("ssm:ListCommands", "no resource type"),
     ("ssm:ListCommandInvocations", "no resource type"),
@@ -646,6 +657,12 @@ fn condition_holds(condition: &Value, request: &Request) -> bool {
                 }
                 "StringNotEquals" | "ArnNotEquals" => actual.is_none_or(|a| a.iter().all(|v| !expected.contains(v))),
                 "Bool" => actual.is_some_and(|a| a.iter().any(|v| expected.iter().any(|e| e.eq_ignore_ascii_case(v)))),
+                // "true": the key is absent from the request; "false": it is present (any value).
+                "Null" => expected.iter().all(|e| match e.to_ascii_lowercase().as_str() {
+                    "true" => actual.is_none(),
+                    "false" => actual.is_some(),
+                    other => panic!("Null condition on {key} with {other:?}: only \"true\" or \"false\""),
+                }),
                 other => panic!("condition operator {other} is not supported by the evaluator: add it"),
             };
             if !holds {
@@ -995,12 +1012,17 @@ async fn identity_policies_name_their_resources() {
     let unused: Vec<&&str> = star.keys().filter(|a| !used.contains(**a)).collect();
     assert!(unused.is_empty(), "STAR_RESOURCE_ACTIONS entries no policy uses any more: {unused:?}");
 
-    // The spoke role: reads, and SendCommand; nothing that changes an instance.
+    // The spoke role: reads, SendCommand, and the pre-patch snapshots (create tagged, delete
+    // ec2patch's own); nothing that changes an instance.
     let spoke = plans.document("spoke", "module.spoke.aws_iam_role_policy.patch_exec#policy");
     let actions: BTreeSet<String> = statements(spoke).iter().flat_map(|s| strings(&s["Action"])).collect();
     let expected: BTreeSet<String> = [
+        "ec2:CreateSnapshots",
+        "ec2:CreateTags",
+        "ec2:DeleteSnapshot",
         "ec2:DescribeInstances",
         "ec2:DescribeInstanceStatus",
+        "ec2:DescribeSnapshots",
         "ssm:DescribeInstanceInformation",
         "ssm:DescribeInstancePatchStates",
         "ssm:ListCommandInvocations",
@@ -1014,9 +1036,10 @@ async fn identity_policies_name_their_resources() {
 }
 
 /// What moto cannot evaluate, decided on the planned JSON: SendCommand only with
-/// AWS-RunPatchBaseline and only on tagged instances of the spoke's account; the spoke trust
-/// (ExternalId, the hub's four function roles); SendTask* for ApprovalCallback only; the hub
-/// key's encrypting actions for writers only.
+/// AWS-RunPatchBaseline and only on tagged instances of the spoke's account; pre-patch snapshots
+/// only of tagged instances, created with ec2patch's tags, deleted only when ec2patch's; the spoke
+/// trust (ExternalId, the hub's five spoke-working function roles); SendTask* for ApprovalCallback
+/// only; the hub key's encrypting actions for writers only.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn planned_policies_decide_what_moto_cannot_evaluate() {
     let plans = plans().await;
@@ -1066,6 +1089,85 @@ async fn planned_policies_decide_what_moto_cannot_evaluate() {
     let patch_states = Request::new("ssm:DescribeInstancePatchStates", &instance(SPOKE_ACCOUNT));
     assert_eq!(evaluate(spoke, &patch_states), Decision::Allow);
 
+    // Pre-patch snapshots. CreateSnapshots is authorized on the instance, on each of its volumes
+    // and on each new snapshot: the call succeeds only if all are allowed.
+    let snapshot = format!("arn:aws:ec2:{REGION}::snapshot/snap-0123456789abcdef0");
+    let volume = |account: &str| format!("arn:aws:ec2:{REGION}:{account}:volume/vol-0123456789abcdef0");
+    let create = |resource: &str| Request::new("ec2:CreateSnapshots", resource);
+    let patch_tagged = |request: Request| request.with("aws:ResourceTag/PatchGroup", "default");
+    let delete_after = ("aws:RequestTag/ec2patch:delete-after", "2026-12-12T03:00:00Z");
+    let run_id = ("aws:RequestTag/ec2patch:run-id", "wave1-critical-2026-12-05");
+    let ec2patch_tags = |request: Request| request.with(run_id.0, run_id.1).with(delete_after.0, delete_after.1);
+    assert_eq!(evaluate(spoke, &patch_tagged(create(&instance(SPOKE_ACCOUNT)))), Decision::Allow);
+    assert_eq!(evaluate(spoke, &create(&instance(SPOKE_ACCOUNT))), Decision::ImplicitDeny, "untagged instance");
+    assert_eq!(
+        evaluate(spoke, &create(&instance(SPOKE_ACCOUNT)).with("aws:ResourceTag/Team", "x")),
+        Decision::ImplicitDeny,
+        "instance tagged with another key"
+    );
+    assert_eq!(
+        evaluate(spoke, &patch_tagged(create(&instance(OUTSIDE_ACCOUNT)))),
+        Decision::ImplicitDeny,
+        "another account's instance"
+    );
+    assert_eq!(evaluate(spoke, &create(&volume(SPOKE_ACCOUNT))), Decision::Allow);
+    assert_eq!(evaluate(spoke, &create(&volume(OUTSIDE_ACCOUNT))), Decision::ImplicitDeny, "another account's volume");
+    assert_eq!(evaluate(spoke, &ec2patch_tags(create(&snapshot))), Decision::Allow);
+    assert_eq!(evaluate(spoke, &create(&snapshot)), Decision::ImplicitDeny, "a snapshot without ec2patch's tags");
+    assert_eq!(
+        evaluate(spoke, &create(&snapshot).with(run_id.0, run_id.1)),
+        Decision::ImplicitDeny,
+        "a snapshot without its expiry"
+    );
+    assert_eq!(
+        evaluate(spoke, &create(&snapshot).with(delete_after.0, delete_after.1)),
+        Decision::ImplicitDeny,
+        "a snapshot without the run id"
+    );
+    // Tags on snapshots only, and only while CreateSnapshots creates them.
+    let tag = Request::new("ec2:CreateTags", &snapshot);
+    assert_eq!(evaluate(spoke, &tag.clone().with("ec2:CreateAction", "CreateSnapshots")), Decision::Allow);
+    assert_eq!(evaluate(spoke, &tag), Decision::ImplicitDeny, "tagging an existing snapshot");
+    assert_eq!(
+        evaluate(spoke, &tag.clone().with("ec2:CreateAction", "CopySnapshot")),
+        Decision::ImplicitDeny,
+        "tagging while copying"
+    );
+    assert_eq!(
+        evaluate(
+            spoke,
+            &Request::new("ec2:CreateTags", &instance(SPOKE_ACCOUNT)).with("ec2:CreateAction", "CreateSnapshots")
+        ),
+        Decision::ImplicitDeny,
+        "tags on an instance"
+    );
+    assert_eq!(evaluate(spoke, &Request::new("ec2:DescribeSnapshots", "*")), Decision::Allow);
+    // Deleting: only a snapshot carrying ec2patch:delete-after (which only CreateSnapshots can set).
+    let delete = Request::new("ec2:DeleteSnapshot", &snapshot);
+    assert_eq!(
+        evaluate(spoke, &delete.clone().with("aws:ResourceTag/ec2patch:delete-after", delete_after.1)),
+        Decision::Allow
+    );
+    assert_eq!(evaluate(spoke, &delete), Decision::ImplicitDeny, "a snapshot ec2patch did not create");
+    assert_eq!(
+        evaluate(spoke, &delete.clone().with("aws:ResourceTag/ec2patch:run-id", run_id.1)),
+        Decision::ImplicitDeny,
+        "an ec2patch snapshot whose delete-after tag was removed to keep it"
+    );
+    // Nothing that shares, copies or restores a snapshot, or touches a volume otherwise.
+    for (action, resource) in [
+        ("ec2:ModifySnapshotAttribute", snapshot.clone()),
+        ("ec2:CopySnapshot", snapshot.clone()),
+        ("ec2:CreateVolume", snapshot.clone()),
+        ("ec2:CreateSnapshot", volume(SPOKE_ACCOUNT)),
+        ("ec2:DeleteVolume", volume(SPOKE_ACCOUNT)),
+        ("ec2:DetachVolume", volume(SPOKE_ACCOUNT)),
+        ("ec2:CreateReplaceRootVolumeTask", instance(SPOKE_ACCOUNT)),
+    ] {
+        let request = Request::new(action, &resource).with("aws:ResourceTag/ec2patch:delete-after", delete_after.1);
+        assert_eq!(evaluate(spoke, &patch_tagged(request)), Decision::ImplicitDeny, "{action}");
+    }
+
     // The reading steps' sessions (PreEC2Inventory, PollSsmCommand, PostEC2Verify) carry a session
     // policy: what both it and the role allow. Every read the role grants stays; SendCommand,
     // which the role grants for AWS-RunPatchBaseline on tagged instances, is gone.
@@ -1087,13 +1189,23 @@ async fn planned_policies_decide_what_moto_cannot_evaluate() {
     assert_eq!(both(&patch_states), Decision::Allow);
     assert_eq!(both(&Request::new("ssm:SendCommand", &document("AWS-RunPatchBaseline"))), Decision::ImplicitDeny);
     assert_eq!(both(&tagged(&instance(SPOKE_ACCOUNT))), Decision::ImplicitDeny, "a read-only session cannot send");
+    assert_eq!(
+        both(&patch_tagged(create(&instance(SPOKE_ACCOUNT)))),
+        Decision::ImplicitDeny,
+        "a read-only session cannot snapshot"
+    );
+    assert_eq!(
+        both(&delete.clone().with("aws:ResourceTag/ec2patch:delete-after", delete_after.1)),
+        Decision::ImplicitDeny,
+        "a read-only session cannot delete snapshots"
+    );
     // Nothing in the session policy that the role does not grant (it would only mislead).
     for action in strings(&session["Statement"][0]["Action"]) {
         let resource = if action == "ssm:DescribeInstancePatchStates" { instance(SPOKE_ACCOUNT) } else { "*".into() };
         assert_eq!(evaluate(spoke, &Request::new(&action, &resource)), Decision::Allow, "the role grants {action}");
     }
 
-    // The spoke trust: the hub's four spoke-working function roles, with the ExternalId.
+    // The spoke trust: the hub's five spoke-working function roles, with the ExternalId.
     let trust = plans.document("spoke", "module.spoke.aws_iam_role.patch_exec#assume_role_policy");
     let external_id = plans.hub_external_id.clone();
     let role_arn = format!("arn:aws:iam::{SPOKE_ACCOUNT}:role/PatchExecRole");
@@ -1238,6 +1350,36 @@ fn the_evaluator_can_deny() {
     assert_eq!(evaluate(&policy, &instance.clone().with("ssm:resourceTag/PatchGroup", "db-1")), Decision::ImplicitDeny);
     assert_eq!(evaluate(&policy, &instance), Decision::ImplicitDeny);
     assert!(wildcard("a*b?d", "axxbcd", false) && !wildcard("a*b?d", "axxbd", false) && !wildcard("A", "a", false));
+}
+
+#[test]
+fn the_evaluator_decides_null_conditions() {
+    // Null "false": the key must be in the request (any value); Null "true": it must not be.
+    let policy = json!({"Statement": [
+        {"Effect": "Allow", "Action": "ec2:DeleteSnapshot", "Resource": "arn:aws:ec2:*::snapshot/*",
+         "Condition": {"Null": {"aws:ResourceTag/ec2patch:delete-after": "false"}}},
+        {"Effect": "Allow", "Action": "ec2:CreateSnapshots", "Resource": "arn:aws:ec2:*::snapshot/*",
+         "Condition": {"Null": {"aws:RequestTag/ec2patch:run-id": "false", "aws:RequestTag/Owner": "true"}}},
+    ]});
+    let delete = Request::new("ec2:DeleteSnapshot", "arn:aws:ec2:us-east-1::snapshot/snap-1");
+    assert_eq!(evaluate(&policy, &delete), Decision::ImplicitDeny, "the key is absent");
+    assert_eq!(evaluate(&policy, &delete.clone().with("aws:ResourceTag/ec2patch:delete-after", "")), Decision::Allow);
+    assert_eq!(
+        evaluate(&policy, &delete.clone().with("AWS:resourcetag/ec2patch:DELETE-AFTER", "x")),
+        Decision::Allow,
+        "condition keys are case-insensitive"
+    );
+    assert_eq!(evaluate(&policy, &delete.clone().with("aws:ResourceTag/ec2patch:run-id", "x")), Decision::ImplicitDeny);
+    // Two keys under one Null operator: both must hold.
+    let create = Request::new("ec2:CreateSnapshots", "arn:aws:ec2:us-east-1::snapshot/snap-1");
+    assert_eq!(evaluate(&policy, &create), Decision::ImplicitDeny);
+    let tagged = create.with("aws:RequestTag/ec2patch:run-id", "run-1");
+    assert_eq!(evaluate(&policy, &tagged), Decision::Allow);
+    assert_eq!(
+        evaluate(&policy, &tagged.with("aws:RequestTag/Owner", "me")),
+        Decision::ImplicitDeny,
+        "\"true\": present"
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1450,6 +1592,23 @@ async fn moto_enforces_the_planned_spoke_role_and_hub_function_policies() {
         .await;
     assert_eq!(verdict("ModifyInstanceAttribute", modify), Verdict::Denied);
     assert_eq!(verdict("DescribeRegions", ec2.describe_regions().send().await), Verdict::Denied);
+    // Pre-patch snapshots: the lookup (retries, the wait, the cleanup) is allowed; nothing that
+    // shares a snapshot with another account or copies it. CreateSnapshots and DeleteSnapshot name
+    // instance, volume and snapshot ARNs with conditions: moto denies them whatever the policy says
+    // (the resource-ARN gap below), so they are decided on the planned JSON.
+    let snapshots = ec2.describe_snapshots().owner_ids("self").send().await;
+    assert_eq!(verdict("DescribeSnapshots", snapshots), Verdict::Allowed);
+    let share = ec2
+        .modify_snapshot_attribute()
+        .snapshot_id("snap-0123456789abcdef0")
+        .attribute(aws_sdk_ec2::types::SnapshotAttributeName::CreateVolumePermission)
+        .operation_type(aws_sdk_ec2::types::OperationType::Add)
+        .user_ids(OUTSIDE_ACCOUNT)
+        .send()
+        .await;
+    assert_eq!(verdict("ModifySnapshotAttribute", share), Verdict::Denied);
+    let copy = ec2.copy_snapshot().source_snapshot_id("snap-0123456789abcdef0").source_region(REGION).send().await;
+    assert_eq!(verdict("CopySnapshot", copy), Verdict::Denied);
     let send = |document: &str, parameter: (&str, &str)| {
         ssm.send_command()
             .document_name(document)

@@ -9,7 +9,9 @@
 //! - examples/local (hub + two spokes) applied to the local stack, re-planned with no changes,
 //!   inspected (the state machine is exactly `asl::render` of the template, the functions'
 //!   environment is a valid hub configuration, each wave rule's input is a valid run input,
-//!   spoke roles trust the hub's roles with the ExternalId), then destroyed;
+//!   a wave's `snapshot` reaches its rule's input and the named waves, spoke roles trust the
+//!   hub's roles with the ExternalId and may snapshot only as the spoke module says), then
+//!   destroyed; the spoke's `allow_snapshots = false` drops every snapshot permission;
 //! - checkov on both modules: no failed check, and exactly the skips written in the code.
 //!
 //! Working copies, state and timings live under target/terraform-test/, never in the source tree.
@@ -48,8 +50,10 @@ const FUNCTIONS: &[(&str, &str, Option<&str>, i64)] = &[
     ("ApprovalMonitor", "approval-monitor", None, 60),
 ];
 
-/// The functions that assume the spoke role.
-const SPOKE_FUNCTIONS: &[&str] = &["PreEC2Inventory", "SendSsmCommand", "PollSsmCommand", "PostEC2Verify"];
+/// The functions that assume the spoke role (ApprovalMonitor: to delete expired pre-patch
+/// snapshots).
+const SPOKE_FUNCTIONS: &[&str] =
+    &["PreEC2Inventory", "SendSsmCommand", "PollSsmCommand", "PostEC2Verify", "ApprovalMonitor"];
 
 const HUB_ACCOUNT: &str = "111111111111";
 const SPOKES: [&str; 2] = ["222222222222", "333333333333"];
@@ -424,6 +428,38 @@ async fn quick_start_plans(stack: &LocalStack) {
         let run = terraform_ok(&spoke_root, &args).await;
         assert!(squash(&run.stdout).contains("Plan: 2 to add, 0 to change, 0 to destroy"), "{}", run.text());
     }
+    // A spoke owner who wants no snapshots: none of the snapshot permissions, and ApprovalMonitor
+    // (which only deletes snapshots there) is not trusted. With the default, both are there.
+    for (allow, snapshots) in [("-var=allow_snapshots=false", false), ("-var=allow_snapshots=true", true)] {
+        let out = format!("-out=spoke-{snapshots}.tfplan");
+        terraform_ok(
+            &spoke_root,
+            &["plan", "-input=false", "-no-color", "-var=orchestrator_account_id=111111111111", allow, &out],
+        )
+        .await;
+        let show = terraform_ok(&spoke_root, &["show", "-json", &format!("spoke-{snapshots}.tfplan")]).await;
+        let show: Value = serde_json::from_str(&show.stdout).unwrap();
+        let after = |address: &str| {
+            show["resource_changes"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|r| r["address"] == address)
+                .map(|r| r["change"]["after"].clone())
+                .unwrap_or_else(|| panic!("no {address} in the spoke plan"))
+        };
+        let policy = json_field(&after("module.spoke.aws_iam_role_policy.patch_exec"), "policy");
+        let actions: BTreeSet<String> = statements(&policy).iter().flat_map(|s| strings(&s["Action"])).collect();
+        for action in ["ec2:CreateSnapshots", "ec2:CreateTags", "ec2:DescribeSnapshots", "ec2:DeleteSnapshot"] {
+            assert_eq!(actions.contains(action), snapshots, "{allow}: {action} in {actions:?}");
+        }
+        assert!(actions.contains("ssm:SendCommand") && actions.contains("ec2:DescribeInstances"), "{actions:?}");
+        let trust = json_field(&after("module.spoke.aws_iam_role.patch_exec"), "assume_role_policy");
+        let trusted = strings(&statements(&trust)[0]["Condition"]["ArnEquals"]["aws:PrincipalArn"]);
+        let monitor = format!("arn:aws:iam::{HUB_ACCOUNT}:role/{PREFIX}-ApprovalMonitor");
+        assert_eq!(trusted.contains(&monitor), snapshots, "{allow}: trusted {trusted:?}");
+        assert_eq!(trusted.len(), if snapshots { 5 } else { 4 }, "{allow}: trusted {trusted:?}");
+    }
 }
 
 /// ApprovalTimeout watches exactly what ApprovalMonitor emits: the EMF document the function
@@ -639,6 +675,12 @@ async fn inspect_local_apply(
             env.get("EC2PATCH_APPROVAL_TIMEOUT_SECONDS").map(String::as_str) == Some("14400"),
             format!("{function} approval timeout {:?}", env.get("EC2PATCH_APPROVAL_TIMEOUT_SECONDS")),
         )?;
+        // snapshot_retention_days' default: a week.
+        check(
+            env.get("EC2PATCH_SNAPSHOT_RETENTION_DAYS").map(String::as_str) == Some("7")
+                && config.patching.snapshot_retention_days == 7,
+            format!("{function} snapshot retention {:?}", env.get("EC2PATCH_SNAPSHOT_RETENTION_DAYS")),
+        )?;
         if *function == "PlanRun" {
             plan_run_config = Some(config);
         }
@@ -647,14 +689,16 @@ async fn inspect_local_apply(
 
     // Each wave rule's input is a run input PlanRun accepts, naming that wave's accounts.
     let topic = resource("module.hub.aws_sns_topic.alerts")?["arn"].as_str().unwrap_or_default().to_owned();
-    // wave2-standard follows wave1-critical (a wave gate, examples/local/main.tf).
-    for (wave, account, regions, gate) in [
-        ("wave1-critical", SPOKES[0], vec!["us-east-1"], None),
+    // wave2-standard follows wave1-critical (a wave gate), and wave1-critical snapshots its
+    // instances before patching them (examples/local/main.tf).
+    for (wave, account, regions, gate, snapshot) in [
+        ("wave1-critical", SPOKES[0], vec!["us-east-1"], None, true),
         (
             "wave2-standard",
             SPOKES[1],
             vec!["us-east-1", "us-west-2"],
             Some(json!({"after": "wave1-critical", "windowHours": 24})),
+            false,
         ),
     ] {
         let target = resource(&format!("module.hub.aws_cloudwatch_event_target.wave[\"{wave}\"]"))?;
@@ -673,12 +717,20 @@ async fn inspect_local_apply(
             input["scheduledTime"] == "2026-12-05T03:00:00Z",
             format!("{wave}: scheduledTime {}", input["scheduledTime"]),
         )?;
+        check(
+            input["accountWaves"][0]["snapshot"] == json!(snapshot),
+            format!("{wave}: accountWaves[0].snapshot {}", input["accountWaves"][0]["snapshot"]),
+        )?;
         let plan = plan_run("terraform-check", &input, &config.defaults)
             .map_err(|e| format!("wave rule {wave}'s input is not a valid run input: {e}\n{input:#}"))?;
         let plan = serde_json::to_value(&plan).map_err(|e| e.to_string())?;
         let mut expected_wave = json!([{"name": wave, "accounts": [account], "regions": regions}]);
         if let Some(gate) = gate {
             expected_wave[0]["gate"] = gate;
+        }
+        // The plan names `snapshot` only when the wave takes snapshots.
+        if snapshot {
+            expected_wave[0]["snapshot"] = json!(true);
         }
         check(plan["waves"] == expected_wave, format!("{wave}: planned waves {}", plan["waves"]))?;
         check(plan["snsTopicArn"] == json!(topic), format!("{wave}: topic {}", plan["snsTopicArn"]))?;
@@ -690,6 +742,12 @@ async fn inspect_local_apply(
     let plan = serde_json::to_value(&plan).map_err(|e| e.to_string())?;
     check(plan["waves"][0]["accounts"] == json!([SPOKES[1]]), format!("waveId selected {}", plan["waves"]))?;
     check(plan["waves"][0]["gate"]["after"] == "wave1-critical", format!("waveId's gate {}", plan["waves"]))?;
+    check(plan["waves"][0].get("snapshot").is_none(), format!("wave2-standard takes no snapshots: {}", plan["waves"]))?;
+    // ... and gets the configured wave's snapshots.
+    let plan = plan_run("terraform-check", &json!({"waveId": "wave1-critical"}), &config.defaults)
+        .map_err(|e| format!("waveId wave1-critical: {e}"))?;
+    let plan = serde_json::to_value(&plan).map_err(|e| e.to_string())?;
+    check(plan["waves"][0]["snapshot"] == true, format!("waveId wave1-critical's snapshot {}", plan["waves"]))?;
 
     // Only the functions that work in spokes may assume spoke roles, only in the listed accounts,
     // and exactly those roles are what each spoke trusts.
@@ -738,11 +796,14 @@ async fn inspect_local_apply(
                 == BTreeSet::from(["ec2patch-111111111111".to_owned()]),
             format!("{module} trust {statement:#}"),
         )?;
-        check(
-            strings(&statement["Condition"]["ArnEquals"]["aws:PrincipalArn"])
-                .contains(&format!("arn:aws:iam::{HUB_ACCOUNT}:role/{PREFIX}-PreEC2Inventory")),
-            format!("{module} trust {statement:#}"),
-        )?;
+        // The functions that work in spokes, ApprovalMonitor (snapshot cleanup) included.
+        let principals = strings(&statement["Condition"]["ArnEquals"]["aws:PrincipalArn"]);
+        for function in SPOKE_FUNCTIONS {
+            check(
+                principals.contains(&format!("arn:aws:iam::{HUB_ACCOUNT}:role/{PREFIX}-{function}")),
+                format!("{module} trust lacks {function}: {statement:#}"),
+            )?;
+        }
         let policy = json_field(&resource(&format!("module.{module}.aws_iam_role_policy.patch_exec"))?, "policy");
         let send: Vec<Value> =
             statements(&policy).into_iter().filter(|s| strings(&s["Action"]).contains("ssm:SendCommand")).collect();
@@ -757,6 +818,51 @@ async fn inspect_local_apply(
                 }),
             format!("{module}: SendCommand is not limited to AWS-RunPatchBaseline on tagged instances: {send:#?}"),
         )?;
+        // Pre-patch snapshots: of patch-tagged instances only, created with ec2patch's tags,
+        // tagged only at creation, deleted only when ec2patch's (the evaluator in
+        // least_privilege.rs decides requests against the same statements).
+        let by_sid = |sid: &str| statements(&policy).into_iter().find(|s| s["Sid"] == sid).unwrap_or(Value::Null);
+        let snapshot_arn = "arn:aws:ec2:*::snapshot/*".to_owned();
+        let expected = [
+            (
+                "SnapshotTaggedInstancesOnly",
+                "ec2:CreateSnapshots",
+                instances.clone(),
+                json!({"StringLike": {"aws:ResourceTag/PatchGroup": "*"}}),
+            ),
+            ("SnapshotTheirVolumes", "ec2:CreateSnapshots", format!("arn:aws:ec2:*:{account}:volume/*"), Value::Null),
+            (
+                "CreateSnapshotsTaggedByEc2patch",
+                "ec2:CreateSnapshots",
+                snapshot_arn.clone(),
+                json!({"Null": {
+                    "aws:RequestTag/ec2patch:run-id": "false",
+                    "aws:RequestTag/ec2patch:delete-after": "false",
+                }}),
+            ),
+            (
+                "TagSnapshotsAtCreationOnly",
+                "ec2:CreateTags",
+                snapshot_arn.clone(),
+                json!({"StringEquals": {"ec2:CreateAction": "CreateSnapshots"}}),
+            ),
+            ("ReadSnapshots", "ec2:DescribeSnapshots", "*".to_owned(), Value::Null),
+            (
+                "DeleteEc2patchSnapshotsOnly",
+                "ec2:DeleteSnapshot",
+                snapshot_arn,
+                json!({"Null": {"aws:ResourceTag/ec2patch:delete-after": "false"}}),
+            ),
+        ];
+        for (sid, action, arn, condition) in expected {
+            let found = by_sid(sid);
+            check(
+                strings(&found["Action"]) == BTreeSet::from([action.to_owned()])
+                    && strings(&found["Resource"]) == BTreeSet::from([arn])
+                    && found.get("Condition").cloned().unwrap_or(Value::Null) == condition,
+                format!("{module}: statement {sid} is not {action} as the spoke module says: {found:#}"),
+            )?;
+        }
     }
     Ok(())
 }

@@ -19,7 +19,7 @@ use ec2patch_core::config::{HubConfig, PatchSettings};
 use ec2patch_e2e::terraform::{TerraformOutput, cli_config, copy_tree, emulator_provider_override};
 use ec2patch_local::moto::repo_root;
 use ec2patch_local::{LocalStack, LocalStackOptions};
-use serde_json::Value;
+use serde_json::{Value, json};
 
 /// Settings whose value Terraform derives from the resources it creates (not a variable of
 /// their own), and the variable each follows from.
@@ -39,6 +39,7 @@ const KNOBS: &[(&str, &str, &str, &str)] = &[
     ("external_id", "knobs-external-id", "EC2PATCH_EXTERNAL_ID", "knobs-external-id"),
     ("inventory_concurrency", "7", "EC2PATCH_INVENTORY_CONCURRENCY", "7"),
     ("record_ttl_days", "30", "EC2PATCH_RECORD_TTL_DAYS", "30"),
+    ("snapshot_retention_days", "14", "EC2PATCH_SNAPSHOT_RETENTION_DAYS", "14"),
     ("approval_timeout_seconds", "3600", "EC2PATCH_APPROVAL_TIMEOUT_SECONDS", "3600"),
     ("default_regions", r#"["eu-west-1","eu-central-1"]"#, "EC2PATCH_DEFAULT_REGIONS", "eu-west-1,eu-central-1"),
     ("tag_key", "Patch", "EC2PATCH_TAG_KEY", "Patch"),
@@ -79,6 +80,9 @@ const KNOBS: &[(&str, &str, &str, &str)] = &[
         "arn:aws:iam::999999999999:role/OrgReader",
     ),
 ];
+
+/// snapshot_retention_days' validation message (terraform/modules/hub/variables.tf).
+const SNAPSHOT_RETENTION_MESSAGE: &str = "snapshot_retention_days must be a whole number of days from 1 to 365";
 
 /// Variables of the module the root does not pass on, and why.
 const NOT_PASSED: &[(&str, &str)] = &[("tags", "the root puts them in the provider's default_tags")];
@@ -254,6 +258,12 @@ async fn every_knob_set_on_the_root_reaches_the_functions_and_bad_values_are_ref
         ("state_machine_log_level", "ALL"),
         ("callback_throttle", "{rate=3,burst=4}"),
         ("spoke_account_ids", r#"["222222222222"]"#),
+        // A wave with pre-patch snapshots (its rule's input is checked after a real apply in
+        // terraform.rs: the plan knows it only once the alerts topic exists).
+        (
+            "wave_rules",
+            r#"[{name="knobs-snap",schedule_expression="rate(7 days)",accounts=["222222222222"],regions=["us-east-1"],snapshot=true},{name="knobs-plain",schedule_expression="rate(7 days)",accounts=["222222222222"],regions=["us-west-2"]}]"#,
+        ),
     ]);
     let mut args = plan_args(&knobs);
     args.push("-out=knobs.tfplan".to_owned());
@@ -298,6 +308,7 @@ async fn every_knob_set_on_the_root_reaches_the_functions_and_bad_values_are_ref
                 poll_max_seconds: 120,
                 command_log_group: Some("/ec2patch/commands".into()),
                 run_lock_margin_seconds: 1200,
+                snapshot_retention_days: 14,
             },
             "{address}"
         );
@@ -321,6 +332,21 @@ async fn every_knob_set_on_the_root_reaches_the_functions_and_bad_values_are_ref
             "{address}"
         );
         assert_eq!(lambda["logging_config"][0]["application_log_level"], "DEBUG", "{address}");
+    }
+    // wave_rules[*].snapshot reaches the named waves `waveId` selects (EC2PATCH_WAVES, PlanRun
+    // only), true where the rule says so and false by default.
+    let plan_run = &environments["PlanRun"];
+    let waves: Value = serde_json::from_str(&plan_run["EC2PATCH_WAVES"]).unwrap();
+    assert_eq!(
+        (&waves[0]["name"], &waves[0]["snapshot"], &waves[1]["name"], &waves[1]["snapshot"]),
+        (&json!("knobs-snap"), &json!(true), &json!("knobs-plain"), &json!(false)),
+        "{waves}"
+    );
+    let config = HubConfig::from_lookup(|name| plan_run.get(name).cloned()).unwrap();
+    let snapshots: Vec<(&str, bool)> = config.defaults.waves.iter().map(|w| (w.name.as_str(), w.snapshot)).collect();
+    assert_eq!(snapshots, [("knobs-snap", true), ("knobs-plain", false)]);
+    for (function, env) in &environments {
+        assert_eq!(env.contains_key("EC2PATCH_WAVES"), function == "PlanRun", "{function}");
     }
     for name in settings_read_by_functions().keys() {
         // Values Terraform only knows after apply (the topic ARN, the API URL) are absent from
@@ -357,6 +383,7 @@ async fn every_knob_set_on_the_root_reaches_the_functions_and_bad_values_are_ref
         ("freeze_wait_seconds", "-1", "freeze_wait_seconds must be a whole number of seconds from 0 to 604800"),
         ("max_failed_percent", "101", "max_failed_percent must be a whole number from 0 to 100, or null"),
         ("max_concurrent_batches", "0", "max_concurrent_batches must be a whole number from 1 to 1000, or null"),
+        ("snapshot_retention_days", "366", SNAPSHOT_RETENTION_MESSAGE),
         (
             "wave_rules",
             r#"[{name="prod",schedule_expression="rate(1 day)",accounts=["222222222222"],regions=["us-east-1"],after="canry",gate_window_hours=0},{name="org",schedule_expression="rate(1 day)",organizational_units=["Prod"],regions=["us-east-1"]}]"#,
@@ -381,4 +408,35 @@ async fn every_knob_set_on_the_root_reaches_the_functions_and_bad_values_are_ref
         "{}",
         run.text()
     );
+}
+
+/// snapshot_retention_days: whole days from 1 to 365. Its block from the module, alone in a
+/// scratch root: a plan without providers takes well under a second (the hub's plan above takes
+/// most of a minute for one value per variable), so every edge gets its own plan.
+#[tokio::test]
+async fn snapshot_retention_days_accepts_whole_days_from_1_to_365() {
+    let module = variables(&repo_root().join("terraform/modules/hub/variables.tf"));
+    let body = module.get("snapshot_retention_days").expect("the module's snapshot_retention_days");
+    assert!(body.contains("default     = 7"), "the default is a week: {body}");
+    let dir = test_dir().join("snapshot-retention-days");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("variables.tf"), format!("variable \"{body}\n}}\n")).unwrap();
+    let plan = |value: &str| -> Vec<String> {
+        let mut args: Vec<String> = ["plan", "-input=false", "-no-color"].map(str::to_owned).to_vec();
+        args.push(format!("-var=snapshot_retention_days={value}"));
+        args
+    };
+    for value in ["0", "366", "1.5", "-7"] {
+        let run = terraform(&dir, &plan(value)).await;
+        assert_eq!(run.code, Some(1), "snapshot_retention_days={value} was accepted:\n{}", run.text());
+        assert!(squash(&run.stderr).contains(SNAPSHOT_RETENTION_MESSAGE), "{value}: {}", run.text());
+    }
+    for value in ["1", "7", "365"] {
+        let run = terraform(&dir, &plan(value)).await;
+        assert!(run.success(), "snapshot_retention_days={value} was refused:\n{}", run.text());
+    }
+    // Without a value: the default passes its own validation.
+    let run = terraform(&dir, &["plan", "-input=false", "-no-color"].map(str::to_owned)).await;
+    assert!(run.success(), "{}", run.text());
 }
