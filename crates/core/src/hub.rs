@@ -51,6 +51,12 @@ impl Hub {
     pub fn read_only_spoke_sessions(&self, run_id: &str) -> SpokeSessions {
         self.spoke_sessions(run_id).read_only()
     }
+
+    /// Sessions for ApprovalMonitor's snapshot cleanup: the spoke role narrowed by
+    /// [`crate::sessions::SNAPSHOT_CLEANUP_SESSION_POLICY`], so it cannot send a command.
+    pub fn snapshot_cleanup_spoke_sessions(&self, run_id: &str) -> SpokeSessions {
+        self.spoke_sessions(run_id).snapshot_cleanup()
+    }
 }
 
 impl Hub {

@@ -24,6 +24,10 @@ use crate::{Error, Result};
 /// `PatchStateOfThisAccountsInstances`); resources stay as the role scopes them.
 pub const READ_ONLY_SESSION_POLICY: &str = r#"{"Version":"2012-10-17","Statement":[{"Sid":"ReadOnlyStep","Effect":"Allow","Action":["ec2:DescribeInstances","ec2:DescribeInstanceStatus","ssm:DescribeInstanceInformation","ssm:DescribeInstancePatchStates","ssm:ListCommands","ssm:ListCommandInvocations"],"Resource":"*"}]}"#;
 
+/// The session policy of ApprovalMonitor's snapshot cleanup: it lists and deletes snapshots,
+/// nothing else of `PatchExecRole` (whose policy limits deletion to ec2patch's own snapshots).
+pub const SNAPSHOT_CLEANUP_SESSION_POLICY: &str = r#"{"Version":"2012-10-17","Statement":[{"Sid":"SnapshotCleanup","Effect":"Allow","Action":["ec2:DescribeSnapshots","ec2:DeleteSnapshot"],"Resource":"*"}]}"#;
+
 /// Credentials closer than this to expiry are renewed before use.
 const RENEW_BEFORE_EXPIRY: Duration = Duration::from_secs(5 * 60);
 const SESSION_SECONDS: i32 = 3600;
@@ -65,6 +69,12 @@ impl SpokeSessions {
     /// Sessions limited to the reads ([`READ_ONLY_SESSION_POLICY`]): they cannot send commands.
     pub fn read_only(mut self) -> Self {
         self.session_policy = Some(READ_ONLY_SESSION_POLICY);
+        self
+    }
+
+    /// Sessions limited to listing and deleting snapshots ([`SNAPSHOT_CLEANUP_SESSION_POLICY`]).
+    pub fn snapshot_cleanup(mut self) -> Self {
+        self.session_policy = Some(SNAPSHOT_CLEANUP_SESSION_POLICY);
         self
     }
 

@@ -29,7 +29,8 @@ pub const POLL_SSM_COMMAND: &str = "PollSsmCommand";
 pub const POST_EC2_VERIFY: &str = "PostEC2Verify";
 pub const ANALYZE_WITH_BEDROCK: &str = "AnalyzeWithBedrock";
 pub const CHECK_CHANGE_FREEZE: &str = "CheckChangeFreeze";
-/// Scheduled (EventBridge), not a workflow step: approval metrics and reminders.
+/// Scheduled (EventBridge), not a workflow step: approval metrics and reminders, and the
+/// cleanup of expired pre-patch snapshots.
 pub const APPROVAL_MONITOR: &str = "ApprovalMonitor";
 
 /// One hub function: its Lambda name (after the prefix) and its cargo binary. The binary is

@@ -1205,6 +1205,28 @@ async fn planned_policies_decide_what_moto_cannot_evaluate() {
         assert_eq!(evaluate(spoke, &Request::new(&action, &resource)), Decision::Allow, "the role grants {action}");
     }
 
+    // ApprovalMonitor's cleanup sessions: list and delete ec2patch's snapshots, nothing else.
+    let cleanup: Value = serde_json::from_str(ec2patch_core::sessions::SNAPSHOT_CLEANUP_SESSION_POLICY).unwrap();
+    let cleaner = |request: &Request| match (evaluate(spoke, request), evaluate(&cleanup, request)) {
+        (Decision::Allow, Decision::Allow) => Decision::Allow,
+        (Decision::ExplicitDeny, _) | (_, Decision::ExplicitDeny) => Decision::ExplicitDeny,
+        _ => Decision::ImplicitDeny,
+    };
+    assert_eq!(cleaner(&Request::new("ec2:DescribeSnapshots", "*")), Decision::Allow);
+    assert_eq!(
+        cleaner(&delete.clone().with("aws:ResourceTag/ec2patch:delete-after", delete_after.1)),
+        Decision::Allow,
+        "the cleanup deletes an expired ec2patch snapshot"
+    );
+    assert_eq!(cleaner(&delete.clone()), Decision::ImplicitDeny, "but no snapshot without ec2patch:delete-after");
+    assert_eq!(cleaner(&tagged(&instance(SPOKE_ACCOUNT))), Decision::ImplicitDeny, "the cleanup cannot send");
+    assert_eq!(
+        cleaner(&patch_tagged(create(&instance(SPOKE_ACCOUNT)))),
+        Decision::ImplicitDeny,
+        "the cleanup cannot snapshot"
+    );
+    assert_eq!(cleaner(&Request::new("ec2:DescribeInstances", "*")), Decision::ImplicitDeny);
+
     // The spoke trust: the hub's five spoke-working function roles, with the ExternalId.
     let trust = plans.document("spoke", "module.spoke.aws_iam_role.patch_exec#assume_role_policy");
     let external_id = plans.hub_external_id.clone();

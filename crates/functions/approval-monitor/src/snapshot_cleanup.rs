@@ -1,7 +1,7 @@
 //! Deletes pre-patch snapshots whose retention has passed (see [`ec2patch_core::snapshots`]).
 //!
 //! Only targets with a due index item are visited (one Query when nothing is due), each as the
-//! spoke role. A snapshot is deleted only when it carries the run's tag and an
+//! spoke role narrowed to DescribeSnapshots and DeleteSnapshot by a session policy. A snapshot is deleted only when it carries the run's tag and an
 //! `ec2patch:delete-after` in the past: one without that tag (an operator removed it to keep the
 //! snapshot) or created by anyone else is never touched, and a later `delete-after` (an operator
 //! extended it) moves the target's index item to that time. One target failing never stops the
@@ -65,7 +65,7 @@ pub async fn delete_expired(hub: &Hub, now: u64) -> Result<SnapshotCleanup> {
 /// is due, if any.
 async fn clean_target(hub: &Hub, entry: &IndexEntry, now: u64, cleanup: &mut SnapshotCleanup) -> Result<Option<u64>> {
     let context = format!("snapshots of run {} (account {} region {})", entry.run_id, entry.account, entry.region);
-    let config = hub.spoke_sessions(&entry.run_id).config_for(&entry.account, &entry.region).await?;
+    let config = hub.snapshot_cleanup_spoke_sessions(&entry.run_id).config_for(&entry.account, &entry.region).await?;
     let ec2 = aws_sdk_ec2::Client::new(&config);
     let mut pages = ec2
         .describe_snapshots()
