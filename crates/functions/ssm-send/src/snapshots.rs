@@ -31,6 +31,9 @@ const WAIT_STEP: Duration = Duration::from_secs(2);
 pub struct Protection {
     pub protected: BTreeMap<String, Vec<String>>,
     pub unprotected: BTreeMap<String, String>,
+    /// Snapshots of the run that exist in the target, protecting an instance or not (one that
+    /// never reached `pending` in time still needs the cleanup).
+    pub snapshots_in_target: usize,
 }
 
 /// The snapshots one CreateSnapshots took: (snapshot id, state as answered).
@@ -62,7 +65,7 @@ pub async fn protect_and_record(
     for (instance_id, snapshot_ids) in &protection.protected {
         snapshots::record_on_instance(&hub.store, &plan.run_id, (account, region, instance_id), snapshot_ids).await?;
     }
-    if !protection.protected.is_empty() {
+    if protection.snapshots_in_target > 0 {
         let entry =
             IndexEntry { delete_after, account: account.clone(), region: region.clone(), run_id: plan.run_id.clone() };
         hub.store.put_item(entry.to_item()).await?;
@@ -100,6 +103,7 @@ pub async fn protect(
     let context = |what: &str| format!("{what} (account {account} region {region})");
     let mut protection = Protection::default();
     let existing = existing_snapshots(ec2, tags.run_id, &context("the run's snapshots")).await?;
+    protection.snapshots_in_target = existing.values().map(Vec::len).sum();
     let mut to_take = Vec::new();
     for id in instance_ids {
         match existing.get(id) {
@@ -124,6 +128,7 @@ pub async fn protect(
                 protection.unprotected.insert(id, "the instance has no EBS volume to snapshot".to_owned());
             }
             Ok(snapshots) => {
+                protection.snapshots_in_target += snapshots.len();
                 for (snapshot_id, state) in &snapshots {
                     waiting.insert(snapshot_id.clone(), (id.clone(), state.clone()));
                 }
@@ -180,12 +185,7 @@ async fn existing_snapshots(
 }
 
 /// One crash-consistent set of snapshots of the instance's volumes.
-async fn create(
-    ec2: &aws_sdk_ec2::Client,
-    tags: &SnapshotTags<'_>,
-    instance_id: &str,
-    context: &str,
-) -> Result<Taken> {
+async fn create(ec2: &aws_sdk_ec2::Client, tags: &SnapshotTags<'_>, instance_id: &str, context: &str) -> Result<Taken> {
     let tag = |key: &str, value: &str| Tag::builder().key(key).value(value).build();
     let output = ec2
         .create_snapshots()
