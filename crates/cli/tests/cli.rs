@@ -349,7 +349,7 @@ async fn start_approve_watch_and_report_a_run_then_reject_another() {
     assert!(stdout.contains(" s from inventory to the last outcome"), "{stdout}");
     // Every instance, one row each, under the documented header.
     let rows: Vec<String> = std::fs::read_to_string(&csv).unwrap().lines().map(str::to_owned).collect();
-    assert_eq!(rows[0], "wave,wave_name,account,region,instance_id,outcome,reason,command_id,finished_at");
+    assert_eq!(rows[0], "wave,wave_name,account,region,instance_id,outcome,reason,command_id,finished_at,snapshot_ids");
     assert_eq!(rows.len(), 1 + 6, "{rows:#?}");
     assert_eq!(rows.iter().filter(|r| r.contains(",PATCHED,")).count(), 4, "{rows:#?}");
     assert_eq!(rows.iter().filter(|r| r.contains(",SKIPPED,")).count(), 2, "{rows:#?}");
