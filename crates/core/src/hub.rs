@@ -4,7 +4,9 @@
 use aws_config::SdkConfig;
 
 use crate::config::HubConfig;
-use crate::sessions::SpokeSessions;
+use std::sync::Arc;
+
+use crate::sessions::{READ_ONLY_SESSION_POLICY, SNAPSHOT_CLEANUP_SESSION_POLICY, SpokeSessions, WarmSessions};
 use crate::store::RunStore;
 
 #[derive(Debug)]
@@ -12,6 +14,8 @@ pub struct Hub {
     pub config: HubConfig,
     pub sdk: SdkConfig,
     pub store: RunStore,
+    /// Spoke sessions kept across this container's invocations ([`WarmSessions`]).
+    warm_sessions: WarmSessions,
 }
 
 impl Hub {
@@ -23,7 +27,12 @@ impl Hub {
             &config.bucket,
             config.record_ttl_days,
         );
-        Self { config, sdk, store }
+        Self::from_parts(config, sdk, store)
+    }
+
+    /// A hub over a given store (tests: a store whose clients are mocks).
+    pub fn from_parts(config: HubConfig, sdk: SdkConfig, store: RunStore) -> Self {
+        Self { config, sdk, store, warm_sessions: WarmSessions::default() }
     }
 
     /// Loads the SDK configuration from the Lambda environment ([`retry_config`]) and the hub
@@ -35,8 +44,28 @@ impl Hub {
     }
 
     /// Sessions into spokes for one run with the whole spoke role (SendSsmCommand, which sends
-    /// the patch command); the session name shows the run in spoke CloudTrail.
-    pub fn spoke_sessions(&self, run_id: &str) -> SpokeSessions {
+    /// the patch command); the session name shows the run in spoke CloudTrail. Kept across this
+    /// container's invocations ([`WarmSessions`]).
+    pub fn spoke_sessions(&self, run_id: &str) -> Arc<SpokeSessions> {
+        self.warm_sessions.get_or_make(run_id, None, || self.new_spoke_sessions(run_id))
+    }
+
+    /// Sessions for the steps that only read in spokes: the spoke role narrowed by
+    /// [`READ_ONLY_SESSION_POLICY`], so they cannot send a command.
+    pub fn read_only_spoke_sessions(&self, run_id: &str) -> Arc<SpokeSessions> {
+        self.warm_sessions
+            .get_or_make(run_id, Some(READ_ONLY_SESSION_POLICY), || self.new_spoke_sessions(run_id).read_only())
+    }
+
+    /// Sessions for ApprovalMonitor's snapshot cleanup: the spoke role narrowed by
+    /// [`SNAPSHOT_CLEANUP_SESSION_POLICY`], so it cannot send a command.
+    pub fn snapshot_cleanup_spoke_sessions(&self, run_id: &str) -> Arc<SpokeSessions> {
+        self.warm_sessions.get_or_make(run_id, Some(SNAPSHOT_CLEANUP_SESSION_POLICY), || {
+            self.new_spoke_sessions(run_id).snapshot_cleanup()
+        })
+    }
+
+    fn new_spoke_sessions(&self, run_id: &str) -> SpokeSessions {
         SpokeSessions::new(
             &self.sdk,
             aws_sdk_sts::Client::new(&self.sdk),
@@ -44,18 +73,6 @@ impl Hub {
             self.config.external_id.clone(),
             &format!("ec2patch-{run_id}"),
         )
-    }
-
-    /// Sessions for the steps that only read in spokes: the spoke role narrowed by
-    /// [`crate::sessions::READ_ONLY_SESSION_POLICY`], so they cannot send a command.
-    pub fn read_only_spoke_sessions(&self, run_id: &str) -> SpokeSessions {
-        self.spoke_sessions(run_id).read_only()
-    }
-
-    /// Sessions for ApprovalMonitor's snapshot cleanup: the spoke role narrowed by
-    /// [`crate::sessions::SNAPSHOT_CLEANUP_SESSION_POLICY`], so it cannot send a command.
-    pub fn snapshot_cleanup_spoke_sessions(&self, run_id: &str) -> SpokeSessions {
-        self.spoke_sessions(run_id).snapshot_cleanup()
     }
 }
 

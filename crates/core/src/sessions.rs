@@ -28,6 +28,40 @@ pub const READ_ONLY_SESSION_POLICY: &str = r#"{"Version":"2012-10-17","Statement
 /// nothing else of `PatchExecRole` (whose policy limits deletion to ec2patch's own snapshots).
 pub const SNAPSHOT_CLEANUP_SESSION_POLICY: &str = r#"{"Version":"2012-10-17","Statement":[{"Sid":"SnapshotCleanup","Effect":"Allow","Action":["ec2:DescribeSnapshots","ec2:DeleteSnapshot"],"Resource":"*"}]}"#;
 
+/// Runs whose sessions one warm container keeps (a container serves one run at a time, a
+/// Distributed Map's children a few): enough never to evict a live one.
+const WARM_RUNS: usize = 16;
+
+/// Spoke sessions a warm container keeps across its invocations, one set per run and session
+/// policy: a poll loop assumes each account's role once per run and container (renewed five
+/// minutes before the hour-long session expires), not once per poll. Per run, because the session
+/// name carries the run for the spoke's CloudTrail. A role whose trust is revoked mid-run refuses
+/// new sessions at once; a session already issued stays valid until it expires, as any STS
+/// session does (IAM's "revoke active sessions" cuts it off at once).
+#[derive(Debug)]
+pub struct WarmSessions {
+    runs: Mutex<lru::LruCache<(String, Option<&'static str>), Arc<SpokeSessions>>>,
+}
+
+impl Default for WarmSessions {
+    fn default() -> Self {
+        Self { runs: Mutex::new(lru::LruCache::new(std::num::NonZeroUsize::MIN.saturating_add(WARM_RUNS - 1))) }
+    }
+}
+
+impl WarmSessions {
+    /// The container's sessions for `run_id` with `session_policy`, made by `make` the first time.
+    pub fn get_or_make(
+        &self,
+        run_id: &str,
+        session_policy: Option<&'static str>,
+        make: impl FnOnce() -> SpokeSessions,
+    ) -> Arc<SpokeSessions> {
+        let mut runs = self.runs.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        runs.get_or_insert((run_id.to_owned(), session_policy), || Arc::new(make())).clone()
+    }
+}
+
 /// Credentials closer than this to expiry are renewed before use.
 const RENEW_BEFORE_EXPIRY: Duration = Duration::from_secs(5 * 60);
 const SESSION_SECONDS: i32 = 3600;

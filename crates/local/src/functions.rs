@@ -1,5 +1,6 @@
 //! Our Lambda functions, hosted in-process: the router hands Lambda `Invoke` requests here.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, OnceLock};
@@ -68,12 +69,13 @@ pub fn binaries() -> impl Iterator<Item = &'static str> {
     ALL.iter().map(|f| f.binary)
 }
 
-/// Every ec2patch function, sharing one [`Hub`] as a warm Lambda container would. The hub is set
+/// Every ec2patch function, each with a [`Hub`] of its own kept across invocations, as one warm
+/// Lambda container per function would (its clients, and its spoke sessions). The hubs are set
 /// once the emulator is up and the hub's credentials exist; until then no function answers.
 #[derive(Debug)]
 pub struct LocalFunctions {
     prefix: String,
-    hub: OnceLock<Arc<Hub>>,
+    hubs: OnceLock<HashMap<&'static str, Arc<Hub>>>,
     // Loaded on first use, as each function's main() loads them at cold start.
     approval_request: Arc<OnceCell<ec2patch_approval_request::Deps>>,
     approval_callback: Arc<OnceCell<ec2patch_approval_callback::Deps>>,
@@ -85,7 +87,7 @@ impl LocalFunctions {
     pub fn new(name_prefix: &str) -> Self {
         Self {
             prefix: format!("{name_prefix}-"),
-            hub: OnceLock::new(),
+            hubs: OnceLock::new(),
             approval_request: Arc::new(OnceCell::new()),
             approval_callback: Arc::new(OnceCell::new()),
             approval_monitor: Arc::new(OnceCell::new()),
@@ -93,8 +95,10 @@ impl LocalFunctions {
         }
     }
 
-    pub fn set_hub(&self, hub: Arc<Hub>) {
-        let _ = self.hub.set(hub);
+    /// Gives every function a hub configured as `hub` (a container of its own).
+    pub fn set_hub(&self, hub: &Hub) {
+        let hubs = ALL.iter().map(|f| (f.name, Arc::new(Hub::new(hub.sdk.clone(), hub.config.clone())))).collect();
+        let _ = self.hubs.set(hubs);
     }
 
     pub fn function_name(&self, function: &str) -> String {
@@ -104,8 +108,9 @@ impl LocalFunctions {
 
 impl FunctionHost for LocalFunctions {
     fn invoke(&self, function: &str, payload: Value) -> Option<InvokeFuture> {
-        let hub = self.hub.get()?.clone();
-        let future: InvokeFuture = match function.strip_prefix(&self.prefix)? {
+        let name = function.strip_prefix(&self.prefix)?;
+        let hub = self.hubs.get()?.get(name)?.clone();
+        let future: InvokeFuture = match name {
             PLAN_RUN => run(payload, move |request| async move { ec2patch_plan::handle(&hub, request).await }),
             PRE_EC2_INVENTORY => {
                 run(payload, move |request| async move { ec2patch_inventory::handle(&hub, request).await })

@@ -135,7 +135,7 @@ impl LocalStack {
             ..HubConfig::new(&table, &bucket)
         };
         let hub = Arc::new(Hub::new(sdk.clone(), config));
-        functions.set_hub(hub.clone());
+        functions.set_hub(&hub);
 
         let mut stack = Self {
             options,

@@ -76,6 +76,7 @@ async fn two_waves_patch_every_instance_and_the_wave_reports_match() {
         ))
         .await
         .unwrap();
+    stack.router.reset_calls();
     let arn = stack.start_execution("happy-1", &two_waves(&estate, true)).await.unwrap();
     let execution = approve_until_done(&stack, &arn).await;
     assert_eq!(execution.status, ExecutionStatus::Succeeded, "{:?} {:?}", execution.error, execution.cause);
@@ -125,6 +126,10 @@ async fn two_waves_patch_every_instance_and_the_wave_reports_match() {
         .filter(|d| d.name == "PollCommands")
         .count();
     assert!(polls <= 12 * 4, "{polls} polls for 6 batches");
+    // Each spoke-working function (a warm container of its own: inventory, send, poll, verify)
+    // assumed each account's role once for the run, however many invocations it served.
+    assert!(polls > 6, "{polls} polls: at least one batch polled twice");
+    assert_eq!(calls.get("sts:AssumeRole"), Some(&(6 * 4)), "{calls:?}");
     let largest = history
         .iter()
         .filter_map(|e| e.state_exited_event_details.as_ref())

@@ -59,7 +59,7 @@ async fn a_plan_without_its_run_lock_sends_nothing() {
     let dynamodb = mock_client!(aws_sdk_dynamodb, RuleMode::MatchAny, [&put, &update]);
     let config = offline_config();
     let store = RunStore::new(dynamodb, s3, &config.table, &config.bucket, config.record_ttl_days);
-    let hub = Hub { config, sdk: offline_sdk(), store };
+    let hub = Hub::from_parts(config, offline_sdk(), store);
 
     let error = handle(&hub, SendRequest { run_id: "run-1".into(), wave_index: 0, batch: 0 }).await.unwrap_err();
     assert!(matches!(&error, Error::StateStoreFailed(message) if message.contains("no run lock")), "{error}");
