@@ -120,9 +120,21 @@ pub async fn handle(hub: &Hub, request: InventoryRequest) -> Result<WaveInventor
     };
     let manifest_ref = hub.store.put_json(&store::manifest_key(&plan.run_id, request.wave_index), &manifest).await?;
     let batches = batch_manifests(&manifest, hub.config.patching.targets_per_batch);
-    for batch in &batches {
-        hub.store.put_json(&store::batch_key(&plan.run_id, request.wave_index, batch.batch), batch).await?;
-    }
+    // One object per batch (a 1000-target wave has 100): written side by side, at the same
+    // bound as the inventory's spoke calls, not one round trip after another.
+    // By index: a borrowed item in a spawned-future stream trips the compiler's higher-ranked
+    // lifetime inference (rust-lang/rust#102211).
+    let (run_id, wave_index, batches_ref) = (plan.run_id.as_str(), request.wave_index, &batches);
+    futures::stream::iter(0..batches.len())
+        .map(|index| async move {
+            let batch = &batches_ref[index];
+            hub.store.put_json(&store::batch_key(run_id, wave_index, batch.batch), batch).await
+        })
+        .buffer_unordered(hub.config.inventory_concurrency.max(1))
+        .collect::<Vec<_>>()
+        .await
+        .into_iter()
+        .collect::<Result<Vec<_>>>()?;
     let mut summary = summarize(&manifest, manifest_ref);
     summary.batches = batches.len();
     summary.batch_indexes = (0..batches.len()).collect();
