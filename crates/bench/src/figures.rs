@@ -477,7 +477,7 @@ pub fn figures(inputs: &Inputs<'_>) -> Vec<Figure> {
         out.push(
             Figure::new(format!("calls.spokePerTarget.{key}"), "AWS calls", format!("spoke calls per target, {} instances/target", run.instances_per_target), spoke, "calls")
                 .target(Bound::AtMost, 8.0, "value")
-                .note(format!("STS, EC2, SSM in the spokes, without the {polls} poll invocations ({per_poll_spoke} spoke calls each, measured)")),
+                .note(format!("STS, EC2, SSM in the spokes, without the {polls} poll invocations' reads ({per_poll_spoke} spoke calls each, measured on a warm poller); every AssumeRole counted, the polls' included")),
         );
         out.push(
             Figure::new(

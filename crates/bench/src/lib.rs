@@ -275,11 +275,16 @@ pub async fn run(root: &Path, options: &Options) -> anyhow::Result<Results> {
         100,
     )
     .await?;
-    // One poll of a finished batch, in-process: the calls a poll invocation makes.
+    // One poll of a finished batch, in-process, by a warm container (a hub of its own that
+    // polled once before): the calls every later poll invocation makes. The first poll's
+    // AssumeRole (once per run, account and container) stays in the run's own counts.
+    let poller = ec2patch_core::Hub::new(stack.hub.sdk.clone(), stack.hub.config.clone());
+    let poll = || -> anyhow::Result<ec2patch_ssm_poll::PollRequest> {
+        Ok(serde_json::from_value(serde_json::json!({"runId": large.run_id, "waveIndex": 0, "batch": 0, "attempt": 0}))?)
+    };
+    ec2patch_ssm_poll::handle(&poller, poll()?).await.context("warming the poller")?;
     stack.router.reset_calls();
-    let poll: ec2patch_ssm_poll::PollRequest =
-        serde_json::from_value(serde_json::json!({"runId": large.run_id, "waveIndex": 0, "batch": 0, "attempt": 0}))?;
-    ec2patch_ssm_poll::handle(&stack.hub, poll).await.context("measuring one poll")?;
+    ec2patch_ssm_poll::handle(&poller, poll()?).await.context("measuring one poll")?;
     let calls_per_poll = stack.router.calls();
     phase("patch waves", t);
 
