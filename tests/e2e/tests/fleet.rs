@@ -104,6 +104,16 @@ async fn organization(stack: &LocalStack) -> Organization {
     }
 }
 
+/// `per_target` patchable instances in each of `accounts`, in us-east-1.
+async fn seed_patchable(stack: &LocalStack, accounts: Vec<String>, per_target: usize) -> ec2patch_local::Estate {
+    let spec = EstateSpec {
+        regions: vec!["us-east-1".to_owned()],
+        per_target: BTreeMap::from([(SeedKind::Patchable, per_target)]),
+        ..EstateSpec::default()
+    };
+    stack.seed_accounts(accounts, &spec).await.unwrap()
+}
+
 fn set(accounts: &[&String]) -> BTreeSet<String> {
     accounts.iter().map(|a| (*a).clone()).collect()
 }
@@ -114,17 +124,7 @@ async fn waves_by_organizational_unit_patch_exactly_the_active_accounts_under_th
     let org = organization(&stack).await;
     let accounts =
         [&org.workloads_direct, &org.prod_active, &org.prod_suspended, &org.prod_excluded, &org.sandbox_account];
-    let estate = stack
-        .seed_accounts(
-            accounts.iter().map(|a| (*a).clone()).collect(),
-            &EstateSpec {
-                regions: vec!["us-east-1".to_owned()],
-                per_target: BTreeMap::from([(SeedKind::Patchable, 2)]),
-                ..EstateSpec::default()
-            },
-        )
-        .await
-        .unwrap();
+    let estate = seed_patchable(&stack, accounts.iter().map(|a| (*a).clone()).collect(), 2).await;
 
     // Wave 1 by OU (nested Prod included, one account excluded, one suspended); wave 2 the
     // root: everything wave 1 does not patch, which leaves the excluded account to wave 2.
@@ -307,17 +307,7 @@ fn snapshot_wave(run_accounts: &[&str]) -> Value {
 async fn a_snapshot_wave_protects_every_volume_before_the_patch_and_skips_an_instance_it_cannot_protect() {
     let stack = LocalStack::start(LocalStackOptions::default()).await.unwrap();
     let (first, second) = ("222222222222", "333333333333");
-    let estate = stack
-        .seed_accounts(
-            vec![first.to_owned(), second.to_owned()],
-            &EstateSpec {
-                regions: vec!["us-east-1".to_owned()],
-                per_target: BTreeMap::from([(SeedKind::Patchable, 3)]),
-                ..EstateSpec::default()
-            },
-        )
-        .await
-        .unwrap();
+    let estate = seed_patchable(&stack, vec![first.to_owned(), second.to_owned()], 3).await;
     // One instance gets a tagged data volume: two volumes, two snapshots, the volume's tag copied.
     let ec2 = spoke_ec2(&stack, first).await;
     let two_volumes = estate.instances.iter().find(|i| i.account == first).unwrap().instance_id.clone();
@@ -411,17 +401,7 @@ async fn a_snapshot_wave_protects_every_volume_before_the_patch_and_skips_an_ins
 async fn the_scheduled_cleanup_deletes_only_expired_ec2patch_snapshots() {
     let stack = LocalStack::start(LocalStackOptions::default()).await.unwrap();
     let account = "222222222222";
-    let estate = stack
-        .seed_accounts(
-            vec![account.to_owned()],
-            &EstateSpec {
-                regions: vec!["us-east-1".to_owned()],
-                per_target: BTreeMap::from([(SeedKind::Patchable, 3)]),
-                ..EstateSpec::default()
-            },
-        )
-        .await
-        .unwrap();
+    let estate = seed_patchable(&stack, vec![account.to_owned()], 3).await;
     let arn = stack.start_execution("snap-cleanup", &snapshot_wave(&[account])).await.unwrap();
     let done = stack.approve_until_done(&arn, &ApproveOptions::new(TIMEOUT)).await.unwrap();
     assert_eq!(done.status, ExecutionStatus::Succeeded, "{:?} {:?}", done.error, done.cause);
