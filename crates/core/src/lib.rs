@@ -4,7 +4,8 @@
 //! - [`config`]: the hub's configuration, read from the Lambda environment Terraform sets.
 //! - [`error_budget`]: a wave stops sending once its failures exceed its budget.
 //! - [`error`]: the one error enum, with stable `error_type` names the state machine retries and catches on.
-//! - [`sessions`]: cross-account sessions into each spoke's `PatchExecRole`, cached per account.
+//! - [`sessions`]: cross-account sessions into each spoke's `PatchExecRole`, cached per account
+//!   and kept across a warm container's invocations.
 //! - [`store`]: where run state lives (DynamoDB items, S3 objects) and how it is keyed.
 //! - [`run_lock`]: one run per waves and scheduled time, with a lease; resume of stopped runs.
 //! - [`instance_lease`]: one run per instance: a lease taken before a patch command is sent.
