@@ -192,9 +192,10 @@ async fn inventory(
 }
 
 /// The calls the inventory makes, with nothing in between: per account AssumeRole (once), per
-/// target DescribeInstances (running + tag filter), DescribeInstanceInformation (the ids) and
-/// one BatchWriteItem of the same items (a target record + one per instance); then the wave's
-/// objects (manifest, batches) and record. `concurrency` targets at a time.
+/// target DescribeInstances (running + tag filter), DescribeInstanceInformation (the ids),
+/// DescribeInstancePatchStates (the ids) and one BatchWriteItem of the same items (a target
+/// record + one per instance); then the wave's objects (manifest, batches) and record.
+/// `concurrency` targets at a time.
 async fn tight_client(
     stack: &LocalStack,
     targets: &[(String, String)],
@@ -265,6 +266,16 @@ async fn tight_client(
                 .send()
                 .await
                 .with_context(|| format!("DescribeInstanceInformation {account} {region}"))?;
+            // The patch state before (compliance), as the handler reads it for the SSM-online
+            // instances (all of them here; at most 50 per call, as many as a target has).
+            if !ids.is_empty() {
+                aws_sdk_ssm::Client::new(&config)
+                    .describe_instance_patch_states()
+                    .set_instance_ids(Some(ids.clone()))
+                    .send()
+                    .await
+                    .with_context(|| format!("DescribeInstancePatchStates {account} {region}"))?;
+            }
             let pk = format!("RUN#bench-{label}");
             let item = |sk: String| -> anyhow::Result<WriteRequest> {
                 let attributes: HashMap<String, AttributeValue> = [

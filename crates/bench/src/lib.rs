@@ -280,7 +280,9 @@ pub async fn run(root: &Path, options: &Options) -> anyhow::Result<Results> {
     // AssumeRole (once per run, account and container) stays in the run's own counts.
     let poller = ec2patch_core::Hub::new(stack.hub.sdk.clone(), stack.hub.config.clone());
     let poll = || -> anyhow::Result<ec2patch_ssm_poll::PollRequest> {
-        Ok(serde_json::from_value(serde_json::json!({"runId": large.run_id, "waveIndex": 0, "batch": 0, "attempt": 0}))?)
+        Ok(serde_json::from_value(
+            serde_json::json!({"runId": large.run_id, "waveIndex": 0, "batch": 0, "attempt": 0}),
+        )?)
     };
     ec2patch_ssm_poll::handle(&poller, poll()?).await.context("warming the poller")?;
     stack.router.reset_calls();
