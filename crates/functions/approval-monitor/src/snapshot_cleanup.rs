@@ -1,11 +1,12 @@
 //! Deletes pre-patch snapshots whose retention has passed (see [`ec2patch_core::snapshots`]).
 //!
 //! Only targets with a due index item are visited (one Query when nothing is due), each as the
-//! spoke role narrowed to DescribeSnapshots and DeleteSnapshot by a session policy. A snapshot is deleted only when it carries the run's tag and an
-//! `ec2patch:delete-after` in the past: one without that tag (an operator removed it to keep the
-//! snapshot) or created by anyone else is never touched, and a later `delete-after` (an operator
-//! extended it) moves the target's index item to that time. One target failing never stops the
-//! others; a transient failure is retried on the next invocation, any other a day later.
+//! spoke role narrowed to DescribeSnapshots and DeleteSnapshot by a session policy. A snapshot
+//! is deleted only when it carries the run's tag and an `ec2patch:delete-after` in the past: one
+//! without that tag (an operator removed it to keep the snapshot) or created by anyone else is
+//! never touched, and a later `delete-after` (an operator extended it) moves the target's index
+//! item to that time. One target failing never stops the others; a transient failure is retried
+//! on the next invocation, any other a day later.
 
 use aws_sdk_ec2::types::Filter;
 use ec2patch_core::aws::AwsResultExt;
