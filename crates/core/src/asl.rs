@@ -139,7 +139,9 @@ mod tests {
             _ => 2,
         };
         // Polls of one batch: the wait doubles from the initial value up to the cap until the
-        // command timeout has passed (PollSsmCommand's schedule), plus the final poll.
+        // command timeout has passed (PollSsmCommand's schedule), plus the final poll. Its
+        // adaptive waits never make more polls by any moment than this schedule
+        // (`ec2patch_ssm_poll::next_wait`), so this is the most a batch can have.
         let settings = crate::config::PatchSettings::default();
         let (mut waited, mut wait, mut polls) = (0_u64, u64::from(settings.poll_initial_seconds), 1_u64);
         while waited < u64::from(settings.command_timeout_seconds) {

@@ -125,11 +125,15 @@ pub async fn record_outcome(
 }
 
 /// One instance's view of a command.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Invocation {
     pub instance_id: String,
     pub status: String,
     pub status_details: String,
+    /// When the patch plugin started and finished on the instance (epoch seconds), as SSM
+    /// reports them: PollSsmCommand estimates the command's end from them.
+    pub started_at: Option<f64>,
+    pub finished_at: Option<f64>,
 }
 
 impl Invocation {
@@ -138,17 +142,22 @@ impl Invocation {
     }
 }
 
-/// Every invocation of a command, one paginated listing (never one call per instance).
+/// Every invocation of a command, one paginated listing (never one call per instance), with
+/// its plugin's start and finish times (`Details`: the same calls, longer answers).
 pub async fn list_invocations(ssm: &aws_sdk_ssm::Client, command_id: &str, context: &str) -> Result<Vec<Invocation>> {
     let mut invocations = Vec::new();
-    let mut pages = ssm.list_command_invocations().command_id(command_id).into_paginator().send();
+    let mut pages = ssm.list_command_invocations().command_id(command_id).details(true).into_paginator().send();
     while let Some(page) = pages.next().await {
         let page = page.aws_context("ListCommandInvocations", || context.to_owned())?;
         for invocation in page.command_invocations() {
+            let plugins = invocation.command_plugins();
+            let epoch = |at: Option<&aws_smithy_types::DateTime>| at.map(aws_smithy_types::DateTime::as_secs_f64);
             invocations.push(Invocation {
                 instance_id: invocation.instance_id().unwrap_or_default().to_owned(),
                 status: invocation.status().map(|s| s.as_str().to_owned()).unwrap_or_default(),
                 status_details: invocation.status_details().unwrap_or_default().to_owned(),
+                started_at: plugins.iter().filter_map(|p| epoch(p.response_start_date_time())).reduce(f64::min),
+                finished_at: plugins.iter().filter_map(|p| epoch(p.response_finish_date_time())).reduce(f64::max),
             });
         }
     }

@@ -417,7 +417,7 @@ variable "command_timeout_seconds" {
 }
 
 variable "poll_initial_seconds" {
-  description = "First wait before polling a sent command (`EC2PATCH_POLL_INITIAL_SECONDS`); each further wait doubles up to poll_max_seconds."
+  description = "First wait before polling a sent command (`EC2PATCH_POLL_INITIAL_SECONDS`); each further wait doubles up to poll_max_seconds, or ends just after the command's estimated end once its first invocations have finished (never more polls than the doubling would make)."
   type        = number
   default     = 30
 
