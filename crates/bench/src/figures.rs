@@ -7,14 +7,16 @@ use std::collections::BTreeMap;
 use ec2patch_core::config::PatchSettings;
 use serde::Serialize;
 
+use crate::bill;
 use crate::coldstart::ColdStart;
 use crate::fanout::FanOut;
 use crate::waves::WaveRun;
 
-/// Public prices (us-east-1): Standard workflow state transitions, Lambda requests and duration.
+/// Public prices (us-east-1): Standard workflow state transitions, Lambda requests and duration
+/// (arm64, the architecture the hub module deploys).
 pub const PRICE_PER_TRANSITION: f64 = 0.025 / 1000.0;
 pub const PRICE_PER_REQUEST: f64 = 0.20 / 1_000_000.0;
-pub const PRICE_PER_GB_SECOND: f64 = 0.000_016_666_7;
+pub const PRICE_PER_GB_SECOND: f64 = 0.000_013_333_4;
 /// Step Functions: events per execution history.
 pub const HISTORY_LIMIT: f64 = 25_000.0;
 /// The simulated patch: every command takes this long.
@@ -118,13 +120,7 @@ impl Figure {
 /// (`ec2patch_ssm_poll::next_poll_seconds`, the function PollSsmCommand uses). The poll at or
 /// after `patch_seconds` sees the command done.
 pub fn polls_for(settings: &PatchSettings, patch_seconds: u32) -> u32 {
-    let mut elapsed = settings.poll_initial_seconds;
-    let mut polls = 1;
-    while elapsed < patch_seconds {
-        elapsed += ec2patch_ssm_poll::next_poll_seconds(settings, polls);
-        polls += 1;
-    }
-    polls
+    crate::polling::doubling(settings, f64::from(patch_seconds)).0
 }
 
 /// Lambda memory per function, from the hub module's function table (the deployed setting).
@@ -231,6 +227,10 @@ pub struct Inputs<'a> {
     pub large: &'a WaveRun,
     /// Calls one PollSsmCommand invocation makes for a batch of the large run (measured).
     pub calls_per_poll: &'a BTreeMap<String, u64>,
+    /// Bytes that invocation logged.
+    pub log_bytes_per_poll: f64,
+    /// The time-scaled polling run.
+    pub polling: &'a crate::polling::Polling,
     pub processor: &'a BTreeMap<String, String>,
     pub memory: &'a BTreeMap<String, f64>,
     /// The scale the figures are stated for (1000 accounts x 3 regions x 50 instances).
@@ -346,7 +346,11 @@ pub fn figures(inputs: &Inputs<'_>) -> Vec<Figure> {
     // Orchestration cost of one wave of 1000 targets, 30-minute patch.
     let settings = inputs.settings;
     let per_batch = settings.targets_per_batch as f64;
-    let backoff_polls = f64::from(polls_for(settings, PATCH_SECONDS));
+    // Polls per batch for a 30-minute patch: the time-scaled run's median (adaptive waits).
+    let polling = inputs.polling;
+    let measured_polls: Vec<f64> = polling.batches.iter().map(|b| f64::from(b.polls)).collect();
+    let backoff_polls = crate::coldstart::median(&mut measured_polls.clone());
+    let most_polls = measured_polls.iter().copied().fold(backoff_polls, f64::max);
     let fixed_polls = f64::from(PATCH_SECONDS / FIXED_POLL_SECONDS);
     let inventory_per_target = f.inventory_seconds / f.targets.max(1) as f64;
     let cost = |polls| {
@@ -357,7 +361,7 @@ pub fn figures(inputs: &Inputs<'_>) -> Vec<Figure> {
         Figure::new("cost.per1000TargetsDollars", "orchestration cost", "one wave, 1000 targets, 30-min patch", backoff.dollars, "$")
             .target(Bound::AtMost, 1.0, "value")
             .note(format!(
-                "{:.0} transitions, {:.0} Lambda requests, {:.1} GB-s; {} polls per batch of {}; $0.025/1000 transitions, $0.20/M requests, $0.0000166667/GB-s",
+                "{:.0} transitions, {:.0} Lambda requests, {:.1} GB-s; {} polls per batch of {}; $0.025/1000 transitions, $0.20/M requests, $0.0000133334/GB-s (arm64)",
                 backoff.transitions, backoff.invocations, backoff.gb_seconds, backoff_polls, per_batch
             )),
     );
@@ -416,6 +420,60 @@ pub fn figures(inputs: &Inputs<'_>) -> Vec<Figure> {
         .note("one wave's cost / 1000"),
     );
 
+    // The whole bill: every service, per 1000 targets and per instance (the difference between
+    // the 50- and the 5-instance runs, per instance added).
+    let bill_of = |run: &WaveRun| {
+        let cost =
+            wave_cost(run, inputs.processor, inputs.memory, inventory_per_target, 1000.0, per_batch, backoff_polls);
+        let usage = bill::Usage {
+            calls: &run.aws_calls,
+            run_targets: run.targets as f64,
+            log_bytes: run.log_bytes as f64,
+            log_bytes_per_poll: inputs.log_bytes_per_poll,
+            run_polls: run.entered.get("PollCommands").copied().unwrap_or_default() as f64,
+        };
+        let batches = (1000.0 / per_batch).ceil();
+        let children = if batches as u64 > ec2patch_core::asl::INLINE_MAP_MAX_BATCHES { batches } else { 0.0 };
+        bill::wave_bill(&cost, &usage, 1000.0, batches, children)
+    };
+    let (bill_small, bill_large) = (bill_of(inputs.small), bill_of(inputs.large));
+    out.push(
+        Figure::new(
+            "cost.billPer1000TargetsDollars",
+            "whole bill",
+            format!("whole bill, 1000 targets x {} instances, 30-min patch", inputs.large.instances_per_target),
+            bill_large.dollars,
+            "$",
+        )
+        .target(Bound::AtMost, 0.5, "value")
+        .note(
+            bill_large
+                .parts
+                .iter()
+                .map(|p| format!("{} ${:.4} ({:.1} {}: {})", p.service, p.dollars, p.units, p.unit, p.basis))
+                .collect::<Vec<_>>()
+                .join("; "),
+        ),
+    );
+    let added_instances =
+        1000.0 * (inputs.large.instances_per_target as f64 - inputs.small.instances_per_target as f64).max(1.0);
+    out.push(
+        Figure::new(
+            "cost.billPerInstanceDollars",
+            "whole bill",
+            "marginal cost per instance",
+            (bill_large.dollars - bill_small.dollars) / added_instances,
+            "$",
+        )
+        .note(format!(
+            "(bill at {} instances/target ${:.4} - at {} ${:.4}) / {added_instances:.0} instances",
+            inputs.large.instances_per_target,
+            bill_large.dollars,
+            inputs.small.instances_per_target,
+            bill_small.dollars
+        )),
+    );
+
     // History: the parent's events do not depend on the wave's size (the Distributed Map's
     // children carry the batches); the largest child is one batch.
     let large = inputs.large;
@@ -436,12 +494,12 @@ pub fn figures(inputs: &Inputs<'_>) -> Vec<Figure> {
     let timeout_polls = f64::from(polls_for(settings, settings.command_timeout_seconds));
     let measured_max_polls = large.polls_per_batch.values().copied().max().unwrap_or_default() as f64;
     out.push(
-        Figure::new("history.largestChildEvents", "history", "largest child execution (one batch), 30-min patch", batch_events(large, backoff_polls), "events")
+        Figure::new("history.largestChildEvents", "history", "largest child execution (one batch), 30-min patch", batch_events(large, most_polls), "events")
             .against(HISTORY_LIMIT, "hard limit")
             .target(Bound::AtMost, HISTORY_LIMIT, "value")
             .note(format!(
-                "per batch: 2 + {:.1} x (send, verify, {} polls) task events + wait/choice events, from the measured events per state; a batch polled until the {} s command timeout: {:.0} events; measured locally: {:.0} events for the batch with most polls ({} polls)",
-                large.events_per_state.get("Task").copied().unwrap_or(5.0), backoff_polls, settings.command_timeout_seconds,
+                "per batch: 2 + {:.1} x (send, verify, {} polls: the most of the time-scaled run) task events + wait/choice events, from the measured events per state; a batch polled until the {} s command timeout: {:.0} events; measured locally: {:.0} events for the batch with most polls ({} polls)",
+                large.events_per_state.get("Task").copied().unwrap_or(5.0), most_polls, settings.command_timeout_seconds,
                 batch_events(large, timeout_polls), batch_events(large, measured_max_polls), measured_max_polls
             )),
     );
@@ -491,14 +549,34 @@ pub fn figures(inputs: &Inputs<'_>) -> Vec<Figure> {
             .note("spoke + hub (DynamoDB, S3, SNS, Lambda invokes by the state machine), without polls"),
         );
     }
+    let doubling_polls: Vec<f64> = polling.batches.iter().map(|b| f64::from(b.doubling_polls)).collect();
+    let spread = |values: &[f64]| {
+        let min = values.iter().copied().fold(f64::INFINITY, f64::min);
+        let max = values.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        (crate::coldstart::median(&mut values.to_vec()), min, max)
+    };
+    let instances: Vec<String> = polling.batches.iter().map(|b| b.instances.to_string()).collect();
+    let (_, polls_min, polls_max) = spread(&measured_polls);
     out.push(
-        Figure::new("calls.pollsPerTarget", "AWS calls", "polls per target, 30-min patch", backoff_polls, "polls")
-            .against(fixed_polls, "fixed 30 s polls")
+        Figure::new("calls.pollsPerTarget", "completion seen", format!("polls per batch, {}-min patch", PATCH_SECONDS / 60), backoff_polls, "polls")
+            .against(spread(&doubling_polls).0, "30 s doubling to 300 s alone")
             .target(Bound::AtMost, 12.0, "value")
             .note(format!(
-                "waits {}s doubling to {}s (PollSsmCommand's schedule); one ListCommandInvocations per command (<= 50 instances) per poll; measured locally (1-2 s waits, simulated patches): {:.1} polls per batch",
-                settings.poll_initial_seconds, settings.poll_max_seconds,
-                large.polls_per_batch.values().sum::<u64>() as f64 / large.polls_per_batch.len().max(1) as f64
+                "median of {} batches (instances per command: {}), min {polls_min}, max {polls_max}; time-scaled x{}; one ListCommandInvocations per command (<= 50 instances) per poll; a fixed 30 s loop: {fixed_polls} polls",
+                polling.batches.len(), instances.join(", "), polling.scale
+            )),
+    );
+    let delays: Vec<f64> = polling.batches.iter().map(|b| b.delay_seconds).collect();
+    let doubling_delays: Vec<f64> = polling.batches.iter().map(|b| b.doubling_delay_seconds).collect();
+    let (delay, delay_min, delay_max) = spread(&delays);
+    let (doubling_delay, doubling_min, doubling_max) = spread(&doubling_delays);
+    out.push(
+        Figure::new("polling.delaySeconds", "completion seen", "command finished -> hub sees it (median)", delay, "s")
+            .against(doubling_delay, "30 s doubling to 300 s alone")
+            .target(Bound::AtMost, 60.0, "value")
+            .note(format!(
+                "min {delay_min:.0} s, max {delay_max:.0} s over {} batches (doubling alone: {doubling_min:.0}-{doubling_max:.0} s, computed on the same measured command durations); time-scaled x{}: one real second is {} s here",
+                polling.batches.len(), polling.scale, polling.scale
             )),
     );
     out

@@ -9,9 +9,11 @@
 //! - [`figures`]: the figures, their targets and the projections to full scale;
 //! - [`scale`]: one real wave of 1000 accounts x 3 regions through the Distributed Map.
 
+pub mod bill;
 pub mod coldstart;
 pub mod fanout;
 pub mod figures;
+pub mod polling;
 pub mod runtime_api;
 pub mod scale;
 pub mod waves;
@@ -56,6 +58,11 @@ pub struct Options {
     pub scale_accounts: usize,
     pub scale_regions: usize,
     pub scale_instances: usize,
+    /// The time-scaled polling run: time compression, instances per target of each group of
+    /// targets, and targets per group.
+    pub polling_scale: u32,
+    pub polling_instances: Vec<usize>,
+    pub polling_targets_per_group: usize,
     pub output: PathBuf,
 }
 
@@ -80,6 +87,9 @@ impl Options {
             scale_accounts: 1000,
             scale_regions: 3,
             scale_instances: 50,
+            polling_scale: 10,
+            polling_instances: vec![1, 5, 20, 50],
+            polling_targets_per_group: 3,
             output: target_dir(root).join("bench/results.json"),
         }
     }
@@ -99,6 +109,9 @@ impl Options {
             wave_accounts: 2,
             wave_instances_small: 1,
             wave_instances_large: 3,
+            polling_scale: 300,
+            polling_instances: vec![2],
+            polling_targets_per_group: 1,
             output: target_dir(root).join("bench/smoke-results.json"),
             ..Self::full(root)
         }
@@ -154,6 +167,8 @@ pub struct Results {
     pub fanout: fanout::FanOut,
     pub waves: Vec<waves::WaveRun>,
     pub calls_per_poll: BTreeMap<String, u64>,
+    /// The time-scaled polling run, batch by batch.
+    pub polling: polling::Polling,
     /// `ValidateStateMachineDefinition` of the deployed definition (Distributed Map included) by
     /// the emulator's ASL parser: `OK`, or its diagnostics.
     pub definition_check: String,
@@ -197,6 +212,8 @@ pub async fn run(root: &Path, options: &Options) -> anyhow::Result<Results> {
     let started = Instant::now();
     let started_at = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs();
     let mut phases = BTreeMap::new();
+    // Before any function runs: the bill counts the bytes they log.
+    bill::count_function_logs()?;
     let mut phase = |name: &str, since: Instant| {
         let seconds = since.elapsed().as_secs_f64();
         eprintln!("bench: {name} done in {seconds:.1} s");
@@ -286,9 +303,26 @@ pub async fn run(root: &Path, options: &Options) -> anyhow::Result<Results> {
     };
     ec2patch_ssm_poll::handle(&poller, poll()?).await.context("warming the poller")?;
     stack.router.reset_calls();
+    let logged_before = bill::log_bytes();
     ec2patch_ssm_poll::handle(&poller, poll()?).await.context("measuring one poll")?;
     let calls_per_poll = stack.router.calls();
+    let log_bytes_per_poll = (bill::log_bytes() - logged_before) as f64;
     phase("patch waves", t);
+
+    let t = Instant::now();
+    eprintln!("bench: time-scaled polling (x{}) ...", options.polling_scale);
+    let polling = polling::measure(
+        &stack,
+        &polling::PollingOptions {
+            scale: options.polling_scale,
+            patch_seconds: figures::PATCH_SECONDS,
+            instances_per_target: options.polling_instances.clone(),
+            targets_per_group: options.polling_targets_per_group,
+            first_account: 500,
+        },
+    )
+    .await?;
+    phase("polling", t);
 
     let t = Instant::now();
     eprintln!("bench: inventory fan-out over {} accounts ...", options.fanout_accounts);
@@ -318,6 +352,8 @@ pub async fn run(root: &Path, options: &Options) -> anyhow::Result<Results> {
         small: &small,
         large: &large,
         calls_per_poll: &calls_per_poll,
+        log_bytes_per_poll,
+        polling: &polling,
         processor: &processor,
         memory: &memory,
         scale_accounts: options.scale_accounts,
@@ -336,6 +372,7 @@ pub async fn run(root: &Path, options: &Options) -> anyhow::Result<Results> {
         fanout,
         waves: vec![tiny, small, large],
         calls_per_poll,
+        polling,
         definition_check,
     })
 }

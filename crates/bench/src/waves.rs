@@ -60,6 +60,8 @@ pub struct WaveRun {
     /// Lambda task durations by state name (TaskScheduled to TaskSucceeded/Failed).
     pub task_times: BTreeMap<String, TaskTime>,
     pub aws_calls: BTreeMap<String, u64>,
+    /// Bytes the functions logged during the run (see [`crate::bill::count_function_logs`]).
+    pub log_bytes: u64,
     /// The wave's inventory summary as the state machine carries it (compact JSON).
     #[serde(skip)]
     pub inventory_summary: Option<String>,
@@ -87,6 +89,7 @@ pub async fn run(
         .await
         .with_context(|| format!("seeding {run_id}"))?;
     stack.router.reset_calls();
+    let logged_before = crate::bill::log_bytes();
     let started = Instant::now();
     let input = json!({
         "accountWaves": [{"name": "bench", "accounts": estate.accounts, "regions": regions}],
@@ -98,6 +101,7 @@ pub async fn run(
     let execution = stack.approve_until_done(&arn, &ApproveOptions::new(TIMEOUT).for_run(run_id)).await?;
     let seconds = started.elapsed().as_secs_f64();
     let aws_calls = stack.router.calls();
+    let log_bytes = crate::bill::log_bytes() - logged_before;
     if execution.status != ExecutionStatus::Succeeded {
         bail!("{run_id} ended {:?}: {:?} {:?}", execution.status, execution.error, execution.cause);
     }
@@ -114,6 +118,7 @@ pub async fn run(
     run.status = execution.status.as_str().to_owned();
     run.seconds = seconds;
     run.aws_calls = aws_calls;
+    run.log_bytes = log_bytes;
     Ok(run)
 }
 
@@ -218,6 +223,7 @@ pub fn analyse(history: &[HistoryEvent], processor: &BTreeMap<String, String>) -
         largest_payload_state: largest_state,
         task_times: task_times(history, &owner),
         aws_calls: BTreeMap::new(),
+        log_bytes: 0,
         inventory_summary,
     })
 }

@@ -17,6 +17,8 @@ const KEYS: &[&str] = &[
     "cost.vsFixedPoll",
     "cost.perTargetDollars",
     "cost.waveAtScaleDollars",
+    "cost.billPer1000TargetsDollars",
+    "cost.billPerInstanceDollars",
     "history.parentEvents",
     "history.largestChildEvents",
     "payload.largestBytes",
@@ -25,6 +27,7 @@ const KEYS: &[&str] = &[
     "calls.spokePerTarget.50",
     "calls.allPerTarget.50",
     "calls.pollsPerTarget",
+    "polling.delaySeconds",
 ];
 
 /// The function binaries (one per function crate).
