@@ -40,8 +40,11 @@ const WARM_RUNS: usize = 16;
 /// session does (IAM's "revoke active sessions" cuts it off at once).
 #[derive(Debug)]
 pub struct WarmSessions {
-    runs: Mutex<lru::LruCache<(String, Option<&'static str>), Arc<SpokeSessions>>>,
+    runs: Mutex<lru::LruCache<RunAndPolicy, Arc<SpokeSessions>>>,
 }
+
+/// A run id and the session policy its sessions carry (`None`: the role's own rights).
+type RunAndPolicy = (String, Option<&'static str>);
 
 impl Default for WarmSessions {
     fn default() -> Self {
