@@ -230,6 +230,20 @@ impl RunStore {
         Ok(output.item)
     }
 
+    /// Deletes the item, if there is one.
+    pub async fn delete_item(&self, pk: &str, sk: &str) -> Result<()> {
+        self.dynamodb
+            .delete_item()
+            .table_name(&self.table)
+            .key("pk", AttributeValue::S(pk.to_owned()))
+            .key("sk", AttributeValue::S(sk.to_owned()))
+            .send()
+            .await
+            .aws_context("DeleteItem", || format!("table {} pk {pk} sk {sk}", self.table))
+            .map_err(into_store_error)?;
+        Ok(())
+    }
+
     pub fn dynamodb(&self) -> &aws_sdk_dynamodb::Client {
         &self.dynamodb
     }
