@@ -110,6 +110,32 @@ pub async fn due_entries(store: &RunStore, now: u64) -> Result<Vec<IndexEntry>> 
     Ok(entries)
 }
 
+/// The run's snapshots in the account and region `ec2` reaches: this account's own, found by
+/// the run's tag (one paginated `DescribeSnapshots`).
+pub async fn of_run(
+    ec2: &aws_sdk_ec2::Client,
+    run_id: &str,
+    context: &str,
+) -> Result<Vec<aws_sdk_ec2::types::Snapshot>> {
+    let mut snapshots = Vec::new();
+    let mut pages = ec2
+        .describe_snapshots()
+        .owner_ids("self")
+        .filters(aws_sdk_ec2::types::Filter::builder().name(format!("tag:{RUN_TAG}")).values(run_id).build())
+        .into_paginator()
+        .send();
+    while let Some(page) = pages.next().await {
+        let page = page.aws_context("DescribeSnapshots", || context.to_owned())?;
+        snapshots.extend(page.snapshots().iter().cloned());
+    }
+    Ok(snapshots)
+}
+
+/// The value of the snapshot's tag `key`.
+pub fn tag_value<'a>(snapshot: &'a aws_sdk_ec2::types::Snapshot, key: &str) -> Option<&'a str> {
+    snapshot.tags().iter().find(|tag| tag.key() == Some(key)).and_then(|tag| tag.value())
+}
+
 /// Sets the instance's snapshot ids on its record.
 pub async fn record_on_instance(
     store: &RunStore,

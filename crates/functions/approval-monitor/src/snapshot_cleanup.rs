@@ -8,9 +8,8 @@
 //! item to that time. One target failing never stops the others; a transient failure is retried
 //! on the next invocation, any other a day later.
 
-use aws_sdk_ec2::types::Filter;
 use ec2patch_core::aws::AwsResultExt;
-use ec2patch_core::snapshots::{self, DELETE_AFTER_TAG, IndexEntry, RUN_TAG};
+use ec2patch_core::snapshots::{self, DELETE_AFTER_TAG, IndexEntry};
 use ec2patch_core::{Error, Hub, Result};
 use serde::{Deserialize, Serialize};
 
@@ -49,7 +48,7 @@ pub async fn delete_expired(hub: &Hub, now: u64) -> Result<SnapshotCleanup> {
         if let Some(delete_after) = next_due {
             hub.store.put_item(IndexEntry { delete_after, ..entry.clone() }.to_item()).await?;
         }
-        delete_index_item(hub, &entry).await?;
+        hub.store.delete_item(snapshots::INDEX_PK, &entry.sk()).await?;
     }
     if !cleanup.deleted.is_empty() || !cleanup.failures.is_empty() {
         tracing::info!(
@@ -68,32 +67,17 @@ async fn clean_target(hub: &Hub, entry: &IndexEntry, now: u64, cleanup: &mut Sna
     let context = format!("snapshots of run {} (account {} region {})", entry.run_id, entry.account, entry.region);
     let config = hub.snapshot_cleanup_spoke_sessions(&entry.run_id).config_for(&entry.account, &entry.region).await?;
     let ec2 = aws_sdk_ec2::Client::new(&config);
-    let mut pages = ec2
-        .describe_snapshots()
-        .owner_ids("self")
-        .filters(Filter::builder().name(format!("tag:{RUN_TAG}")).values(&entry.run_id).build())
-        .into_paginator()
-        .send();
     let mut expired = Vec::new();
     let mut next_due: Option<u64> = None;
-    while let Some(page) = pages.next().await {
-        let page = page.aws_context("DescribeSnapshots", || context.clone())?;
-        for snapshot in page.snapshots() {
-            let Some(id) = snapshot.snapshot_id() else { continue };
-            let due = snapshot
-                .tags()
-                .iter()
-                .find(|tag| tag.key() == Some(DELETE_AFTER_TAG))
-                .and_then(|tag| tag.value())
-                .and_then(snapshots::parse_delete_after);
-            match due {
-                Some(due) if due <= now => expired.push(id.to_owned()),
-                Some(due) => {
-                    cleanup.kept += 1;
-                    next_due = Some(next_due.map_or(due, |next| next.min(due)));
-                }
-                None => cleanup.kept += 1,
+    for snapshot in snapshots::of_run(&ec2, &entry.run_id, &context).await? {
+        let Some(id) = snapshot.snapshot_id() else { continue };
+        match snapshots::tag_value(&snapshot, DELETE_AFTER_TAG).and_then(snapshots::parse_delete_after) {
+            Some(due) if due <= now => expired.push(id.to_owned()),
+            Some(due) => {
+                cleanup.kept += 1;
+                next_due = Some(next_due.map_or(due, |next| next.min(due)));
             }
+            None => cleanup.kept += 1,
         }
     }
     for id in expired {
@@ -115,18 +99,4 @@ async fn clean_target(hub: &Hub, entry: &IndexEntry, now: u64, cleanup: &mut Sna
         }
     }
     Ok(next_due)
-}
-
-async fn delete_index_item(hub: &Hub, entry: &IndexEntry) -> Result<()> {
-    hub.store
-        .dynamodb()
-        .delete_item()
-        .table_name(hub.store.table())
-        .key("pk", ec2patch_core::store::s(snapshots::INDEX_PK))
-        .key("sk", ec2patch_core::store::s(entry.sk()))
-        .send()
-        .await
-        .aws_context("DeleteItem", || format!("snapshot index item {}", entry.sk()))
-        .map_err(ec2patch_core::store::into_store_error)?;
-    Ok(())
 }

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use aws_sdk_ec2::types::{
-    CopyTagsFromSource, Filter, InstanceSpecification, ResourceType, SnapshotState, Tag, TagSpecification,
+    CopyTagsFromSource, InstanceSpecification, ResourceType, SnapshotState, Tag, TagSpecification,
 };
 use ec2patch_core::aws::AwsResultExt;
 use ec2patch_core::instance_lease;
@@ -163,22 +163,12 @@ async fn existing_snapshots(
     context: &str,
 ) -> Result<BTreeMap<String, Vec<String>>> {
     let mut by_instance: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    let mut pages = ec2
-        .describe_snapshots()
-        .owner_ids("self")
-        .filters(Filter::builder().name(format!("tag:{RUN_TAG}")).values(run_id).build())
-        .into_paginator()
-        .send();
-    while let Some(page) = pages.next().await {
-        let page = page.aws_context("DescribeSnapshots", || context.to_owned())?;
-        for snapshot in page.snapshots() {
-            if snapshot.state() == Some(&SnapshotState::Error) {
-                continue;
-            }
-            let instance = snapshot.tags().iter().find(|t| t.key() == Some(INSTANCE_TAG)).and_then(|t| t.value());
-            if let (Some(instance), Some(id)) = (instance, snapshot.snapshot_id()) {
-                by_instance.entry(instance.to_owned()).or_default().push(id.to_owned());
-            }
+    for snapshot in snapshots::of_run(ec2, run_id, context).await? {
+        if snapshot.state() == Some(&SnapshotState::Error) {
+            continue;
+        }
+        if let (Some(instance), Some(id)) = (snapshots::tag_value(&snapshot, INSTANCE_TAG), snapshot.snapshot_id()) {
+            by_instance.entry(instance.to_owned()).or_default().push(id.to_owned());
         }
     }
     Ok(by_instance)
