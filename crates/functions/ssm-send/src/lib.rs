@@ -343,18 +343,17 @@ async fn send_target(
         sent.busy = busy.len();
     }
     let snapshot_wave = plan.waves.get(request.wave_index).filter(|wave| wave.snapshot && !plan.dry_run);
+    let ec2 = snapshot_wave.map(|_| aws_sdk_ec2::Client::new(&config));
     for (chunk, instance_ids) in ids.chunks(INSTANCES_PER_COMMAND).enumerate() {
         let sk = store::command_sk(request.wave_index, request.batch, &account, &region, chunk);
         let mut instance_ids = instance_ids.to_vec();
         // A chunk already claimed (a retry) keeps the instances its claim names: they were
         // protected then. Chunks are cut before snapshots, so a retry cuts them the same way.
-        if let Some(wave) = snapshot_wave
+        if let (Some(wave), Some(ec2)) = (snapshot_wave, &ec2)
             && hub.store.get_item(&store::run_pk(&plan.run_id), &sk).await?.is_none()
         {
-            let ec2 = aws_sdk_ec2::Client::new(&config);
             let protected =
-                snapshots::protect_and_record(hub, &ec2, (plan, &wave.name), (&account, &region), &instance_ids)
-                    .await?;
+                snapshots::protect_and_record(hub, ec2, (plan, &wave.name), (&account, &region), &instance_ids).await?;
             let unprotected = instance_ids.len() - protected.len();
             sent.instances -= unprotected;
             sent.unprotected += unprotected;
