@@ -25,7 +25,7 @@ pub use ec2patch_core::wave::{
 };
 use ec2patch_core::wave_gate;
 use ec2patch_core::{Error, Hub, Result, RunPlan, TagFilter, Target, Wave};
-use futures::StreamExt;
+use futures::{StreamExt, TryStreamExt};
 use serde::Deserialize;
 
 /// DescribeInstanceInformation's `InstanceIds` filter takes at most 50 values.
@@ -131,10 +131,8 @@ pub async fn handle(hub: &Hub, request: InventoryRequest) -> Result<WaveInventor
             hub.store.put_json(&store::batch_key(run_id, wave_index, batch.batch), batch).await
         })
         .buffer_unordered(hub.config.inventory_concurrency.max(1))
-        .collect::<Vec<_>>()
-        .await
-        .into_iter()
-        .collect::<Result<Vec<_>>>()?;
+        .try_collect::<Vec<_>>()
+        .await?;
     let mut summary = summarize(&manifest, manifest_ref);
     summary.batches = batches.len();
     summary.batch_indexes = (0..batches.len()).collect();
