@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use aws_sdk_ec2::types::Tag;
 use ec2patch_core::config::{HubConfig, PatchSettings};
+use ec2patch_core::time::now_epoch_seconds_f64;
 use ec2patch_core::{AccountId, Hub, Region};
 use ec2patch_local::{EstateSpec, LocalStack, SeedKind};
 use serde::Serialize;
@@ -141,7 +142,7 @@ pub async fn measure(stack: &LocalStack, options: &PollingOptions) -> anyhow::Re
     let results = futures::future::join_all((0..inventory.batches).map(|batch| async move {
         let send: ec2patch_ssm_send::SendRequest =
             serde_json::from_value(json!({"runId": run_id, "waveIndex": 0, "batch": batch}))?;
-        let sent_at = epoch_now();
+        let sent_at = now_epoch_seconds_f64();
         let sent = ec2patch_ssm_send::handle(hub, send).await.with_context(|| format!("sending batch {batch}"))?;
         let (mut wait, mut attempt, mut polls) = (sent.next_poll_seconds, sent.attempt, 0);
         let seen_at = loop {
@@ -156,7 +157,7 @@ pub async fn measure(stack: &LocalStack, options: &PollingOptions) -> anyhow::Re
                     !result.timed_out,
                     "batch {batch} timed out: the simulated patch outlasted its timeout"
                 );
-                break epoch_now();
+                break now_epoch_seconds_f64();
             }
             (wait, attempt) = (result.next_poll_seconds, result.attempt);
         };
@@ -176,10 +177,6 @@ pub async fn measure(stack: &LocalStack, options: &PollingOptions) -> anyhow::Re
     .await;
     let batches = results.into_iter().collect::<anyhow::Result<Vec<_>>>()?;
     Ok(Polling { scale, patch_seconds: options.patch_seconds, batches, wall_seconds: started.elapsed().as_secs_f64() })
-}
-
-fn epoch_now() -> f64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or_default()
 }
 
 /// When the batch's last invocation finished, as SSM reports it (the plugins' finish times).

@@ -7,6 +7,11 @@ pub fn now_epoch_seconds() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or_default()
 }
 
+/// Epoch seconds now, with their fraction (poll timing against SSM's millisecond times).
+pub fn now_epoch_seconds_f64() -> f64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or_default()
+}
+
 /// Epoch milliseconds now (EMF timestamps, API Gateway's `timeEpoch`).
 pub fn now_epoch_millis() -> u128 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or_default()

@@ -192,13 +192,9 @@ pub async fn handle(hub: &Hub, request: PollRequest) -> Result<PollResult> {
     let deadline = started + timeout + (timeout / 10).min(60);
     result.timed_out = result.in_progress > 0 && now_epoch_seconds() > deadline;
     result.done = result.in_progress == 0 || result.timed_out;
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|elapsed| elapsed.as_secs_f64())
-        .unwrap_or_default();
     let progress = Progress {
         polls: request.attempt + 1,
-        now,
+        now: ec2patch_core::time::now_epoch_seconds_f64(),
         sent_at: started as f64,
         deadline: deadline as f64,
         end,
