@@ -67,8 +67,8 @@ pub struct Usage<'a> {
     pub run_polls: f64,
 }
 
-/// The bill of one wave of `targets` targets in `batches` batches, each polled `polls` times,
-/// where `cost` holds the wave's transitions and Lambda use (at the same size and polls) and
+/// The bill of one wave of `targets` targets in `batches` batches, where `cost` holds the wave's
+/// transitions and Lambda use (at the same size, each batch polled `cost.polls_per_batch` times) and
 /// `child_executions` the Distributed Map's children (0 on the inline path).
 pub fn wave_bill(cost: &Cost, usage: &Usage<'_>, targets: f64, batches: f64, child_executions: f64) -> Bill {
     let calls = |key: &str| usage.calls.get(key).copied().unwrap_or_default() as f64;
@@ -100,36 +100,36 @@ pub fn wave_bill(cost: &Cost, usage: &Usage<'_>, targets: f64, batches: f64, chi
             PRICE_PER_TRANSITION,
             format!("measured states entered, scaled per batch; + {child_executions:.0} Distributed Map child starts"),
         ),
-        part("Lambda requests", cost.invocations, "requests", PRICE_PER_REQUEST, "every task and poll invocation".into()),
+        part("Lambda requests", cost.invocations, "requests", PRICE_PER_REQUEST, "every task and poll invocation"),
         part(
             "Lambda duration",
             cost.gb_seconds,
             "GB-s",
             PRICE_PER_GB_SECOND,
-            "measured task durations x each function's memory (hub module), arm64 price".into(),
+            "measured task durations x each function's memory (hub module), arm64 price",
         ),
         part(
             "DynamoDB writes",
             writes,
             "WRU",
             PRICE_PER_WRITE_UNIT,
-            "items <= 1 KB; a BatchWriteItem counted as a full 25 (upper bound)".into(),
+            "items <= 1 KB; a BatchWriteItem counted as a full 25 (upper bound)",
         ),
         part(
             "DynamoDB reads",
             reads,
             "RRU",
             PRICE_PER_READ_UNIT,
-            "GetItem 1; a Query counted as a full 1 MB strongly consistent page, 256 (upper bound)".into(),
+            "GetItem 1; a Query counted as a full 1 MB strongly consistent page, 256 (upper bound)",
         ),
-        part("S3 PUT/LIST", puts, "requests", PRICE_PER_S3_PUT, "router counters".into()),
-        part("S3 GET/HEAD", gets, "requests", PRICE_PER_S3_GET, "router counters".into()),
+        part("S3 PUT/LIST", puts, "requests", PRICE_PER_S3_PUT, "router counters"),
+        part("S3 GET/HEAD", gets, "requests", PRICE_PER_S3_GET, "router counters"),
         part(
             "KMS",
             kms,
             "requests",
             PRICE_PER_KMS_REQUEST,
-            "one per S3 request, DynamoDB write and Query (upper bound: Bucket Keys and DynamoDB's cached table key make far fewer)".into(),
+            "one per S3 request, DynamoDB write and Query (upper bound: Bucket Keys and DynamoDB's cached table key make far fewer)",
         ),
         part(
             "CloudWatch Logs",
@@ -146,19 +146,19 @@ pub fn wave_bill(cost: &Cost, usage: &Usage<'_>, targets: f64, batches: f64, chi
             METRIC_SERIES_PER_WAVE,
             "series-hours",
             PRICE_PER_METRIC_HOUR,
-            "the wave's metric series for the hour it runs ($0.30 per metric-month, prorated)".into(),
+            "the wave's metric series for the hour it runs ($0.30 per metric-month, prorated)",
         ),
-        part("SNS publish", publishes, "publishes", PRICE_PER_SNS_PUBLISH, "the approval request".into()),
-        part("SNS email", publishes, "emails", PRICE_PER_SNS_EMAIL, "one subscriber per topic".into()),
-        part("API Gateway", 1.0, "requests", PRICE_PER_HTTP_API_REQUEST, "the Approve click (HTTP API)".into()),
+        part("SNS publish", publishes, "publishes", PRICE_PER_SNS_PUBLISH, "the approval request"),
+        part("SNS email", publishes, "emails", PRICE_PER_SNS_EMAIL, "one subscriber per topic"),
+        part("API Gateway", 1.0, "requests", PRICE_PER_HTTP_API_REQUEST, "the Approve click (HTTP API)"),
     ];
     parts.retain(|p| p.units > 0.0);
     let dollars = parts.iter().map(|p| p.dollars).sum();
     Bill { targets, parts, dollars }
 }
 
-fn part(service: &'static str, units: f64, unit: &'static str, price: f64, basis: String) -> BillPart {
-    BillPart { service, units, unit, dollars: units * price, basis }
+fn part(service: &'static str, units: f64, unit: &'static str, price: f64, basis: impl Into<String>) -> BillPart {
+    BillPart { service, units, unit, dollars: units * price, basis: basis.into() }
 }
 
 static LOG_BYTES: AtomicU64 = AtomicU64::new(0);
