@@ -545,7 +545,7 @@ pub fn figures(inputs: &Inputs<'_>) -> Vec<Figure> {
                 all,
                 "calls",
             )
-            .target(Bound::AtMost, 8.0, "value")
+            .target(Bound::AtMost, 12.0, "value")
             .note("spoke + hub (DynamoDB, S3, SNS, Lambda invokes by the state machine), without polls"),
         );
     }
