@@ -428,7 +428,7 @@ fn fault_response(call: &CallInfo, fault: &Fault) -> RouterResponse {
         let status = StatusCode::from_u16(fault.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         return lambda_error(status, &fault.code, &fault.message);
     }
-    let request_id = "ec2patch-injected-fault";
+    let request_id = FAULT_REQUEST_ID;
     let (content_type, body) = match call.service.as_str() {
         "ec2" => (
             "text/xml",
@@ -459,5 +459,33 @@ fn fault_response(call: &CallInfo, fault: &Fault) -> RouterResponse {
     if let Ok(value) = HeaderValue::from_str(&fault.code) {
         response.headers_mut().insert("x-amzn-errortype", value);
     }
+    // AWS names the request of every answer; moto's ASL interpreter reads it when a service
+    // integration (the state machine's own dynamodb:putItem) fails, and dies with
+    // KeyError('RequestId') instead of raising the state's error without it.
+    response.headers_mut().insert("x-amzn-requestid", HeaderValue::from_static(FAULT_REQUEST_ID));
     response
+}
+
+/// The request id of every injected fault.
+const FAULT_REQUEST_ID: &str = "ec2patch-injected-fault";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_injected_fault_names_its_request_as_aws_does() {
+        let fault = Fault { code: "InternalServerError".to_owned(), message: "injected".to_owned(), status: 500 };
+        for (service, operation) in [("dynamodb", "PutItem"), ("s3", "PutObject"), ("ec2", "DescribeInstances")] {
+            let call = CallInfo {
+                service: service.to_owned(),
+                operation: operation.to_owned(),
+                account: Some("111111111111".to_owned()),
+            };
+            let response = fault_response(&call, &fault);
+            assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+            assert_eq!(response.headers()["x-amzn-requestid"], FAULT_REQUEST_ID, "{service}");
+            assert_eq!(response.headers()["x-amzn-errortype"], "InternalServerError", "{service}");
+        }
+    }
 }
