@@ -6,6 +6,10 @@
 //! answer (init + first invoke, as a cold invoke's duration), and the process's peak resident
 //! set (`VmHWM`) at that moment. The router counts each process's AWS calls, so the report shows
 //! that both sides made the same ones.
+//!
+//! Both sides reach AWS over HTTPS, as every Lambda does ([`crate::tls`]): the TLS handshake and
+//! loading the root certificates are part of the cold start. A sample that made no AWS call or
+//! completed no TLS handshake fails the run instead of reporting a fast number.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -23,6 +27,7 @@ use serde_json::{Value, json};
 use tokio::process::Command;
 
 use crate::runtime_api::RuntimeApi;
+use crate::tls::TlsFront;
 
 /// The run every cold-start event refers to (its plan is stored first).
 const FIXTURE_RUN: &str = "bench-cold";
@@ -38,6 +43,9 @@ pub struct Case {
     pub event: Value,
     /// What the invocation does, for the report.
     pub calls: &'static str,
+    /// The answer the event must get (`response`, or `error` for an event that is refused by
+    /// design): any other answer fails the run.
+    pub answer: &'static str,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -48,6 +56,29 @@ pub struct Sample {
     /// `response`, `error` (a handled error, as intended for some events) or `init-error`.
     pub answer: String,
     pub aws_calls: BTreeMap<String, u64>,
+    /// TLS handshakes the process completed with the HTTPS front (at least one: its AWS calls
+    /// went over TLS).
+    pub tls_handshakes: u64,
+    /// Whether this side ran first in its pair (the sides alternate).
+    pub ran_first: bool,
+}
+
+/// Median, min and max of a set of samples (or of the runs' ratios).
+#[derive(Debug, Clone, Copy, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Spread {
+    pub median: f64,
+    pub min: f64,
+    pub max: f64,
+}
+
+impl Spread {
+    pub fn of(values: impl IntoIterator<Item = f64>) -> Self {
+        let mut values: Vec<f64> = values.into_iter().collect();
+        let min = values.iter().copied().fold(f64::INFINITY, f64::min);
+        let max = values.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        Self { median: median(&mut values), min, max }
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -56,11 +87,14 @@ pub struct ColdStart {
     pub function: String,
     pub bin: String,
     pub calls: String,
-    /// Medians over the measured runs.
-    pub rust_millis: f64,
-    pub rust_peak_rss_mib: f64,
-    pub python_millis: f64,
-    pub python_peak_rss_mib: f64,
+    /// Median, min and max over the measured runs.
+    pub rust_millis: Spread,
+    pub rust_peak_rss_mib: Spread,
+    pub python_millis: Spread,
+    pub python_peak_rss_mib: Spread,
+    /// Each run's Rust / Python ratio (the samples of a run are taken one after the other).
+    pub millis_ratio: Spread,
+    pub peak_rss_ratio: Spread,
     pub rust: Vec<Sample>,
     pub python: Vec<Sample>,
     /// Both sides made the same AWS calls (by operation and count).
@@ -102,6 +136,7 @@ pub fn cases(stack: &LocalStack) -> anyhow::Result<Vec<Case>> {
             // be refused by the run lock.
             event: json!({"runId": "bench-cold-plan", "input": {"accountWaves": [{"name": "cold", "accounts": [account], "regions": ["us-east-1"]}]}}),
             calls: "validate; DynamoDB PutItem (run lock), S3 PutObject x2 (plan, lock), DynamoDB PutItem (run)",
+            answer: "response",
         },
         Case {
             function: "PreEC2Inventory",
@@ -109,6 +144,7 @@ pub fn cases(stack: &LocalStack) -> anyhow::Result<Vec<Case>> {
             python_module: "inventory",
             event: json!({"runId": FIXTURE_RUN, "waveIndex": 9}),
             calls: "S3 GetObject (plan); wave out of range: error",
+            answer: "error",
         },
         Case {
             function: "SendApprovalRequest",
@@ -116,6 +152,7 @@ pub fn cases(stack: &LocalStack) -> anyhow::Result<Vec<Case>> {
             python_module: "approval_request",
             event: json!({"taskToken": "bench-token", "runId": FIXTURE_RUN, "waveIndex": 9, "inventory": inventory}),
             calls: "init: SSM GetParameter (key); S3 GetObject (plan); error",
+            answer: "error",
         },
         Case {
             function: "ApprovalCallback",
@@ -123,6 +160,7 @@ pub fn cases(stack: &LocalStack) -> anyhow::Result<Vec<Case>> {
             python_module: "approval_callback",
             event: callback,
             calls: "init: SSM GetParameter (key); bad signature: 400 page, no read",
+            answer: "response",
         },
         Case {
             function: "SendSsmCommand",
@@ -130,6 +168,7 @@ pub fn cases(stack: &LocalStack) -> anyhow::Result<Vec<Case>> {
             python_module: "ssm_send",
             event: json!({"runId": FIXTURE_RUN, "waveIndex": 0, "batch": 999}),
             calls: "S3 GetObject (plan), S3 GetObject (batch: none); error",
+            answer: "error",
         },
         Case {
             function: "PollSsmCommand",
@@ -137,6 +176,7 @@ pub fn cases(stack: &LocalStack) -> anyhow::Result<Vec<Case>> {
             python_module: "ssm_poll",
             event: json!({"runId": FIXTURE_RUN, "waveIndex": 0, "batch": 999, "attempt": 0}),
             calls: "DynamoDB Query (commands: none)",
+            answer: "response",
         },
         Case {
             function: "PostEC2Verify",
@@ -144,6 +184,7 @@ pub fn cases(stack: &LocalStack) -> anyhow::Result<Vec<Case>> {
             python_module: "verify",
             event: json!({"step": "batch", "runId": FIXTURE_RUN, "waveIndex": 0, "batch": 999, "timedOut": false}),
             calls: "S3 GetObject (plan), DynamoDB Query (commands: none)",
+            answer: "response",
         },
         Case {
             function: "AnalyzeWithBedrock",
@@ -151,6 +192,7 @@ pub fn cases(stack: &LocalStack) -> anyhow::Result<Vec<Case>> {
             python_module: "bedrock_analysis",
             event: json!({"mode": "prePatch", "runId": FIXTURE_RUN, "waveIndex": 9, "inventory": inventory}),
             calls: "S3 GetObject (plan); wave out of range: error",
+            answer: "error",
         },
         Case {
             function: "CheckChangeFreeze",
@@ -158,6 +200,7 @@ pub fn cases(stack: &LocalStack) -> anyhow::Result<Vec<Case>> {
             python_module: "change_freeze",
             event: json!({"runId": FIXTURE_RUN, "waveIndex": 0}),
             calls: "S3 GetObject (plan); no change calendars: OPEN",
+            answer: "response",
         },
         Case {
             function: "ApprovalMonitor",
@@ -165,6 +208,7 @@ pub fn cases(stack: &LocalStack) -> anyhow::Result<Vec<Case>> {
             python_module: "approval_monitor",
             event: json!({"source": "aws.events", "detail-type": "Scheduled Event", "detail": {}}),
             calls: "init: SSM GetParameter (key); DynamoDB Scan (none pending), two metrics",
+            answer: "response",
         },
     ])
 }
@@ -199,8 +243,9 @@ pub enum Launch {
     },
 }
 
-/// The Lambda environment of a function process against `stack`.
-fn environment(stack: &LocalStack, case: &Case, runtime_api: &str) -> Vec<(String, String)> {
+/// The Lambda environment of a function process against `stack`, reaching AWS through the HTTPS
+/// `front`.
+fn environment(stack: &LocalStack, front: &TlsFront, case: &Case, runtime_api: &str) -> Vec<(String, String)> {
     let config = &stack.hub.config;
     let credentials = &stack.hub_credentials;
     let mut env = vec![
@@ -212,7 +257,12 @@ fn environment(stack: &LocalStack, case: &Case, runtime_api: &str) -> Vec<(Strin
         ("AWS_LAMBDA_LOG_STREAM_NAME", "bench".to_owned()),
         ("AWS_REGION", stack.options.region.clone()),
         ("AWS_DEFAULT_REGION", stack.options.region.clone()),
-        ("AWS_ENDPOINT_URL", stack.router.url()),
+        ("AWS_ENDPOINT_URL", front.url()),
+        // Each side's standard trust setting, both the same bundle (the system roots and the
+        // run's CA): rustls-native-certs, which the Rust SDK's HTTPS client loads its roots
+        // with, reads SSL_CERT_FILE; botocore reads AWS_CA_BUNDLE.
+        ("SSL_CERT_FILE", front.bundle().display().to_string()),
+        ("AWS_CA_BUNDLE", front.bundle().display().to_string()),
         ("AWS_ACCESS_KEY_ID", credentials.access_key_id().to_owned()),
         ("AWS_SECRET_ACCESS_KEY", credentials.secret_access_key().to_owned()),
         // No shared config files and no instance metadata: Lambda has neither.
@@ -222,7 +272,7 @@ fn environment(stack: &LocalStack, case: &Case, runtime_api: &str) -> Vec<(Strin
         ("EC2PATCH_TABLE", config.table.clone()),
         ("EC2PATCH_BUCKET", config.bucket.clone()),
         ("EC2PATCH_EXTERNAL_ID", config.external_id.clone().unwrap_or_default()),
-        ("EC2PATCH_CALLBACK_BASE_URL", stack.router.url()),
+        ("EC2PATCH_CALLBACK_BASE_URL", front.url()),
         ("EC2PATCH_HMAC_KEY_PARAMETER", config.hmac_key_parameter.clone().unwrap_or_default()),
         ("PATH", std::env::var("PATH").unwrap_or_default()),
     ];
@@ -232,8 +282,16 @@ fn environment(stack: &LocalStack, case: &Case, runtime_api: &str) -> Vec<(Strin
     env.into_iter().map(|(k, v)| (k.to_owned(), v)).collect()
 }
 
-/// One cold start: spawn, wait for the answer, read the peak RSS, kill.
-pub async fn sample(stack: &LocalStack, case: &Case, launch: &Launch, log: &Path, n: usize) -> anyhow::Result<Sample> {
+/// One cold start: spawn, wait for the answer, read the peak RSS, kill. Fails unless the process
+/// answered as the case expects, made AWS calls and completed a TLS handshake.
+pub async fn sample(
+    stack: &LocalStack,
+    front: &TlsFront,
+    case: &Case,
+    launch: &Launch,
+    log: &Path,
+    n: usize,
+) -> anyhow::Result<Sample> {
     let event = sample_event(case, n);
     let mut api =
         RuntimeApi::serve(&event, &format!("arn:aws:lambda:us-east-1:111111111111:function:{}", case.function)).await?;
@@ -250,13 +308,14 @@ pub async fn sample(stack: &LocalStack, case: &Case, launch: &Launch, log: &Path
             command
         }
     };
-    command.env_clear().envs(environment(stack, case, &api.address()));
+    command.env_clear().envs(environment(stack, front, case, &api.address()));
     if let Launch::Python { handlers, .. } = launch {
         command.env("PYTHONPATH", handlers.as_os_str()).env("LAMBDA_TASK_ROOT", handlers.as_os_str());
     }
     let log_file = std::fs::OpenOptions::new().create(true).append(true).open(log)?;
     command.stdin(Stdio::null()).stdout(log_file.try_clone()?).stderr(log_file).kill_on_drop(true);
     stack.router.reset_calls();
+    front.reset_handshakes();
     let started = Instant::now();
     let mut child = command.spawn().with_context(|| format!("starting {launch:?}"))?;
     let pid = child.id().context("the function process has no pid")?;
@@ -268,14 +327,35 @@ pub async fn sample(stack: &LocalStack, case: &Case, launch: &Launch, log: &Path
     let peak_rss_kib = peak_rss_kib(pid).with_context(|| format!("reading the peak RSS of {}", case.function))?;
     let _ = child.start_kill();
     let _ = child.wait().await;
+    let (aws_calls, tls_handshakes) = (stack.router.calls(), front.handshakes());
     if answer.kind == "init-error" {
         bail!("{} failed at init: {}", case.function, answer.body);
+    }
+    if answer.kind != case.answer {
+        bail!(
+            "{} ({launch:?}) answered {} where {} was expected: {}; see {}",
+            case.function,
+            answer.kind,
+            case.answer,
+            answer.body,
+            log.display()
+        );
+    }
+    if aws_calls.is_empty() || tls_handshakes == 0 {
+        bail!(
+            "{} ({launch:?}) made {} AWS calls with {tls_handshakes} TLS handshakes: its cold start did not reach AWS over TLS; see {}",
+            case.function,
+            aws_calls.values().sum::<u64>(),
+            log.display()
+        );
     }
     Ok(Sample {
         millis: answer.at.duration_since(started).as_secs_f64() * 1000.0,
         peak_rss_kib,
         answer: answer.kind.to_owned(),
-        aws_calls: stack.router.calls(),
+        aws_calls,
+        tls_handshakes,
+        ran_first: false,
     })
 }
 
@@ -309,9 +389,12 @@ pub fn median(values: &mut [f64]) -> f64 {
 }
 
 /// Every case, `runs` measured times per side, after one unmeasured warm-up run if `warmup` (so
-/// both sides start with their files in the page cache, as Lambda's workers do).
+/// both sides start with their files in the page cache, as Lambda's workers do). The function
+/// processes reach AWS through `front`.
+#[allow(clippy::too_many_arguments)]
 pub async fn measure(
     stack: &LocalStack,
+    front: &TlsFront,
     binaries: &Path,
     python: &Path,
     handlers: &Path,
@@ -335,25 +418,42 @@ pub async fn measure(
         let mut rust_samples = Vec::new();
         let mut python_samples = Vec::new();
         let skip = usize::from(warmup);
+        let rust_log = logs.join(format!("{}-rust.log", case.bin));
+        let python_log = logs.join(format!("{}-python.log", case.bin));
         for run in 0..runs + skip {
-            // Alternate the sides so that any drift in the machine's load hits both.
-            let r = sample(stack, &case, &rust, &logs.join(format!("{}-rust.log", case.bin)), 2 * run).await?;
-            let p = sample(stack, &case, &py, &logs.join(format!("{}-python.log", case.bin)), 2 * run + 1).await?;
+            // The two sides one after the other, alternating which goes first (measured run i:
+            // Rust first if i is even), so that neither always follows the other (page cache,
+            // CPU frequency, the emulator's state) and any drift in the machine's load hits both.
+            let rust_first = run.saturating_sub(skip) % 2 == 0;
+            let (mut r, mut p);
+            if rust_first {
+                r = sample(stack, front, &case, &rust, &rust_log, 2 * run).await?;
+                p = sample(stack, front, &case, &py, &python_log, 2 * run + 1).await?;
+            } else {
+                p = sample(stack, front, &case, &py, &python_log, 2 * run).await?;
+                r = sample(stack, front, &case, &rust, &rust_log, 2 * run + 1).await?;
+            }
+            (r.ran_first, p.ran_first) = (rust_first, !rust_first);
             if run >= skip {
                 rust_samples.push(r);
                 python_samples.push(p);
             }
         }
-        let med = |samples: &[Sample], f: fn(&Sample) -> f64| median(&mut samples.iter().map(f).collect::<Vec<_>>());
+        let spread = |samples: &[Sample], f: fn(&Sample) -> f64| Spread::of(samples.iter().map(f));
+        let ratio =
+            |f: fn(&Sample) -> f64| Spread::of(rust_samples.iter().zip(&python_samples).map(|(r, p)| f(r) / f(p)));
         let same_calls = rust_samples.iter().zip(&python_samples).all(|(r, p)| r.aws_calls == p.aws_calls);
+        let rss_mib = |s: &Sample| s.peak_rss_kib as f64 / 1024.0;
         results.push(ColdStart {
             function: case.function.to_owned(),
             bin: case.bin.to_owned(),
             calls: case.calls.to_owned(),
-            rust_millis: med(&rust_samples, |s| s.millis),
-            rust_peak_rss_mib: med(&rust_samples, |s| s.peak_rss_kib as f64 / 1024.0),
-            python_millis: med(&python_samples, |s| s.millis),
-            python_peak_rss_mib: med(&python_samples, |s| s.peak_rss_kib as f64 / 1024.0),
+            rust_millis: spread(&rust_samples, |s| s.millis),
+            rust_peak_rss_mib: spread(&rust_samples, rss_mib),
+            python_millis: spread(&python_samples, |s| s.millis),
+            python_peak_rss_mib: spread(&python_samples, rss_mib),
+            millis_ratio: ratio(|s| s.millis),
+            peak_rss_ratio: ratio(rss_mib),
             rust: rust_samples,
             python: python_samples,
             same_calls,
@@ -362,16 +462,49 @@ pub async fn measure(
     Ok(results)
 }
 
+/// The cold starts alone, on a local stack of their own (`ec2patch-bench cold-start`): the
+/// binaries built first if `options.build_profile` says so, the Python virtualenv, the stack, the
+/// HTTPS front, then [`measure`].
+pub async fn run(root: &Path, options: &crate::Options) -> anyhow::Result<Vec<ColdStart>> {
+    if let Some(profile) = &options.build_profile {
+        crate::build(root, profile)?;
+    }
+    let python =
+        ec2patch_local::moto::ensure_venv_at(root, ".venv-bench", &root.join("crates/bench/python/requirements.txt"))
+            .context("the Python baseline's virtualenv")?;
+    let stack =
+        LocalStack::start(ec2patch_local::LocalStackOptions { name_prefix: "bench".to_owned(), ..Default::default() })
+            .await?;
+    let target = crate::target_dir(root);
+    let front = TlsFront::start(&target.join("bench/tls"), stack.router.addr).await?;
+    measure(
+        &stack,
+        &front,
+        &options.binaries,
+        &python,
+        &root.join("crates/bench/python"),
+        options.cold_start_runs,
+        options.cold_start_warmup,
+        &target.join("bench/logs"),
+    )
+    .await
+}
+
 /// Boots one packaged function (`launch`, e.g. the arm64 PlanRun under qemu) as Lambda would,
 /// against a fresh local stack, and returns its one invocation's answer: PlanRun plans a run,
 /// which takes the run lock and stores the plan (DynamoDB, S3), so a `response` proves the
-/// binary starts, reads its environment, reaches AWS through the SDK and answers the Runtime API.
+/// binary starts, reads its environment, reaches AWS through the SDK over HTTPS (a CA made for
+/// the boot) and answers the Runtime API.
 pub async fn boot(launch: &Launch, log: &Path) -> anyhow::Result<Sample> {
     let stack =
         LocalStack::start(ec2patch_local::LocalStackOptions { name_prefix: "boot".to_owned(), ..Default::default() })
             .await?;
     let case = cases(&stack)?.into_iter().find(|c| c.bin == "plan").context("no PlanRun case")?;
-    let sample = sample(&stack, &case, launch, log, 0).await?;
+    let tls_dir = std::env::temp_dir().join(format!("ec2patch-boot-tls-{}", std::process::id()));
+    let front = TlsFront::start(&tls_dir, stack.router.addr).await?;
+    let sample = sample(&stack, &front, &case, launch, log, 0).await;
+    let _ = std::fs::remove_dir_all(&tls_dir);
+    let sample = sample?;
     if sample.answer != "response" {
         bail!("PlanRun answered {} (see {})", sample.answer, log.display());
     }

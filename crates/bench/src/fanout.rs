@@ -2,6 +2,9 @@
 //! (a) against the emulator's own capacity for the same calls (a tight concurrent client that
 //! makes them with no logic in between), and (b) with the router delaying every AWS call by a
 //! realistic latency, against a sequential loop making the same calls one after another.
+//!
+//! The estate is seeded once; the timed comparisons are repeated `runs` times (each run plans
+//! runs of its own), and every figure is the median of the runs' ratios with their min and max.
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
@@ -19,6 +22,8 @@ use futures::StreamExt;
 use serde::Serialize;
 use serde_json::json;
 
+use crate::coldstart::Spread;
+
 #[derive(Debug, Clone)]
 pub struct FanOutOptions {
     pub accounts: usize,
@@ -34,6 +39,23 @@ pub struct FanOutOptions {
     pub sequential_accounts: usize,
     /// A second latency run with this inventory concurrency (the deployed default is 16).
     pub wider_concurrency: usize,
+    /// How many times the timed comparisons are made.
+    pub runs: usize,
+}
+
+/// One run of the timed comparisons.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FanOutRun {
+    /// (a) The handler, and the tight client making the same calls (it goes first).
+    pub inventory_seconds: f64,
+    pub raw_seconds: f64,
+    /// (b) With `latency_ms` added to every AWS call: the handler at the deployed concurrency
+    /// and at `wider_concurrency`, and the sequential loop over the sample, scaled.
+    pub inventory_latency_seconds: f64,
+    pub inventory_latency_wider_seconds: f64,
+    pub sequential_sample_seconds: f64,
+    pub sequential_seconds: f64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -45,6 +67,9 @@ pub struct FanOut {
     pub instances: usize,
     pub concurrency: usize,
     pub seed_seconds: f64,
+    /// Each run's times, in order. The `*_seconds` fields below are their medians; the calls are
+    /// the first run's.
+    pub runs: Vec<FanOutRun>,
     /// (a) The handler as is, and the tight client making the same calls.
     pub inventory_seconds: f64,
     pub inventory_calls: BTreeMap<String, u64>,
@@ -64,6 +89,18 @@ pub struct FanOut {
     /// bytes of JSON: what the state machine carries of a wave of that size.
     pub summary_bytes_all_regions: Option<usize>,
     pub summary_targets_all_regions: Option<usize>,
+}
+
+impl FanOut {
+    /// The spread of one measurement over the runs.
+    pub fn spread(&self, pick: fn(&FanOutRun) -> f64) -> Spread {
+        Spread::of(self.runs.iter().map(pick))
+    }
+
+    /// The spread of each run's `value / baseline`.
+    pub fn ratio(&self, value: fn(&FanOutRun) -> f64, baseline: fn(&FanOutRun) -> f64) -> Spread {
+        Spread::of(self.runs.iter().map(|run| value(run) / baseline(run)))
+    }
 }
 
 /// Seeds the estate, runs the measurements, and leaves the router without latency.
@@ -86,45 +123,74 @@ pub async fn measure(stack: &LocalStack, options: &FanOutOptions) -> anyhow::Res
     let targets: Vec<(String, String)> =
         estate.accounts.iter().flat_map(|a| options.regions.iter().map(move |r| (a.clone(), r.clone()))).collect();
 
-    // (a) The tight client first, so that whatever the emulator's growing state costs falls on
-    // the handler, which runs second; then the real handler, in-process, as the router would run
-    // it for the state machine.
-    let raw_started = Instant::now();
-    stack.router.reset_calls();
     let concurrency = stack.hub.config.inventory_concurrency;
-    tight_client(stack, &targets, concurrency, "raw").await?;
-    let raw_seconds = raw_started.elapsed().as_secs_f64();
-    let raw_calls = stack.router.calls();
-    let (inventory_seconds, inventory_calls, _) =
-        inventory(stack, &stack.hub, "bench-fanout", &estate.accounts, &options.regions).await?;
+    let sample_accounts = &estate.accounts[..options.sequential_accounts.clamp(1, estate.accounts.len())];
+    let sample: Vec<(String, String)> = targets.iter().filter(|(a, _)| sample_accounts.contains(a)).cloned().collect();
+    let mut runs = Vec::new();
+    let mut first_calls = None;
+    for run in 0..options.runs.max(1) {
+        // (a) The tight client first, so that whatever the emulator's growing state costs falls
+        // on the handler, which runs second; then the real handler, in-process, as the router
+        // would run it for the state machine. Each run writes records of its own (new run ids).
+        let raw_started = Instant::now();
+        stack.router.reset_calls();
+        tight_client(stack, &targets, concurrency, &format!("raw-{run}")).await?;
+        let raw_seconds = raw_started.elapsed().as_secs_f64();
+        let raw_calls = stack.router.calls();
+        let (inventory_seconds, inventory_calls, _) =
+            inventory(stack, &stack.hub, &format!("bench-fanout-{run}"), &estate.accounts, &options.regions).await?;
+        first_calls.get_or_insert((inventory_calls, raw_calls));
 
-    // (b) Every AWS call 50 ms slower, as from a Lambda to AWS endpoints across regions.
-    stack.router.faults().add(FaultRule::latency(options.latency));
-    let result = async {
-        let (inventory_latency_seconds, _, _) =
-            inventory(stack, &stack.hub, "bench-fanout-latency", &estate.accounts, &options.regions).await?;
-        // The same with more targets at once (EC2PATCH_INVENTORY_CONCURRENCY is a setting).
-        let wider = Hub::new(
-            stack.sdk.clone(),
-            HubConfig { inventory_concurrency: options.wider_concurrency, ..stack.hub.config.clone() },
+        // (b) Every AWS call 50 ms slower, as from a Lambda to AWS endpoints across regions.
+        stack.router.faults().add(FaultRule::latency(options.latency));
+        let result = async {
+            let (latency_seconds, _, _) = inventory(
+                stack,
+                &stack.hub,
+                &format!("bench-fanout-latency-{run}"),
+                &estate.accounts,
+                &options.regions,
+            )
+            .await?;
+            // The same with more targets at once (EC2PATCH_INVENTORY_CONCURRENCY is a setting).
+            let wider = Hub::new(
+                stack.sdk.clone(),
+                HubConfig { inventory_concurrency: options.wider_concurrency, ..stack.hub.config.clone() },
+            );
+            let (wider_seconds, _, _) = inventory(
+                stack,
+                &wider,
+                &format!("bench-fanout-latency-wide-{run}"),
+                &estate.accounts,
+                &options.regions,
+            )
+            .await?;
+            let started = Instant::now();
+            tight_client(stack, &sample, 1, &format!("sequential-{run}")).await?;
+            Ok::<_, anyhow::Error>((latency_seconds, wider_seconds, started.elapsed().as_secs_f64()))
+        }
+        .await;
+        stack.router.faults().clear();
+        let (latency_seconds, wider_seconds, sample_seconds) = result?;
+        let sequential_seconds = sample_seconds * targets.len() as f64 / sample.len().max(1) as f64;
+        eprintln!(
+            "bench: fan-out run {}/{}: handler {inventory_seconds:.1} s vs tight client {raw_seconds:.1} s; with {} ms latency {latency_seconds:.1} s (concurrency {} {wider_seconds:.1} s) vs sequential {sequential_seconds:.1} s",
+            run + 1,
+            options.runs.max(1),
+            options.latency.as_millis(),
+            options.wider_concurrency
         );
-        let (wider_seconds, _, _) =
-            inventory(stack, &wider, "bench-fanout-latency-wide", &estate.accounts, &options.regions).await?;
-        let sample_accounts = &estate.accounts[..options.sequential_accounts.clamp(1, estate.accounts.len())];
-        let sample: Vec<(String, String)> =
-            targets.iter().filter(|(a, _)| sample_accounts.contains(a)).cloned().collect();
-        let started = Instant::now();
-        tight_client(stack, &sample, 1, "sequential").await?;
-        Ok::<_, anyhow::Error>((
-            inventory_latency_seconds,
-            wider_seconds,
-            sample.len(),
-            started.elapsed().as_secs_f64(),
-        ))
+        runs.push(FanOutRun {
+            inventory_seconds,
+            raw_seconds,
+            inventory_latency_seconds: latency_seconds,
+            inventory_latency_wider_seconds: wider_seconds,
+            sequential_sample_seconds: sample_seconds,
+            sequential_seconds,
+        });
     }
-    .await;
-    stack.router.faults().clear();
-    let (inventory_latency_seconds, wider_seconds, sample_targets, sample_seconds) = result?;
+    let (inventory_calls, raw_calls) = first_calls.unwrap_or_default();
+    let median = |pick: fn(&FanOutRun) -> f64| Spread::of(runs.iter().map(pick)).median;
 
     let (summary_bytes, summary_targets) = match &options.extra_region {
         Some(_) => {
@@ -141,17 +207,18 @@ pub async fn measure(stack: &LocalStack, options: &FanOutOptions) -> anyhow::Res
         instances: targets.len() * options.instances_per_target,
         concurrency,
         seed_seconds,
-        inventory_seconds,
+        inventory_seconds: median(|r| r.inventory_seconds),
         inventory_calls,
-        raw_seconds,
+        raw_seconds: median(|r| r.raw_seconds),
         raw_calls,
         latency_ms: u64::try_from(options.latency.as_millis()).unwrap_or(u64::MAX),
-        inventory_latency_seconds,
+        inventory_latency_seconds: median(|r| r.inventory_latency_seconds),
         wider_concurrency: options.wider_concurrency,
-        inventory_latency_wider_seconds: wider_seconds,
-        sequential_sample_targets: sample_targets,
-        sequential_sample_seconds: sample_seconds,
-        sequential_seconds: sample_seconds * targets.len() as f64 / sample_targets.max(1) as f64,
+        inventory_latency_wider_seconds: median(|r| r.inventory_latency_wider_seconds),
+        sequential_sample_targets: sample.len(),
+        sequential_sample_seconds: median(|r| r.sequential_sample_seconds),
+        sequential_seconds: median(|r| r.sequential_seconds),
+        runs,
         summary_bytes_all_regions: summary_bytes,
         summary_targets_all_regions: summary_targets,
     })

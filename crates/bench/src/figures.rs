@@ -8,7 +8,7 @@ use ec2patch_core::config::PatchSettings;
 use serde::Serialize;
 
 use crate::bill;
-use crate::coldstart::ColdStart;
+use crate::coldstart::{ColdStart, Spread};
 use crate::fanout::FanOut;
 use crate::waves::WaveRun;
 
@@ -52,8 +52,16 @@ pub struct Figure {
     /// What the value is compared with (the baseline), if anything.
     pub baseline: Option<f64>,
     pub baseline_label: Option<String>,
-    /// `value / baseline`.
+    /// `value / baseline`, or, for a figure measured over several runs, the median of the runs'
+    /// ratios.
     pub ratio: Option<f64>,
+    /// A figure measured over several runs (`runs` of them): `value` is their median, and these
+    /// are the smallest and largest value and ratio among them.
+    pub runs: Option<usize>,
+    pub value_min: Option<f64>,
+    pub value_max: Option<f64>,
+    pub ratio_min: Option<f64>,
+    pub ratio_max: Option<f64>,
     pub target: Option<Target>,
     pub met: Option<bool>,
     /// How far from the target when missed (>= 1: the factor by which it is missed).
@@ -78,6 +86,11 @@ impl Figure {
             baseline: None,
             baseline_label: None,
             ratio: None,
+            runs: None,
+            value_min: None,
+            value_max: None,
+            ratio_min: None,
+            ratio_max: None,
             target: None,
             met: None,
             miss_factor: None,
@@ -89,6 +102,19 @@ impl Figure {
         self.baseline = Some(baseline);
         self.baseline_label = Some(label.into());
         self.ratio = Some(self.value / baseline);
+        self
+    }
+
+    /// Measured over several runs: the value's spread (its median is the figure's value) and,
+    /// when there is a baseline, the spread of each run's ratio to it (whose median becomes the
+    /// figure's ratio, the one its target is judged on). Call after [`Figure::against`] and
+    /// before [`Figure::target`].
+    fn runs(mut self, runs: usize, value: Spread, ratio: Option<Spread>) -> Self {
+        self.runs = Some(runs);
+        (self.value, self.value_min, self.value_max) = (value.median, Some(value.min), Some(value.max));
+        if let Some(ratio) = ratio {
+            (self.ratio, self.ratio_min, self.ratio_max) = (Some(ratio.median), Some(ratio.min), Some(ratio.max));
+        }
         self
     }
 
@@ -266,21 +292,25 @@ fn all_calls(calls: &BTreeMap<String, u64>) -> f64 {
 pub fn figures(inputs: &Inputs<'_>) -> Vec<Figure> {
     let mut out = Vec::new();
     for c in inputs.cold {
+        let sides = if c.same_calls { "same AWS calls both sides" } else { "AWS CALLS DIFFER between the sides" };
         out.push(
             Figure::new(
                 format!("coldStart.{}.millis", c.bin),
                 "cold start",
-                format!("{} cold start + first invoke", c.function),
-                c.rust_millis,
+                format!("{} cold start + first invoke (HTTPS)", c.function),
+                c.rust_millis.median,
                 "ms",
             )
-            .against(c.python_millis, "Python (boto3 + awslambdaric)")
+            .against(c.python_millis.median, "Python (boto3 + awslambdaric)")
+            .runs(c.rust.len(), c.rust_millis, Some(c.millis_ratio))
             .target(Bound::AtMost, 0.1, "ratio")
             .note(format!(
-                "{}; median of {} runs{}",
+                "{}; median (min-max) of {} runs per side, the sides alternating which goes first, ratio: median of the runs' ratios; Python {:.0} ms ({:.0}-{:.0}); AWS over TLS (a CA made for the run, each side's standard trust setting); {sides}",
                 c.calls,
                 c.rust.len(),
-                if c.same_calls { "; same AWS calls both sides" } else { "; AWS CALLS DIFFER between the sides" }
+                c.python_millis.median,
+                c.python_millis.min,
+                c.python_millis.max,
             )),
         );
         out.push(
@@ -288,16 +318,24 @@ pub fn figures(inputs: &Inputs<'_>) -> Vec<Figure> {
                 format!("coldStart.{}.peakRssMib", c.bin),
                 "cold start",
                 format!("{} peak RSS", c.function),
-                c.rust_peak_rss_mib,
+                c.rust_peak_rss_mib.median,
                 "MiB",
             )
-            .against(c.python_peak_rss_mib, "Python (boto3 + awslambdaric)")
+            .against(c.python_peak_rss_mib.median, "Python (boto3 + awslambdaric)")
+            .runs(c.rust.len(), c.rust_peak_rss_mib, Some(c.peak_rss_ratio))
             .target(Bound::AtMost, 0.25, "ratio")
-            .note("VmHWM at the first answer"),
+            .note(format!(
+                "VmHWM at the first answer; median (min-max) of {} runs per side, ratio: median of the runs' ratios; Python {:.1} MiB ({:.1}-{:.1})",
+                c.rust.len(),
+                c.python_peak_rss_mib.median,
+                c.python_peak_rss_mib.min,
+                c.python_peak_rss_mib.max
+            )),
         );
     }
 
     let f = inputs.fanout;
+    let runs = f.runs.len();
     out.push(
         Figure::new(
             "fanout.inventorySeconds",
@@ -307,23 +345,29 @@ pub fn figures(inputs: &Inputs<'_>) -> Vec<Figure> {
             "s",
         )
         .against(f.raw_seconds, "tight client, same calls")
+        .runs(runs, f.spread(|r| r.inventory_seconds), Some(f.ratio(|r| r.inventory_seconds, |r| r.raw_seconds)))
         .target(Bound::AtMost, 1.25, "ratio")
         .note(format!(
-            "{} targets, {} instances, concurrency {}; {} AWS calls by the handler, {} by the tight client",
+            "{} targets, {} instances, concurrency {}; median (min-max) of {runs} runs (the tight client first in each), ratio: median of the runs' ratios; tight client {:.1} s ({:.1}-{:.1}); {} AWS calls by the handler, {} by the tight client",
             f.targets,
             f.instances,
             f.concurrency,
+            f.raw_seconds,
+            f.spread(|r| r.raw_seconds).min,
+            f.spread(|r| r.raw_seconds).max,
             all_calls(&f.inventory_calls),
             all_calls(&f.raw_calls)
         )),
     );
+    let sequential = f.spread(|r| r.sequential_sample_seconds);
     out.push(
         Figure::new("fanout.latencyInventorySeconds", "inventory fan-out", format!("inventory with {} ms per AWS call", f.latency_ms), f.inventory_latency_seconds, "s")
             .against(f.sequential_seconds, "sequential loop, same calls")
+            .runs(runs, f.spread(|r| r.inventory_latency_seconds), Some(f.ratio(|r| r.inventory_latency_seconds, |r| r.sequential_seconds)))
             .target(Bound::AtMost, 0.1, "ratio")
             .note(format!(
-                "sequential loop timed over {} targets ({:.1} s) and scaled to {} targets (linear: the same calls per target)",
-                f.sequential_sample_targets, f.sequential_sample_seconds, f.targets
+                "deployed concurrency {}; median (min-max) of {runs} runs, ratio: median of the runs' ratios; the sequential loop timed in each run over {} targets ({:.1} s, {:.1}-{:.1}) and scaled to {} targets (linear: the same calls per target)",
+                f.concurrency, f.sequential_sample_targets, sequential.median, sequential.min, sequential.max, f.targets
             )),
     );
 
@@ -336,9 +380,14 @@ pub fn figures(inputs: &Inputs<'_>) -> Vec<Figure> {
             "s",
         )
         .against(f.sequential_seconds, "sequential loop, same calls")
+        .runs(
+            runs,
+            f.spread(|r| r.inventory_latency_wider_seconds),
+            Some(f.ratio(|r| r.inventory_latency_wider_seconds, |r| r.sequential_seconds)),
+        )
         .target(Bound::AtMost, 0.1, "ratio")
         .note(format!(
-            "the deployed default is {}; a setting of the hub module (inventory_concurrency)",
+            "the deployed default is {}; a setting of the hub module (inventory_concurrency); median (min-max) of {runs} runs",
             f.concurrency
         )),
     );

@@ -1,9 +1,10 @@
 //! ec2patch's benchmark: every figure docs/performance.md reports, measured side by side in one
 //! run on the local stack (moto + router), printed as a table and written as JSON.
 //!
-//! - [`coldstart`]: each function binary's cold start and peak memory vs a Python equivalent;
+//! - [`coldstart`]: each function binary's cold start and peak memory vs a Python equivalent,
+//!   both reaching AWS over HTTPS ([`tls`]);
 //! - [`fanout`]: the inventory over N accounts x regions vs the emulator's capacity, and with
-//!   per-call latency vs a sequential loop;
+//!   per-call latency vs a sequential loop, each comparison repeated;
 //! - [`waves`]: real patch waves through the committed state machine, for transitions, history,
 //!   payloads, Lambda durations and AWS calls;
 //! - [`figures`]: the figures, their targets and the projections to full scale;
@@ -16,6 +17,7 @@ pub mod figures;
 pub mod polling;
 pub mod runtime_api;
 pub mod scale;
+pub mod tls;
 pub mod waves;
 
 use std::collections::BTreeMap;
@@ -50,6 +52,9 @@ pub struct Options {
     pub fanout_instances: usize,
     pub latency_ms: u64,
     pub sequential_accounts: usize,
+    /// Runs of the fan-out's timed comparisons (the estate is seeded once): each figure is the
+    /// median of the runs' ratios, with their min and max.
+    pub fanout_runs: usize,
     pub wave_accounts: usize,
     pub wave_regions: Vec<String>,
     pub wave_instances_small: usize,
@@ -80,6 +85,7 @@ impl Options {
             fanout_instances: 2,
             latency_ms: 50,
             sequential_accounts: 100,
+            fanout_runs: 3,
             wave_accounts: 20,
             wave_regions: vec!["us-east-1".to_owned(), "eu-west-1".to_owned(), "ap-southeast-2".to_owned()],
             wave_instances_small: 5,
@@ -106,6 +112,7 @@ impl Options {
             extra_region: Some("ap-southeast-2".to_owned()),
             fanout_instances: 1,
             sequential_accounts: 2,
+            fanout_runs: 1,
             wave_accounts: 2,
             wave_instances_small: 1,
             wave_instances_large: 3,
@@ -247,9 +254,13 @@ pub async fn run(root: &Path, options: &Options) -> anyhow::Result<Results> {
 
     let logs = target_dir(root).join("bench/logs");
     let t = Instant::now();
-    eprintln!("bench: cold starts ({} runs per side) ...", options.cold_start_runs);
+    // The function processes reach AWS over HTTPS, as in Lambda: a TLS front to the router, with
+    // a CA made for this run.
+    let front = tls::TlsFront::start(&target_dir(root).join("bench/tls"), stack.router.addr).await?;
+    eprintln!("bench: cold starts ({} runs per side, AWS at {}) ...", options.cold_start_runs, front.url());
     let cold = coldstart::measure(
         &stack,
+        &front,
         &options.binaries,
         &python,
         &root.join("crates/bench/python"),
@@ -258,6 +269,7 @@ pub async fn run(root: &Path, options: &Options) -> anyhow::Result<Results> {
         &logs,
     )
     .await?;
+    drop(front);
     phase("cold start", t);
 
     let batches = options.wave_accounts * options.wave_regions.len();
@@ -336,6 +348,7 @@ pub async fn run(root: &Path, options: &Options) -> anyhow::Result<Results> {
             latency: Duration::from_millis(options.latency_ms),
             sequential_accounts: options.sequential_accounts,
             wider_concurrency: 64,
+            runs: options.fanout_runs,
         },
     )
     .await?;
@@ -442,7 +455,18 @@ pub fn table(results: &Results) -> Table {
             (Some(false), None) => "MISSED".to_owned(),
             (None, _) => String::new(),
         };
-        table.add_row([figure.label.clone(), with_unit(figure.value, figure.unit), baseline, ratio, target, result]);
+        // A median of several runs: "median (min-max)".
+        let measured = match (figure.value_min, figure.value_max) {
+            (Some(min), Some(max)) => {
+                format!("{} ({}-{})", with_unit(figure.value, figure.unit), number(min), number(max))
+            }
+            _ => with_unit(figure.value, figure.unit),
+        };
+        let ratio = match (figure.ratio_min, figure.ratio_max) {
+            (Some(min), Some(max)) if !ratio.is_empty() => format!("{ratio} ({}-{})", number(min), number(max)),
+            _ => ratio,
+        };
+        table.add_row([figure.label.clone(), measured, baseline, ratio, target, result]);
     }
     table
 }

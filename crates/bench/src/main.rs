@@ -19,6 +19,9 @@ enum Command {
     /// One real wave at fleet scale through the Distributed Map (approval included); prints the
     /// measured figures and writes them as JSON (default target/bench/scale.json).
     Scale(ScaleArgs),
+    /// Only the cold starts (Rust vs Python over HTTPS), on a local stack of their own: prints each
+    /// function's times, peak RSS, ratios and AWS calls per side.
+    ColdStart(ColdStartArgs),
     /// Boot one PlanRun binary (e.g. the packaged arm64 bootstrap under qemu-aarch64) against
     /// the Runtime API and a local stack; it must answer its invocation (.ci/package).
     Boot(BootArgs),
@@ -32,6 +35,16 @@ struct ScaleArgs {
     regions: usize,
     #[arg(long)]
     output: Option<PathBuf>,
+}
+
+#[derive(Debug, clap::Args)]
+struct ColdStartArgs {
+    /// Measured cold starts per function and side (after one warm-up).
+    #[arg(long, default_value_t = 5)]
+    runs: usize,
+    /// The debug binaries (target/debug) as they are, instead of building the release ones.
+    #[arg(long)]
+    debug: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -61,6 +74,10 @@ struct Args {
     /// Accounts the sequential loop is timed over (then scaled to --accounts).
     #[arg(long, default_value_t = 100)]
     sequential_accounts: usize,
+    /// Runs of the inventory fan-out's timed comparisons (the estate is seeded once): each figure
+    /// is the median of the runs' ratios, with min and max.
+    #[arg(long, default_value_t = 3)]
+    fanout_runs: usize,
     /// Accounts of the patch waves (x 3 regions; at most 10 batches of 10 targets: this step measures the inline Map; `scale` the Distributed Map).
     #[arg(long, default_value_t = 20)]
     wave_accounts: usize,
@@ -74,6 +91,7 @@ async fn main() -> ExitCode {
     let outcome = match Cli::parse().command {
         Command::All(args) => all(args).await,
         Command::Scale(args) => scale(args).await,
+        Command::ColdStart(args) => cold_start(args).await,
         Command::Boot(args) => boot(args).await,
     };
     match outcome {
@@ -115,6 +133,7 @@ async fn all(args: Args) -> anyhow::Result<()> {
     options.fanout_accounts = args.accounts.max(1);
     options.sequential_accounts = args.sequential_accounts.clamp(1, options.fanout_accounts);
     options.wave_accounts = args.wave_accounts.max(1);
+    options.fanout_runs = args.fanout_runs.max(1);
     if let Some(output) = args.output {
         options.output = output;
     }
@@ -131,6 +150,43 @@ async fn all(args: Args) -> anyhow::Result<()> {
     );
     ec2patch_bench::write_json(&results, &options.output)?;
     Ok(())
+}
+
+async fn cold_start(args: ColdStartArgs) -> anyhow::Result<()> {
+    let root = ec2patch_local::moto::repo_root();
+    let root = std::fs::canonicalize(&root).unwrap_or(root);
+    let mut options = ec2patch_bench::Options::full(&root);
+    if args.debug {
+        options.binaries = ec2patch_bench::target_dir(&root).join("debug");
+        options.build_profile = None;
+    }
+    options.cold_start_runs = args.runs.max(1);
+    let cold = ec2patch_bench::coldstart::run(&root, &options).await?;
+    for c in &cold {
+        let spread = |s: ec2patch_bench::coldstart::Spread| format!("{:.1} ({:.1}-{:.1})", s.median, s.min, s.max);
+        println!(
+            "{}: {} ms vs Python {} ms, ratio {}; peak RSS {} MiB vs {} MiB, ratio {}; answers {:?}; TLS handshakes {:?} / {:?}; {}",
+            c.function,
+            spread(c.rust_millis),
+            spread(c.python_millis),
+            format_ratio(c.millis_ratio),
+            spread(c.rust_peak_rss_mib),
+            spread(c.python_peak_rss_mib),
+            format_ratio(c.peak_rss_ratio),
+            c.rust.iter().map(|s| s.answer.as_str()).collect::<Vec<_>>(),
+            c.rust.iter().map(|s| s.tls_handshakes).collect::<Vec<_>>(),
+            c.python.iter().map(|s| s.tls_handshakes).collect::<Vec<_>>(),
+            if c.same_calls { "same AWS calls".to_owned() } else { "AWS CALLS DIFFER".to_owned() },
+        );
+        if let (Some(r), Some(p)) = (c.rust.first(), c.python.first()) {
+            println!("    Rust:   {:?}\n    Python: {:?}", r.aws_calls, p.aws_calls);
+        }
+    }
+    Ok(())
+}
+
+fn format_ratio(s: ec2patch_bench::coldstart::Spread) -> String {
+    format!("{:.3} ({:.3}-{:.3})", s.median, s.min, s.max)
 }
 
 async fn boot(args: BootArgs) -> anyhow::Result<()> {
