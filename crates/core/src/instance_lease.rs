@@ -19,11 +19,16 @@
 //! - PostEC2Verify releases the lease (a delete conditional on still being the holder) once the
 //!   instance's outcome is recorded; an instance whose batch never reached verification is freed
 //!   when its lease runs out.
+//! - A target's leases are taken, and a batch's released, up to 100 in one `TransactWriteItems`
+//!   ([`acquire_all`], [`release_all`]): the same conditions, a call per 100 instances instead of
+//!   one per instance. When any condition fails (an instance is busy, a lease was taken over) the
+//!   transaction changes nothing, and those 100 go one by one, which names each holder.
 //! - Dry runs (`Scan`) change nothing on the instance: they neither take nor respect leases.
 
 use aws_sdk_dynamodb::operation::delete_item::DeleteItemError;
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
-use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailure};
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+use aws_sdk_dynamodb::types::{AttributeValue, Delete, Put, ReturnValuesOnConditionCheckFailure, TransactWriteItem};
 
 use crate::Result;
 use crate::plan::{AccountId, Region};
@@ -51,6 +56,133 @@ pub enum Lease {
     Busy { holder_run_id: String, until: u64 },
 }
 
+/// DynamoDB's limit of items in one transaction.
+const TRANSACTION_LIMIT: usize = 100;
+
+/// One instance: its account, region and id.
+pub type InstanceKey<'a> = (&'a AccountId, &'a Region, &'a str);
+
+/// The condition a lease is taken under, and its values: free, run out, or held by this run or
+/// one it resumes.
+fn acquire_condition(run_id: &str, resumes: &[String], now: u64) -> (String, Vec<(String, AttributeValue)>) {
+    let mut values = vec![(":run".to_owned(), s(run_id)), (":now".to_owned(), n(now))];
+    let mut own_runs = vec![":run".to_owned()];
+    for (index, resumed) in resumes.iter().enumerate() {
+        let name = format!(":resumed{index}");
+        values.push((name.clone(), s(resumed)));
+        own_runs.push(name);
+    }
+    (format!("attribute_not_exists(pk) OR leaseUntil < :now OR runId IN ({})", own_runs.join(", ")), values)
+}
+
+fn lease_item(run_id: &str, (account, region, instance_id): InstanceKey<'_>, until: u64) -> crate::store::Item {
+    std::collections::HashMap::from([
+        ("pk".to_owned(), s(lease_pk(account, region, instance_id))),
+        ("sk".to_owned(), s(LEASE_SK)),
+        ("runId".to_owned(), s(run_id)),
+        ("account".to_owned(), s(account.as_str())),
+        ("region".to_owned(), s(region.as_str())),
+        ("instanceId".to_owned(), s(instance_id)),
+        ("leaseUntil".to_owned(), n(until)),
+        // TTL removes forgotten leases a day after they ran out (TTL deletion is lazy: the
+        // condition, not the TTL, decides whether a lease is live).
+        ("expiresAt".to_owned(), n(until + 86_400)),
+    ])
+}
+
+/// Whether a TransactWriteItems failed because a condition (or a concurrent transaction) stopped
+/// it: then nothing was written and the items can go one by one.
+fn cancelled(error: &aws_sdk_dynamodb::error::SdkError<TransactWriteItemsError>) -> bool {
+    matches!(error.as_service_error(), Some(TransactWriteItemsError::TransactionCanceledException(_)))
+}
+
+/// Takes the leases on all `instances` of one account and region for `run_id`, 100 to a
+/// transaction; returns each instance's [`Lease`] in the order given.
+pub async fn acquire_all(
+    store: &RunStore,
+    run_id: &str,
+    resumes: &[String],
+    (account, region): (&AccountId, &Region),
+    instance_ids: &[String],
+    lease_seconds: u64,
+) -> Result<Vec<Lease>> {
+    let mut leases = Vec::with_capacity(instance_ids.len());
+    for chunk in instance_ids.chunks(TRANSACTION_LIMIT) {
+        let now = now_epoch_seconds();
+        let until = now + lease_seconds;
+        let (condition, values) = acquire_condition(run_id, resumes, now);
+        let items = chunk
+            .iter()
+            .map(|id| {
+                let put = Put::builder()
+                    .table_name(store.table())
+                    .set_item(Some(lease_item(run_id, (account, region, id), until)))
+                    .condition_expression(&condition)
+                    .set_expression_attribute_values(Some(values.iter().cloned().collect()))
+                    .build()
+                    .map_err(|e| crate::Error::StateStoreFailed(e.to_string()))?;
+                Ok(TransactWriteItem::builder().put(put).build())
+            })
+            .collect::<Result<Vec<_>>>()?;
+        match store.dynamodb().transact_write_items().set_transact_items(Some(items)).send().await {
+            Ok(_) => leases.extend(chunk.iter().map(|_| Lease::Held { until })),
+            Err(error) if cancelled(&error) => {
+                for id in chunk {
+                    leases.push(acquire(store, run_id, resumes, (account, region, id), lease_seconds).await?);
+                }
+            }
+            Err(error) => {
+                let context =
+                    format!("leases of {} instances (account {account} region {region}) for run {run_id}", chunk.len());
+                return Err(crate::store::into_store_error(crate::aws::classify(
+                    "TransactWriteItems",
+                    &context,
+                    error,
+                )));
+            }
+        }
+    }
+    Ok(leases)
+}
+
+/// Releases `run_id`'s leases on `instances`, 100 to a transaction; as [`release`], a lease
+/// another run holds now or that is gone is left alone.
+pub async fn release_all(store: &RunStore, run_id: &str, instances: &[InstanceKey<'_>]) -> Result<()> {
+    for chunk in instances.chunks(TRANSACTION_LIMIT) {
+        let items = chunk
+            .iter()
+            .map(|(account, region, id)| {
+                let delete = Delete::builder()
+                    .table_name(store.table())
+                    .key("pk", s(lease_pk(account, region, id)))
+                    .key("sk", s(LEASE_SK))
+                    .condition_expression("runId = :run")
+                    .expression_attribute_values(":run", s(run_id))
+                    .build()
+                    .map_err(|e| crate::Error::StateStoreFailed(e.to_string()))?;
+                Ok(TransactWriteItem::builder().delete(delete).build())
+            })
+            .collect::<Result<Vec<_>>>()?;
+        match store.dynamodb().transact_write_items().set_transact_items(Some(items)).send().await {
+            Ok(_) => {}
+            Err(error) if cancelled(&error) => {
+                for instance in chunk {
+                    release(store, run_id, *instance).await?;
+                }
+            }
+            Err(error) => {
+                let context = format!("releasing {} leases of run {run_id}", chunk.len());
+                return Err(crate::store::into_store_error(crate::aws::classify(
+                    "TransactWriteItems",
+                    &context,
+                    error,
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Takes (or renews) the lease on one instance for `run_id`, for `lease_seconds`. `resumes` are
 /// the runs this one resumes: their leases are taken over.
 pub async fn acquire(
@@ -62,31 +194,14 @@ pub async fn acquire(
 ) -> Result<Lease> {
     let now = now_epoch_seconds();
     let until = now + lease_seconds;
-    let pk = lease_pk(account, region, instance_id);
-    let mut own_runs = vec![":run".to_owned()];
-    let mut put = store
+    let (condition, values) = acquire_condition(run_id, resumes, now);
+    let put = store
         .dynamodb()
         .put_item()
         .table_name(store.table())
-        .item("pk", s(&pk))
-        .item("sk", s(LEASE_SK))
-        .item("runId", s(run_id))
-        .item("account", s(account.as_str()))
-        .item("region", s(region.as_str()))
-        .item("instanceId", s(instance_id))
-        .item("leaseUntil", n(until))
-        // TTL removes forgotten leases a day after they ran out (TTL deletion is lazy: the
-        // condition below, not the TTL, decides whether a lease is live).
-        .item("expiresAt", n(until + 86_400))
-        .expression_attribute_values(":run", s(run_id))
-        .expression_attribute_values(":now", n(now))
+        .set_item(Some(lease_item(run_id, (account, region, instance_id), until)))
+        .set_expression_attribute_values(Some(values.into_iter().collect()))
         .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
-    for (index, resumed) in resumes.iter().enumerate() {
-        let name = format!(":resumed{index}");
-        put = put.expression_attribute_values(&name, s(resumed));
-        own_runs.push(name);
-    }
-    let condition = format!("attribute_not_exists(pk) OR leaseUntil < :now OR runId IN ({})", own_runs.join(", "));
     let context = || format!("lease of instance {instance_id} (account {account} region {region}) for run {run_id}");
     match put.condition_expression(condition).send().await {
         Ok(_) => Ok(Lease::Held { until }),

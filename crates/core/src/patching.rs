@@ -19,7 +19,7 @@ pub const INSTANCES_PER_COMMAND: usize = 50;
 
 /// One SendCommand for (at most 50 instances of) a target. Written as a claim before sending
 /// and completed with the command id after, so a retried send never sends twice.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CommandRecord {
     pub sk: String,
     pub account: AccountId,
@@ -27,6 +27,10 @@ pub struct CommandRecord {
     pub instance_ids: Vec<String>,
     pub claimed_at: u64,
     pub command_id: Option<String>,
+    /// Every invocation once all have ended, as the poll that saw it listed them: later polls
+    /// and PostEC2Verify read them here instead of asking the spoke's SSM again.
+    #[serde(default)]
+    pub final_invocations: Option<Vec<Invocation>>,
 }
 
 impl CommandRecord {
@@ -42,6 +46,9 @@ impl CommandRecord {
         ]);
         if let Some(id) = &self.command_id {
             item.insert("commandId".to_owned(), s(id));
+        }
+        if let Some(json) = self.final_invocations.as_ref().and_then(|i| serde_json::to_string(i).ok()) {
+            item.insert(FINAL_INVOCATIONS.to_owned(), s(json));
         }
         item
     }
@@ -60,6 +67,8 @@ impl CommandRecord {
                 .and_then(|v| v.parse().ok())
                 .unwrap_or_default(),
             command_id: text("commandId"),
+            // Unreadable ones are listed again: only a saving is lost.
+            final_invocations: text(FINAL_INVOCATIONS).and_then(|json| serde_json::from_str(&json).ok()),
         })
     }
 
@@ -69,6 +78,35 @@ impl CommandRecord {
             None => format!("account {} region {}", self.account, self.region),
         }
     }
+}
+
+/// The command record's attribute holding its final invocations (JSON).
+const FINAL_INVOCATIONS: &str = "finalInvocations";
+
+/// Puts a command's final invocations on its record (one UpdateItem, once per command), so that
+/// the batch's later polls and its verification need no more SSM calls for it.
+pub async fn record_final_invocations(
+    store: &crate::store::RunStore,
+    run_id: &str,
+    record: &CommandRecord,
+    invocations: &[Invocation],
+) -> Result<()> {
+    let json = serde_json::to_string(invocations)
+        .map_err(|e| Error::StateStoreFailed(format!("final invocations of {}: {e}", record.context())))?;
+    store
+        .dynamodb()
+        .update_item()
+        .table_name(store.table())
+        .key("pk", s(crate::store::run_pk(run_id)))
+        .key("sk", s(&record.sk))
+        .update_expression("SET #final = :final")
+        .expression_attribute_names("#final", FINAL_INVOCATIONS)
+        .expression_attribute_values(":final", s(json))
+        .send()
+        .await
+        .aws_context("UpdateItem", || format!("final invocations of {}", record.context()))
+        .map_err(crate::store::into_store_error)?;
+    Ok(())
 }
 
 /// The Comment a command is sent with: ties an SSM command back to its claim, so a send that
@@ -124,8 +162,68 @@ pub async fn record_outcome(
     Ok(())
 }
 
+/// One instance's outcome, for [`record_outcomes`].
+#[derive(Debug, Clone)]
+pub struct OutcomeUpdate {
+    pub account: AccountId,
+    pub region: Region,
+    pub instance_id: String,
+    pub outcome: InstanceOutcome,
+    pub reason: Option<String>,
+    /// More attributes to set on the record (command id, patch counts, ...).
+    pub extra: Vec<(&'static str, AttributeValue)>,
+}
+
+/// Sets the outcomes of many instances at once: reads their records (BatchGetItem, 100 a call),
+/// sets each one's outcome as [`record_outcome`] does, and writes them back whole
+/// (BatchWriteItem, 25 a call), instead of one UpdateItem per instance. For a batch's verification:
+/// by then nothing else writes those records (the send and its snapshots are done, the polls
+/// write none). A record that is missing is created with its key and where it is.
+pub async fn record_outcomes(store: &crate::store::RunStore, run_id: &str, updates: Vec<OutcomeUpdate>) -> Result<()> {
+    let pk = crate::store::run_pk(run_id);
+    let keys: Vec<(String, String)> = updates
+        .iter()
+        .map(|u| (pk.clone(), crate::store::instance_sk(&u.account, &u.region, &u.instance_id)))
+        .collect();
+    let mut existing: HashMap<String, Item> = store
+        .get_items(&keys)
+        .await?
+        .into_iter()
+        .filter_map(|item| Some((item.get("sk")?.as_s().ok()?.clone(), item)))
+        .collect();
+    let finished_at = n(crate::time::now_epoch_seconds());
+    let items = updates
+        .into_iter()
+        .zip(keys)
+        .map(|(update, (_, sk))| {
+            let mut item = existing.remove(&sk).unwrap_or_else(|| {
+                HashMap::from([
+                    ("pk".to_owned(), s(&pk)),
+                    ("sk".to_owned(), s(&sk)),
+                    ("account".to_owned(), s(update.account.as_str())),
+                    ("region".to_owned(), s(update.region.as_str())),
+                    ("instanceId".to_owned(), s(&update.instance_id)),
+                    ("expiresAt".to_owned(), store.expires_at()),
+                ])
+            });
+            item.insert("outcome".to_owned(), s(update.outcome.as_str()));
+            item.insert("finishedAt".to_owned(), finished_at.clone());
+            match update.reason {
+                Some(reason) => item.insert("reason".to_owned(), s(reason)),
+                None => item.remove("reason"),
+            };
+            for (name, value) in update.extra {
+                item.insert(name.to_owned(), value);
+            }
+            item
+        })
+        .collect();
+    store.put_items(items).await
+}
+
 /// One instance's view of a command.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Invocation {
     pub instance_id: String,
     pub status: String,

@@ -18,7 +18,10 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use aws_sdk_dynamodb::types::{AttributeValue, PutRequest, WriteRequest};
+use aws_sdk_dynamodb::operation::put_item::PutItemError;
+use aws_sdk_dynamodb::types::{
+    AttributeValue, KeysAndAttributes, PutRequest, ReturnValuesOnConditionCheckFailure, WriteRequest,
+};
 use aws_sdk_s3::primitives::ByteStream;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -28,7 +31,9 @@ use crate::plan::{AccountId, Region, RunPlan};
 use crate::{Error, Result};
 
 /// DynamoDB's limit for one BatchWriteItem call.
-const BATCH_WRITE_LIMIT: usize = 25;
+pub const BATCH_WRITE_LIMIT: usize = 25;
+/// DynamoDB's limit for one BatchGetItem call.
+const BATCH_GET_LIMIT: usize = 100;
 /// Rounds of re-sending unprocessed items before the write is declared failed.
 const UNPROCESSED_ROUNDS: u32 = 8;
 
@@ -215,6 +220,33 @@ impl RunStore {
         Ok(())
     }
 
+    /// Puts `item` unless an item with its key exists, and then returns that one: one call, the
+    /// failed condition carries the existing item (`ReturnValuesOnConditionCheckFailure`).
+    pub async fn put_item_or_get_existing(&self, item: Item) -> Result<Option<Item>> {
+        let key = |name: &str| item.get(name).and_then(|v| v.as_s().ok()).cloned().unwrap_or_default();
+        let (pk, sk) = (key("pk"), key("sk"));
+        let result = self
+            .dynamodb
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(pk)")
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(None),
+            Err(error) => match error.as_service_error() {
+                Some(PutItemError::ConditionalCheckFailedException(failed)) => match failed.item() {
+                    Some(existing) => Ok(Some(existing.clone())),
+                    // An answer without the item: read it.
+                    None => self.get_item(&pk, &sk).await,
+                },
+                _ => Err(store_error("PutItem", &format!("table {} pk {pk} sk {sk} (new item)", self.table), error)),
+            },
+        }
+    }
+
     pub async fn get_item(&self, pk: &str, sk: &str) -> Result<Option<Item>> {
         let output = self
             .dynamodb
@@ -289,6 +321,51 @@ impl RunStore {
             }
         }
         Ok(())
+    }
+
+    /// Reads the items of `keys` (`(pk, sk)`), 100 to a strongly consistent BatchGetItem,
+    /// re-asking for what DynamoDB leaves unprocessed; keys without an item are left out.
+    pub async fn get_items(&self, keys: &[(String, String)]) -> Result<Vec<Item>> {
+        let mut items = Vec::with_capacity(keys.len());
+        for chunk in keys.chunks(BATCH_GET_LIMIT) {
+            let key_items: Vec<Item> = chunk
+                .iter()
+                .map(|(pk, sk)| HashMap::from([("pk".to_owned(), s(pk)), ("sk".to_owned(), s(sk))]))
+                .collect();
+            let mut pending = Some(
+                KeysAndAttributes::builder()
+                    .set_keys(Some(key_items))
+                    .consistent_read(true)
+                    .build()
+                    .map_err(|e| Error::StateStoreFailed(e.to_string()))?,
+            );
+            let mut round = 0;
+            while let Some(request) = pending.take() {
+                if round == UNPROCESSED_ROUNDS {
+                    return Err(Error::StateStoreFailed(format!(
+                        "{} keys still unprocessed by table {} after {UNPROCESSED_ROUNDS} rounds",
+                        request.keys().len(),
+                        self.table
+                    )));
+                }
+                if round > 0 {
+                    tokio::time::sleep(Duration::from_millis(50 << round.min(6))).await;
+                }
+                let output = self
+                    .dynamodb
+                    .batch_get_item()
+                    .request_items(&self.table, request)
+                    .send()
+                    .await
+                    .aws_context("BatchGetItem", || format!("table {}", self.table))
+                    .map_err(into_store_error)?;
+                items.extend(output.responses.and_then(|mut r| r.remove(&self.table)).unwrap_or_default());
+                pending =
+                    output.unprocessed_keys.and_then(|mut u| u.remove(&self.table)).filter(|k| !k.keys().is_empty());
+                round += 1;
+            }
+        }
+        Ok(items)
     }
 
     pub async fn query_prefix(&self, pk: &str, sk_prefix: &str) -> Result<Vec<Item>> {

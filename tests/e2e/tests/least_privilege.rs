@@ -1270,6 +1270,7 @@ async fn planned_policies_decide_what_moto_cannot_evaluate() {
         "SendApprovalRequest",
         "ApprovalCallback",
         "SendSsmCommand",
+        "PollSsmCommand",
         "PostEC2Verify",
         "CheckChangeFreeze",
         "ApprovalMonitor",

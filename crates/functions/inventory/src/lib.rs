@@ -58,6 +58,7 @@ pub async fn handle(hub: &Hub, request: InventoryRequest) -> Result<WaveInventor
     let run_id = plan.run_id.as_str();
     let wave_index = request.wave_index;
 
+    let mut records_of_wave: Vec<Item> = Vec::new();
     let mut targets: Vec<TargetManifest> = futures::stream::iter(wave.targets())
         .map(|target| async move {
             let mut attempt = 1;
@@ -101,14 +102,21 @@ pub async fn handle(hub: &Hub, request: InventoryRequest) -> Result<WaveInventor
                     }
                 }
             };
-            record_target(hub, run_id, wave_index, &target, &manifest).await?;
-            Ok::<_, Error>(manifest)
+            let records = target_records(run_id, wave_index, &target, &manifest, hub.store.expires_at());
+            Ok::<_, Error>((manifest, records))
         })
         .buffer_unordered(hub.config.inventory_concurrency)
         .collect::<Vec<_>>()
         .await
         .into_iter()
-        .collect::<Result<_>>()?;
+        .collect::<Result<Vec<_>>>()?
+        .into_iter()
+        .map(|(manifest, records)| {
+            records_of_wave.extend(records);
+            manifest
+        })
+        .collect();
+    write_records(hub, records_of_wave).await?;
     targets.sort_by(|a, b| (&a.account, &a.region).cmp(&(&b.account, &b.region)));
 
     let manifest = WaveManifest {
@@ -315,17 +323,33 @@ pub fn summarize(manifest: &WaveManifest, manifest_ref: ObjectRef) -> WaveInvent
     }
 }
 
+/// Writes the wave's records 25 to a BatchWriteItem packed across targets (a target of a few
+/// instances costs a fraction of a call, not one of its own), `inventory_concurrency` calls at
+/// a time.
+async fn write_records(hub: &Hub, mut records: Vec<Item>) -> Result<()> {
+    let mut chunks = Vec::with_capacity(records.len().div_ceil(store::BATCH_WRITE_LIMIT));
+    while !records.is_empty() {
+        let rest = records.split_off(records.len().min(store::BATCH_WRITE_LIMIT));
+        chunks.push(std::mem::replace(&mut records, rest));
+    }
+    futures::stream::iter(chunks)
+        .map(|chunk| hub.store.put_items(chunk))
+        .buffer_unordered(hub.config.inventory_concurrency.max(1))
+        .try_collect::<Vec<()>>()
+        .await?;
+    Ok(())
+}
+
 /// One item for the target and one per instance. Instances SSM cannot patch get their final
 /// outcome (`skipped` with the reason) now; patchable ones start as `pending`.
-async fn record_target(
-    hub: &Hub,
+fn target_records(
     run_id: &str,
     wave_index: usize,
     target: &Target,
     manifest: &TargetManifest,
-) -> Result<()> {
+    expires_at: AttributeValue,
+) -> Vec<Item> {
     let pk = store::run_pk(run_id);
-    let expires_at = hub.store.expires_at();
     let mut target_item: Item = HashMap::from([
         ("pk".to_owned(), s(&pk)),
         ("sk".to_owned(), s(store::target_sk(wave_index, &target.account, &target.region))),
@@ -378,7 +402,7 @@ async fn record_target(
         }
         items.push(item);
     }
-    hub.store.put_items(items).await
+    items
 }
 
 fn ssm_label(status: &SsmStatus) -> &str {

@@ -148,12 +148,25 @@ pub async fn handle(hub: &Hub, request: PollRequest) -> Result<PollResult> {
     let (mut end, mut unestimated): (Option<f64>, bool) = (None, false);
     for record in &records {
         let Some(command_id) = &record.command_id else { continue };
-        let invocations = match sessions.config_for(&record.account, &record.region).await {
-            Ok(config) => {
-                patching::list_invocations(&aws_sdk_ssm::Client::new(&config), command_id, &record.context()).await?
+        let session = match &record.final_invocations {
+            // An earlier poll saw this command end: nothing more to ask the spoke.
+            Some(_) => None,
+            None => Some(sessions.config_for(&record.account, &record.region).await),
+        };
+        let invocations = match (&record.final_invocations, session) {
+            (Some(invocations), _) => invocations.clone(),
+            (None, Some(Ok(config))) => {
+                let invocations =
+                    patching::list_invocations(&aws_sdk_ssm::Client::new(&config), command_id, &record.context())
+                        .await?;
+                let listed_all = invocations.len() >= record.instance_ids.len();
+                if listed_all && invocations.iter().all(patching::Invocation::is_terminal) {
+                    patching::record_final_invocations(&hub.store, &request.run_id, record, &invocations).await?;
+                }
+                invocations
             }
-            Err(error) if error.is_transient() => return Err(error),
-            Err(_) => {
+            (None, Some(Err(error))) if error.is_transient() => return Err(error),
+            (None, _) => {
                 result.unreadable += 1;
                 unestimated = true;
                 continue;

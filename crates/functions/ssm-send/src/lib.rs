@@ -92,9 +92,6 @@ struct Leases {
     seconds: u64,
 }
 
-/// Lease writes in flight at once for one target (each is one small conditional PutItem).
-const LEASE_CONCURRENCY: usize = 16;
-
 /// Chunk numbers from here on hold commands adopted from resumed runs (sent chunks count from 0).
 const ADOPTED_CHUNK_BASE: usize = 500;
 
@@ -326,6 +323,7 @@ async fn send_target(
             instance_ids: instance_ids.clone(),
             claimed_at: now_epoch_seconds(),
             command_id: Some(command_id.clone()),
+            final_invocations: None,
         };
         let mut item = record.to_item(&store::run_pk(&plan.run_id), hub.store.expires_at());
         item.insert("adoptedFrom".to_owned(), s(&from_run));
@@ -378,25 +376,11 @@ async fn lease_instances(
     (account, region): (&AccountId, &Region),
     ids: &[String],
 ) -> Result<Vec<String>> {
-    let outcomes: Vec<(String, Lease)> = futures::stream::iter(ids.iter().cloned())
-        .map(|id| async move {
-            let lease = instance_lease::acquire(
-                &hub.store,
-                &plan.run_id,
-                &leases.resumes,
-                (account, region, id.as_str()),
-                leases.seconds,
-            )
+    let leases =
+        instance_lease::acquire_all(&hub.store, &plan.run_id, &leases.resumes, (account, region), ids, leases.seconds)
             .await?;
-            Ok::<_, Error>((id, lease))
-        })
-        .buffer_unordered(LEASE_CONCURRENCY)
-        .collect::<Vec<_>>()
-        .await
-        .into_iter()
-        .collect::<Result<_>>()?;
     let mut busy = Vec::new();
-    for (id, lease) in outcomes {
+    for (id, lease) in ids.iter().cloned().zip(leases) {
         let Lease::Busy { holder_run_id, until } = lease else { continue };
         let reason = instance_lease::busy_reason(&holder_run_id);
         patching::record_outcome(
@@ -427,30 +411,23 @@ async fn send_once(
 ) -> Result<bool> {
     let pk = store::run_pk(&plan.run_id);
     let comment = patching::claim_comment(&plan.run_id, sk);
-    let (record, claimed_before) = match hub.store.get_item(&pk, sk).await? {
-        Some(item) => (CommandRecord::from_item(&item)?, true),
-        None => {
-            let record = CommandRecord {
-                sk: sk.to_owned(),
-                account: account.clone(),
-                region: region.clone(),
-                instance_ids: instance_ids.to_vec(),
-                claimed_at: now_epoch_seconds(),
-                command_id: None,
-            };
-            match hub.store.put_item_if_absent(record.to_item(&pk, hub.store.expires_at())).await {
-                Ok(()) => (record, false),
-                Err(error) if error.is_transient() => return Err(error),
-                // The claim exists after all: an earlier attempt of this put reached DynamoDB
-                // but its answer was lost (connection reset, 5xx), and the SDK's retry found its
-                // own item. Treat it as an earlier claim (which may have a command behind it).
-                Err(error) => match hub.store.get_item(&pk, sk).await? {
-                    Some(item) => (CommandRecord::from_item(&item)?, true),
-                    None => return Err(error),
-                },
-            }
-        }
+    let claim = CommandRecord {
+        sk: sk.to_owned(),
+        account: account.clone(),
+        region: region.clone(),
+        instance_ids: instance_ids.to_vec(),
+        claimed_at: now_epoch_seconds(),
+        command_id: None,
+        final_invocations: None,
     };
+    // One call: the claim is written, or the one already there comes back (an earlier attempt,
+    // or this put's own first try whose answer was lost and which the SDK retried): that one
+    // may have a command behind it.
+    let (record, claimed_before) =
+        match hub.store.put_item_or_get_existing(claim.to_item(&pk, hub.store.expires_at())).await? {
+            None => (claim, false),
+            Some(item) => (CommandRecord::from_item(&item)?, true),
+        };
     if record.command_id.is_some() {
         return Ok(true);
     }

@@ -17,7 +17,7 @@ use ec2patch_core::aws::AwsResultExt;
 use ec2patch_core::error_budget;
 use ec2patch_core::instance_lease;
 use ec2patch_core::metrics::{self, Metric};
-use ec2patch_core::patching::{self, CommandRecord, Invocation};
+use ec2patch_core::patching::{self, CommandRecord, Invocation, OutcomeUpdate};
 use ec2patch_core::status::{InstanceOutcome, InventoryStatus};
 use ec2patch_core::store::{self, Item, ObjectRef};
 use ec2patch_core::time::now_epoch_seconds;
@@ -103,6 +103,17 @@ async fn verify_batch(
         .collect::<Result<_>>()?;
     let sessions = hub.read_only_spoke_sessions(run_id);
     let mut verified = BatchVerified { batch, patched: 0, failed: 0, timed_out: 0, unreachable: 0, unhealthy: 0 };
+    // Every outcome of the batch, written together once all are known (a BatchWriteItem per 25
+    // instances, not an UpdateItem each); a retry after a failure here redoes the whole batch.
+    let mut outcomes: Vec<OutcomeUpdate> = Vec::new();
+    let update = |record: &CommandRecord, id: &str, outcome, reason: Option<String>, extra| OutcomeUpdate {
+        account: record.account.clone(),
+        region: record.region.clone(),
+        instance_id: id.to_owned(),
+        outcome,
+        reason,
+        extra,
+    };
     for record in &records {
         let config = match sessions.config_for(&record.account, &record.region).await {
             Ok(config) => config,
@@ -110,15 +121,7 @@ async fn verify_batch(
             Err(error) => {
                 let reason = format!("cannot reach the account to verify: {error}");
                 for id in &record.instance_ids {
-                    patching::record_outcome(
-                        &hub.store,
-                        run_id,
-                        (&record.account, &record.region, id),
-                        InstanceOutcome::Unreachable,
-                        Some(&reason),
-                        &[],
-                    )
-                    .await?;
+                    outcomes.push(update(record, id, InstanceOutcome::Unreachable, Some(reason.clone()), Vec::new()));
                 }
                 verified.unreachable += record.instance_ids.len();
                 continue;
@@ -126,18 +129,8 @@ async fn verify_batch(
         };
         let Some(command_id) = &record.command_id else {
             for id in &record.instance_ids {
-                patching::record_outcome(
-                    &hub.store,
-                    run_id,
-                    (&record.account, &record.region, id),
-                    InstanceOutcome::Failed,
-                    Some("the patch command was never sent"),
-                    &[],
-                )
-                .await?;
-                if !plan.dry_run {
-                    instance_lease::release(&hub.store, run_id, (&record.account, &record.region, id)).await?;
-                }
+                let reason = Some("the patch command was never sent".to_owned());
+                outcomes.push(update(record, id, InstanceOutcome::Failed, reason, Vec::new()));
             }
             verified.failed += record.instance_ids.len();
             continue;
@@ -145,17 +138,23 @@ async fn verify_batch(
         let ssm = aws_sdk_ssm::Client::new(&config);
         let ec2 = aws_sdk_ec2::Client::new(&config);
         let context = record.context();
-        let invocations: HashMap<String, Invocation> = patching::list_invocations(&ssm, command_id, &context)
-            .await?
-            .into_iter()
-            .map(|i| (i.instance_id.clone(), i))
-            .collect();
-        let health = health(&ec2, &ssm, &record.instance_ids, &context).await?;
+        // The poll that saw the command end kept its invocations on the record.
+        let invocations = match &record.final_invocations {
+            Some(invocations) => invocations.clone(),
+            None => patching::list_invocations(&ssm, command_id, &context).await?,
+        };
+        let invocations: HashMap<String, Invocation> =
+            invocations.into_iter().map(|i| (i.instance_id.clone(), i)).collect();
+        // SSM's ping only adds to what an invocation says when it did not succeed: a successful
+        // AWS-RunPatchBaseline reported from the instance after its reboot.
+        let all_succeeded =
+            record.instance_ids.iter().all(|id| invocations.get(id).is_some_and(|i| i.status == "Success"));
+        let health = health(&ec2, (&ssm, !all_succeeded), &record.instance_ids, &context).await?;
         for id in &record.instance_ids {
             let invocation = invocations.get(id);
             let health = health.get(id).cloned().unwrap_or_default();
             let (result, reason, healthy) = judge(invocation, &health, plan.dry_run, timed_out);
-            let mut extra: Vec<(&str, AttributeValue)> = vec![
+            let mut extra: Vec<(&'static str, AttributeValue)> = vec![
                 ("commandId", AttributeValue::S(command_id.clone())),
                 ("invocationStatus", AttributeValue::S(invocation.map(|i| i.status.clone()).unwrap_or_default())),
                 ("healthy", AttributeValue::Bool(healthy)),
@@ -169,19 +168,7 @@ async fn verify_batch(
                     extra.push((name, AttributeValue::N(value.to_string())));
                 }
             }
-            patching::record_outcome(
-                &hub.store,
-                run_id,
-                (&record.account, &record.region, id),
-                result,
-                reason.as_deref(),
-                &extra,
-            )
-            .await?;
-            // The outcome is on record: the instance is free for another run.
-            if !plan.dry_run {
-                instance_lease::release(&hub.store, run_id, (&record.account, &record.region, id)).await?;
-            }
+            outcomes.push(update(record, id, result, reason, extra));
             match result {
                 InstanceOutcome::Patched | InstanceOutcome::Scanned => verified.patched += 1,
                 InstanceOutcome::TimedOut => verified.timed_out += 1,
@@ -191,6 +178,20 @@ async fn verify_batch(
                 verified.unhealthy += 1;
             }
         }
+    }
+    // Leases of the instances a command was meant for (unreachable accounts keep theirs until
+    // they run out: whether their command ran cannot be known).
+    let leased: Vec<(AccountId, Region, String)> = outcomes
+        .iter()
+        .filter(|o| o.outcome != InstanceOutcome::Unreachable)
+        .map(|o| (o.account.clone(), o.region.clone(), o.instance_id.clone()))
+        .collect();
+    patching::record_outcomes(&hub.store, run_id, outcomes).await?;
+    // The outcomes are on record: the instances are free for another run.
+    if !plan.dry_run {
+        let keys: Vec<instance_lease::InstanceKey<'_>> =
+            leased.iter().map(|(account, region, id)| (account, region, id.as_str())).collect();
+        instance_lease::release_all(&hub.store, run_id, &keys).await?;
     }
     if plan.error_budget.is_set() {
         record_batch_failures(hub, run_id, wave_index, batch, verified.failed + verified.timed_out).await?;
@@ -273,7 +274,7 @@ fn judge(
 /// Status checks, SSM ping and patch states for `ids`, in as few calls as the APIs allow.
 async fn health(
     ec2: &aws_sdk_ec2::Client,
-    ssm: &aws_sdk_ssm::Client,
+    (ssm, ask_ping): (&aws_sdk_ssm::Client, bool),
     ids: &[String],
     context: &str,
 ) -> Result<HashMap<String, Health>> {
@@ -304,12 +305,14 @@ async fn health(
         .set_values(Some(ids.to_vec()))
         .build()
         .map_err(|e| Error::invalid("instanceIds", e.to_string()))?;
-    let mut pages = ssm.describe_instance_information().filters(filter).into_paginator().send();
-    while let Some(page) = pages.next().await {
-        for info in page.aws_context("DescribeInstanceInformation", || context.to_owned())?.instance_information_list()
-        {
-            if let Some(entry) = info.instance_id().and_then(|id| health.get_mut(id)) {
-                entry.ping = info.ping_status().map(|p| p.as_str().to_owned());
+    if ask_ping {
+        let mut pages = ssm.describe_instance_information().filters(filter).into_paginator().send();
+        while let Some(page) = pages.next().await {
+            let page = page.aws_context("DescribeInstanceInformation", || context.to_owned())?;
+            for info in page.instance_information_list() {
+                if let Some(entry) = info.instance_id().and_then(|id| health.get_mut(id)) {
+                    entry.ping = info.ping_status().map(|p| p.as_str().to_owned());
+                }
             }
         }
     }
