@@ -77,6 +77,7 @@ async fn two_waves_patch_every_instance_and_the_wave_reports_match() {
         .await
         .unwrap();
     stack.router.reset_calls();
+    stack.router.start_journal();
     let arn = stack.start_execution("happy-1", &two_waves(&estate, true)).await.unwrap();
     let execution = approve_until_done(&stack, &arn).await;
     assert_eq!(execution.status, ExecutionStatus::Succeeded, "{:?} {:?}", execution.error, execution.cause);
@@ -130,6 +131,19 @@ async fn two_waves_patch_every_instance_and_the_wave_reports_match() {
     // assumed each account's role once for the run, however many invocations it served.
     assert!(polls > 6, "{polls} polls: at least one batch polled twice");
     assert_eq!(calls.get("sts:AssumeRole"), Some(&(6 * 4)), "{calls:?}");
+    // No call per instance: leases go 100 to a transaction (one per target to take them, one
+    // per batch to release them), outcomes 25 to a BatchWriteItem; no lease is deleted alone.
+    // (Distinct requests: the SDK retries a transaction the emulator answers with a transient
+    // error, with the same body.)
+    let transactions: BTreeSet<String> =
+        stack.router.journal().into_iter().filter(|e| e.key == "dynamodb:TransactWriteItems").map(|e| e.body).collect();
+    assert_eq!(transactions.len(), 12 + 6, "{calls:?}");
+    assert_eq!(calls.get("dynamodb:DeleteItem"), None, "{calls:?}");
+    // Every command succeeded: PostEC2Verify asked SSM for no ping (the inventory's one per
+    // target only) and read the invocations the last poll kept (one listing per command and
+    // poll until it ended, none by the verification).
+    assert_eq!(calls.get("ssm:DescribeInstanceInformation"), Some(&12), "{calls:?}");
+    assert!(calls.get("ssm:ListCommandInvocations").copied().unwrap_or_default() <= polls as u64 * 2, "{calls:?}");
     let largest = history
         .iter()
         .filter_map(|e| e.state_exited_event_details.as_ref())
