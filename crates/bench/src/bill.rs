@@ -31,6 +31,10 @@ pub const PRICE_PER_SNS_EMAIL: f64 = 2.0 / 100_000.0;
 /// API Gateway HTTP API, per request.
 pub const PRICE_PER_HTTP_API_REQUEST: f64 = 1.0 / 1_000_000.0;
 
+/// KMS requests an invocation can cause at most: the table, the bucket, the log group and the
+/// function's environment are each encrypted with the hub's key (terraform/modules/hub).
+pub const KMS_REQUESTS_PER_INVOCATION: f64 = 4.0;
+
 /// Metric series a wave publishes: PostEC2Verify's eight and SendApprovalRequest's one, each
 /// with no dimensions and per `Wave` (crates/core/src/metrics.rs), for the hour the wave runs.
 pub const METRIC_SERIES_PER_WAVE: f64 = 18.0;
@@ -85,7 +89,13 @@ pub fn wave_bill(cost: &Cost, usage: &Usage<'_>, targets: f64, batches: f64, chi
     let puts = (calls("s3:PutObject") + calls("s3:ListObjects")) * scale;
     let gets = (calls("s3:GetObject") + calls("s3:HeadObject")) * scale;
     let publishes = calls("sns:Publish").max(1.0);
-    let kms = puts + gets + writes + reads / 256.0;
+    // KMS (the hub's customer managed key): each service caches what it gets from KMS for a
+    // while (DynamoDB the table key per caller for 5 minutes, S3 a Bucket Key, CloudWatch Logs
+    // and SNS a data key for 5 minutes, Lambda the environment at each cold start), so an
+    // invocation costs at most one request per encrypted resource it touches: the table, the
+    // bucket, its log group, its environment. Each SecureString read (the HMAC key) and each
+    // publish add one.
+    let kms = KMS_REQUESTS_PER_INVOCATION * cost.invocations + calls("ssm:GetParameter") + publishes;
     // Logs: the run's bytes without its polls, per target, plus every poll of the wave.
     let per_target_log =
         (usage.log_bytes - usage.run_polls * usage.log_bytes_per_poll).max(0.0) / usage.run_targets.max(1.0);
@@ -129,7 +139,9 @@ pub fn wave_bill(cost: &Cost, usage: &Usage<'_>, targets: f64, batches: f64, chi
             kms,
             "requests",
             PRICE_PER_KMS_REQUEST,
-            "one per S3 request, DynamoDB write and Query (upper bound: Bucket Keys and DynamoDB's cached table key make far fewer)",
+            format!(
+                "{KMS_REQUESTS_PER_INVOCATION:.0} per Lambda invocation (table, bucket, log group, environment: each caches its key for minutes, so an upper bound) + each SecureString read and publish"
+            ),
         ),
         part(
             "CloudWatch Logs",
@@ -228,6 +240,8 @@ mod tests {
         // (20000 - 20 x 500) / 10 = 1000 B per target; + 100 batches x 9 polls x 500 B.
         assert!((find("CloudWatch Logs").units - (1_000_000.0 + 450_000.0) / 1e9).abs() < 1e-12);
         assert!(bill.parts.iter().all(|p| p.service != "DynamoDB reads"), "no reads, no part");
+        // 4 per invocation + the one publish: not one per storage request.
+        assert_eq!(find("KMS").units, 4.0 * 1_200.0 + 1.0);
         let sum: f64 = bill.parts.iter().map(|p| p.dollars).sum();
         assert!((bill.dollars - sum).abs() < 1e-12);
     }
