@@ -1,5 +1,6 @@
 """ApprovalMonitor: the signing key and an SNS client at cold start; then the pending approvals
-(a filtered Scan: none in the fixture) and the two metrics."""
+(a filtered Scan), the two metrics, and the pre-patch snapshots due for deletion (a Query: none
+in the fixture)."""
 
 import json
 import time
@@ -8,7 +9,7 @@ import boto3
 
 import common
 
-KEY = common.signing_key()
+KEYS = common.signing_keys()
 sns = boto3.client("sns", config=common.CONFIG)
 
 
@@ -23,5 +24,10 @@ def handler(event, context):
     requested = [int(item.get("requestedAt", {"N": str(now)})["N"]) for page in pages for item in page["Items"]]
     oldest = max(((now - at) // 60 for at in requested), default=0)
     print(json.dumps({"PendingApprovals": len(requested), "OldestPendingApprovalMinutes": oldest}))
+    due = common.dynamodb.query(
+        TableName=common.TABLE, KeyConditionExpression="pk = :pk AND sk <= :due",
+        ExpressionAttributeValues={":pk": {"S": "SNAPSHOTS"}, ":due": {"S": f"{now}#~"}},
+    )["Items"]
     return {"pendingApprovals": len(requested), "oldestPendingApprovalMinutes": oldest,
-            "remindersSent": [], "reminderFailures": []}
+            "remindersSent": [], "reminderFailures": [],
+            "snapshots": {"deleted": [], "kept": len(due), "failures": []}}

@@ -8,8 +8,15 @@
 //! that both sides made the same ones.
 //!
 //! Both sides reach AWS over HTTPS, as every Lambda does ([`crate::tls`]): the TLS handshake and
-//! loading the root certificates are part of the cold start. A sample that made no AWS call or
-//! completed no TLS handshake fails the run instead of reporting a fast number.
+//! loading the root certificates are part of the cold start. A sample that made no AWS call,
+//! completed no TLS handshake or answered otherwise than its case expects fails the run instead
+//! of reporting a fast number.
+//!
+//! Each first invocation is the real work of its step on a small estate ([`prepare`]: 2 accounts
+//! x 1 region, 2 patchable instances each, a run taken through the steps before), never an
+//! early-error path: an inventory, an approval asked and its link opened, a batch sent, polled
+//! once its commands finished, verified, analysed, a calendar checked. The Python handlers
+//! (`crates/bench/python`) make the same calls; the report says when the calls differ.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -17,8 +24,8 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
+use aws_sdk_dynamodb::types::AttributeValue;
 use bytes::Bytes;
-use ec2patch_core::store::ObjectRef;
 use ec2patch_core::wave::WaveInventory;
 use ec2patch_local::LocalStack;
 use http_body_util::Full;
@@ -29,8 +36,17 @@ use tokio::process::Command;
 use crate::runtime_api::RuntimeApi;
 use crate::tls::TlsFront;
 
-/// The run every cold-start event refers to (its plan is stored first).
+/// The run most cold-start events refer to: a wave over the small estate, inventoried, asked
+/// for approval, its batch sent and polled until done, all in-process before measuring.
 const FIXTURE_RUN: &str = "bench-cold";
+/// The run the inventory samples inventory (the same estate, records of its own).
+const INVENTORY_RUN: &str = "bench-cold-inventory";
+/// The Change Calendar the fixture run names: open (no event), so the freeze check reads it.
+const CALENDAR: &str = "BenchColdOpen";
+/// The small estate's first account: away from those the other steps seed.
+const FIRST_ACCOUNT: usize = 900;
+/// Patchable instances per account of the small estate.
+const INSTANCES_PER_ACCOUNT: usize = 2;
 
 /// One function: its Lambda name, cargo binary, Python module, and the first invocation both
 /// sides get. The events are chosen so that the Rust handler makes a small, known set of AWS
@@ -101,105 +117,104 @@ pub struct ColdStart {
     pub same_calls: bool,
 }
 
-/// The cases, with events built for `stack` (the fixture run's plan must exist: [`prepare`]).
-pub fn cases(stack: &LocalStack) -> anyhow::Result<Vec<Case>> {
-    let inventory = serde_json::to_value(WaveInventory {
-        run_id: FIXTURE_RUN.to_owned(),
-        wave_index: 9,
-        wave_name: "wave-1".to_owned(),
-        targets: 0,
-        targets_failed: 0,
-        instances: 0,
-        patchable: 0,
-        offline: 0,
-        unmanaged: 0,
-        failures: Vec::new(),
-        failures_omitted: 0,
-        manifest: ObjectRef { bucket: stack.hub.config.bucket.clone(), key: "none".to_owned() },
-        batches: 0,
-        batch_indexes: Vec::new(),
-    })?;
-    let callback = {
-        let request = hyper::Request::get("/callback?id=bench&action=approve&expires=1&sig=bad")
-            .header("user-agent", "ec2patch-bench")
-            .body(Full::new(Bytes::new()))?;
-        let (parts, _) = request.into_parts();
-        ec2patch_local::apigw::event(&parts, &Bytes::new(), ([127, 0, 0, 1], 9).into(), ec2patch_local::HUB_ACCOUNT)
-    };
-    let account = ec2patch_local::estate::spoke_account(0);
+/// What the cold-start events refer to, made by [`prepare`].
+#[derive(Debug, Clone)]
+pub struct Fixture {
+    /// The fixture run's wave 0, as PreEC2Inventory answered.
+    pub inventory: WaveInventory,
+    /// The API Gateway event of opening the approval email's Approve link (a GET: the
+    /// confirmation page).
+    pub callback: Value,
+    /// The account x region the SendSsmCommand samples patch (each sample a run of its own).
+    pub send_accounts: Vec<String>,
+    pub send_instances: Vec<ec2patch_local::estate::SeededInstance>,
+}
+
+/// PlanRun's case (the same in [`boot`]).
+fn plan_case() -> Case {
+    let account = ec2patch_local::estate::spoke_account(FIRST_ACCOUNT);
+    Case {
+        function: "PlanRun",
+        bin: "plan",
+        python_module: "plan",
+        // Made unique per sample (see `sample_event`): a second run of the same waves would be
+        // refused by the run lock.
+        event: json!({"runId": "bench-cold-plan", "input": {"accountWaves": [{"name": "cold", "accounts": [account], "regions": ["us-east-1"]}]}}),
+        calls: "validate; DynamoDB PutItem (run lock), S3 PutObject (plan), DynamoDB PutItem (run)",
+        answer: "response",
+    }
+}
+
+/// The cases: each function's first invocation doing the real work of its step on the small
+/// estate of [`prepare`] (2 accounts x 1 region, 2 patchable instances each).
+pub fn cases(fixture: &Fixture) -> anyhow::Result<Vec<Case>> {
+    let inventory = serde_json::to_value(&fixture.inventory)?;
     Ok(vec![
-        Case {
-            function: "PlanRun",
-            bin: "plan",
-            python_module: "plan",
-            // Made unique per sample (see `sample_event`): a second run of the same waves would
-            // be refused by the run lock.
-            event: json!({"runId": "bench-cold-plan", "input": {"accountWaves": [{"name": "cold", "accounts": [account], "regions": ["us-east-1"]}]}}),
-            calls: "validate; DynamoDB PutItem (run lock), S3 PutObject x2 (plan, lock), DynamoDB PutItem (run)",
-            answer: "response",
-        },
+        plan_case(),
         Case {
             function: "PreEC2Inventory",
             bin: "inventory",
             python_module: "inventory",
-            event: json!({"runId": FIXTURE_RUN, "waveIndex": 9}),
-            calls: "S3 GetObject (plan); wave out of range: error",
-            answer: "error",
+            event: json!({"runId": INVENTORY_RUN, "waveIndex": 0}),
+            calls: "2 accounts x 1 region: S3 GetObject (plan); per account STS AssumeRole; per target EC2 DescribeInstances, SSM DescribeInstanceInformation and DescribeInstancePatchStates, DynamoDB BatchWriteItem (records); S3 PutObject (manifest, batch); DynamoDB PutItem (wave)",
+            answer: "response",
         },
         Case {
             function: "SendApprovalRequest",
             bin: "approval-request",
             python_module: "approval_request",
-            event: json!({"taskToken": "bench-token", "runId": FIXTURE_RUN, "waveIndex": 9, "inventory": inventory}),
-            calls: "init: SSM GetParameter (key); S3 GetObject (plan); error",
-            answer: "error",
+            event: json!({"taskToken": "bench-cold-token", "runId": FIXTURE_RUN, "waveIndex": 0, "inventory": inventory}),
+            calls: "init: SSM GetParameter (key); S3 GetObject x2 (plan, its lock), DynamoDB PutItem x3 (run lock renewed, approval, the wave's pointer), SNS Publish (the email with signed links)",
+            answer: "response",
         },
         Case {
             function: "ApprovalCallback",
             bin: "approval-callback",
             python_module: "approval_callback",
-            event: callback,
-            calls: "init: SSM GetParameter (key); bad signature: 400 page, no read",
+            event: fixture.callback.clone(),
+            calls: "init: SSM GetParameter (key); the emailed Approve link opened: signature verified, DynamoDB GetItem (approval), confirmation page",
             answer: "response",
         },
         Case {
             function: "SendSsmCommand",
             bin: "ssm-send",
             python_module: "ssm_send",
-            event: json!({"runId": FIXTURE_RUN, "waveIndex": 0, "batch": 999}),
-            calls: "S3 GetObject (plan), S3 GetObject (batch: none); error",
-            answer: "error",
+            // A run of its own per sample (see `sample_event`).
+            event: json!({"runId": "bench-cold-send", "waveIndex": 0, "batch": 0}),
+            calls: "1 target x 2 instances: plan and batch read, run lock renewed, STS AssumeRole, instance leases taken, the command claimed (DynamoDB), SSM SendCommand, its id recorded",
+            answer: "response",
         },
         Case {
             function: "PollSsmCommand",
             bin: "ssm-poll",
             python_module: "ssm_poll",
-            event: json!({"runId": FIXTURE_RUN, "waveIndex": 0, "batch": 999, "attempt": 0}),
-            calls: "DynamoDB Query (commands: none)",
+            // A run of its own per sample, its commands sent and finished (see `sample_event`).
+            event: json!({"runId": "bench-cold-poll", "waveIndex": 0, "batch": 0, "attempt": 1}),
+            calls: "1 target, 2 instances, the command finished but not yet seen: DynamoDB Query (commands), STS AssumeRole, SSM ListCommandInvocations, results recorded",
             answer: "response",
         },
         Case {
             function: "PostEC2Verify",
             bin: "verify",
             python_module: "verify",
-            event: json!({"step": "batch", "runId": FIXTURE_RUN, "waveIndex": 0, "batch": 999, "timedOut": false}),
-            calls: "S3 GetObject (plan), DynamoDB Query (commands: none)",
+            event: json!({"step": "batch", "runId": FIXTURE_RUN, "waveIndex": 0, "batch": 0, "timedOut": false}),
+            calls: "2 targets x 2 instances, finished: S3 GetObject (plan), DynamoDB Query (commands); per account STS AssumeRole, EC2 DescribeInstanceStatus, SSM DescribeInstancePatchStates; records read and written (BatchGetItem, BatchWriteItem); leases released",
             answer: "response",
         },
         Case {
             function: "AnalyzeWithBedrock",
             bin: "bedrock-analysis",
             python_module: "bedrock_analysis",
-            event: json!({"mode": "prePatch", "runId": FIXTURE_RUN, "waveIndex": 9, "inventory": inventory}),
-            calls: "S3 GetObject (plan); wave out of range: error",
-            answer: "error",
+            event: json!({"mode": "prePatch", "runId": FIXTURE_RUN, "waveIndex": 0, "inventory": inventory}),
+            calls: "S3 GetObject (plan); no agent configured: the rules over the wave's inventory",
+            answer: "response",
         },
         Case {
             function: "CheckChangeFreeze",
             bin: "change-freeze",
             python_module: "change_freeze",
             event: json!({"runId": FIXTURE_RUN, "waveIndex": 0}),
-            calls: "S3 GetObject (plan); no change calendars: OPEN",
+            calls: "S3 GetObject (plan); SSM GetCalendarState (one open calendar): OPEN",
             answer: "response",
         },
         Case {
@@ -207,20 +222,118 @@ pub fn cases(stack: &LocalStack) -> anyhow::Result<Vec<Case>> {
             bin: "approval-monitor",
             python_module: "approval_monitor",
             event: json!({"source": "aws.events", "detail-type": "Scheduled Event", "detail": {}}),
-            calls: "init: SSM GetParameter (key); DynamoDB Scan (none pending), two metrics",
+            calls: "init: SSM GetParameter (key); DynamoDB Scan (the pending approvals), two metrics; expired snapshots (DynamoDB Query)",
             answer: "response",
         },
     ])
 }
 
-/// Stores the fixture run's plan (through the real PlanRun handler, in-process).
-pub async fn prepare(stack: &LocalStack) -> anyhow::Result<()> {
-    let request: ec2patch_plan::PlanRequest = serde_json::from_value(json!({
-        "runId": FIXTURE_RUN,
-        "input": {"accounts": [ec2patch_local::estate::spoke_account(0)], "regions": ["us-east-1"]}
-    }))?;
-    ec2patch_plan::handle(&stack.hub, request).await.context("storing the cold-start fixture plan")?;
-    Ok(())
+/// Seeds the small estate and takes the fixture run through its steps in-process (the handlers
+/// the router hosts), so that each cold-start event finds what its step would: a plan with an
+/// open Change Calendar, an inventory, a pending approval and its email, a batch sent and its
+/// commands finished.
+pub async fn prepare(stack: &LocalStack) -> anyhow::Result<Fixture> {
+    use ec2patch_local::functions::{
+        FunctionHost, PLAN_RUN, POLL_SSM_COMMAND, PRE_EC2_INVENTORY, SEND_APPROVAL_REQUEST, SEND_SSM_COMMAND,
+    };
+    let region = stack.options.region.clone();
+    let estate = stack
+        .seed(&ec2patch_local::EstateSpec {
+            accounts: 3,
+            regions: vec![region.clone()],
+            per_target: BTreeMap::from([(ec2patch_local::SeedKind::Patchable, INSTANCES_PER_ACCOUNT)]),
+            denied_accounts: 0,
+            concurrency: 3,
+            first_account: FIRST_ACCOUNT,
+        })
+        .await
+        .context("seeding the cold-start estate")?;
+    let (fixture_accounts, send_accounts) = estate.accounts.split_at(2);
+    let send_instances: Vec<_> =
+        estate.instances.iter().filter(|i| send_accounts.contains(&i.account)).cloned().collect();
+    aws_sdk_ssm::Client::new(&stack.sdk)
+        .create_document()
+        .name(CALENDAR)
+        .content(
+            [
+                "BEGIN:VCALENDAR",
+                "PRODID:-//AWS//Change Calendar 1.0//EN",
+                "VERSION:2.0",
+                "X-CALENDAR-TYPE:DEFAULT_OPEN",
+                "END:VCALENDAR",
+                "",
+            ]
+            .join("\r\n"),
+        )
+        .document_type(aws_sdk_ssm::types::DocumentType::ChangeCalendar)
+        .document_format(aws_sdk_ssm::types::DocumentFormat::Text)
+        .send()
+        .await
+        .context("creating the fixture's Change Calendar")?;
+
+    let invoke = |function: &'static str, payload: Value| async move {
+        let name = stack.functions.function_name(function);
+        let future = stack.functions.invoke(&name, payload).with_context(|| format!("no function {name}"))?;
+        future.await.map_err(|error| anyhow::anyhow!("{function}: {error:?}"))
+    };
+    for (run_id, calendars) in [(FIXTURE_RUN, vec![CALENDAR]), (INVENTORY_RUN, vec![])] {
+        invoke(
+            PLAN_RUN,
+            json!({"runId": run_id, "input": {
+                "accountWaves": [{"name": run_id, "accounts": fixture_accounts, "regions": [&region]}],
+                "changeCalendars": calendars
+            }}),
+        )
+        .await?;
+    }
+    let inventory: WaveInventory =
+        serde_json::from_value(invoke(PRE_EC2_INVENTORY, json!({"runId": FIXTURE_RUN, "waveIndex": 0})).await?)?;
+    anyhow::ensure!(
+        inventory.patchable == fixture_accounts.len() * INSTANCES_PER_ACCOUNT && inventory.batches == 1,
+        "the cold-start fixture's inventory: {inventory:?}"
+    );
+
+    // The approval email's Approve link, opened: the API Gateway event of that GET.
+    let mut inbox = ec2patch_local::ApprovalInbox::for_run(FIXTURE_RUN);
+    invoke(
+        SEND_APPROVAL_REQUEST,
+        json!({"taskToken": "bench-cold-token", "runId": FIXTURE_RUN, "waveIndex": 0, "inventory": inventory}),
+    )
+    .await?;
+    let started = Instant::now();
+    let link = loop {
+        if let Some(mail) = inbox.take_new(&stack.router).into_iter().next() {
+            break mail.approve_link;
+        }
+        if started.elapsed() > Duration::from_secs(30) {
+            bail!("no approval email for the cold-start fixture");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let path = link.find("/callback").map(|at| &link[at..]).with_context(|| format!("no /callback in {link}"))?;
+    let callback = {
+        let request = hyper::Request::get(path).header("user-agent", "ec2patch-bench").body(Full::new(Bytes::new()))?;
+        let (parts, _) = request.into_parts();
+        ec2patch_local::apigw::event(&parts, &Bytes::new(), ([127, 0, 0, 1], 9).into(), ec2patch_local::HUB_ACCOUNT)
+    };
+
+    // The batch sent, and polled until every command finished: what PollSsmCommand's and
+    // PostEC2Verify's samples then find.
+    invoke(SEND_SSM_COMMAND, json!({"runId": FIXTURE_RUN, "waveIndex": 0, "batch": 0})).await?;
+    let started = Instant::now();
+    for attempt in 0.. {
+        let poll =
+            invoke(POLL_SSM_COMMAND, json!({"runId": FIXTURE_RUN, "waveIndex": 0, "batch": 0, "attempt": attempt}))
+                .await?;
+        if poll["done"] == Value::Bool(true) {
+            break;
+        }
+        if started.elapsed() > Duration::from_secs(120) {
+            bail!("the cold-start fixture's commands did not finish within 120 s: {poll}");
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    Ok(Fixture { inventory, callback, send_accounts: send_accounts.to_vec(), send_instances })
 }
 
 /// How to start one function process.
@@ -288,13 +401,12 @@ pub async fn sample(
     stack: &LocalStack,
     front: &TlsFront,
     case: &Case,
+    event: &Value,
     launch: &Launch,
     log: &Path,
-    n: usize,
 ) -> anyhow::Result<Sample> {
-    let event = sample_event(case, n);
     let mut api =
-        RuntimeApi::serve(&event, &format!("arn:aws:lambda:us-east-1:111111111111:function:{}", case.function)).await?;
+        RuntimeApi::serve(event, &format!("arn:aws:lambda:us-east-1:111111111111:function:{}", case.function)).await?;
     let mut command = match launch {
         Launch::Rust { binary } => Command::new(binary),
         Launch::Emulated { runner, sysroot, binary } => {
@@ -359,14 +471,106 @@ pub async fn sample(
     })
 }
 
-/// The case's event for sample `n`: PlanRun gets a run id and wave name of its own each time.
-fn sample_event(case: &Case, n: usize) -> Value {
+/// The case's event for sample `n`. PlanRun gets a run id and wave name of its own each time.
+/// SendSsmCommand and PollSsmCommand get a run of their own over the send account, planned and
+/// inventoried here (in-process, not timed) with the previous sample's instance leases released:
+/// every send sample sends the batch's commands anew, and every poll sample polls a batch whose
+/// commands were sent here and have finished in SSM, but which no poll has seen yet.
+async fn sample_event(stack: &LocalStack, fixture: &Fixture, case: &Case, n: usize) -> anyhow::Result<Value> {
     let mut event = case.event.clone();
-    if case.function == "PlanRun" {
-        event["runId"] = Value::from(format!("bench-cold-plan-{n}"));
-        event["input"]["accountWaves"][0]["name"] = Value::from(format!("cold-{n}"));
+    match case.function {
+        "PlanRun" => {
+            event["runId"] = Value::from(format!("bench-cold-plan-{n}"));
+            event["input"]["accountWaves"][0]["name"] = Value::from(format!("cold-{n}"));
+        }
+        "SendSsmCommand" | "PollSsmCommand" => {
+            let run_id = format!("{}-{n}", case.event["runId"].as_str().unwrap_or("bench-cold-run"));
+            fresh_run(stack, fixture, &run_id).await?;
+            if case.function == "PollSsmCommand" {
+                let send: ec2patch_ssm_send::SendRequest =
+                    serde_json::from_value(json!({"runId": run_id, "waveIndex": 0, "batch": 0}))?;
+                ec2patch_ssm_send::handle(&stack.hub, send).await.with_context(|| format!("sending {run_id}"))?;
+                wait_for_commands(stack, &run_id).await?;
+            }
+            event["runId"] = Value::from(run_id);
+        }
+        _ => {}
     }
-    event
+    Ok(event)
+}
+
+/// Plans `run_id` over the send account and inventories it, its instances' leases released.
+async fn fresh_run(stack: &LocalStack, fixture: &Fixture, run_id: &str) -> anyhow::Result<()> {
+    let plan: ec2patch_plan::PlanRequest = serde_json::from_value(json!({
+        "runId": run_id,
+        "input": {"accountWaves": [{"name": run_id, "accounts": fixture.send_accounts, "regions": [stack.options.region]}]}
+    }))?;
+    ec2patch_plan::handle(&stack.hub, plan).await.with_context(|| format!("planning {run_id}"))?;
+    let inventory: ec2patch_inventory::InventoryRequest =
+        serde_json::from_value(json!({"runId": run_id, "waveIndex": 0}))?;
+    ec2patch_inventory::handle(&stack.hub, inventory).await.with_context(|| format!("inventory of {run_id}"))?;
+    let dynamodb = aws_sdk_dynamodb::Client::new(&stack.sdk);
+    for instance in &fixture.send_instances {
+        dynamodb
+            .delete_item()
+            .table_name(&stack.hub.config.table)
+            .key(
+                "pk",
+                AttributeValue::S(format!("LEASE#{}#{}#{}", instance.account, instance.region, instance.instance_id)),
+            )
+            .key("sk", AttributeValue::S("LEASE".to_owned()))
+            .send()
+            .await
+            .context("releasing the previous sample's lease")?;
+    }
+    Ok(())
+}
+
+/// Waits until every command of `run_id`'s batch 0 has finished in SSM (asking SSM directly,
+/// so that the run's records still say nothing about it).
+async fn wait_for_commands(stack: &LocalStack, run_id: &str) -> anyhow::Result<()> {
+    let records = aws_sdk_dynamodb::Client::new(&stack.sdk)
+        .query()
+        .table_name(&stack.hub.config.table)
+        .key_condition_expression("pk = :pk AND begins_with(sk, :prefix)")
+        .expression_attribute_values(":pk", AttributeValue::S(format!("RUN#{run_id}")))
+        .expression_attribute_values(":prefix", AttributeValue::S("COMMAND#000#00000#".to_owned()))
+        .consistent_read(true)
+        .send()
+        .await
+        .context("reading the sample's commands")?;
+    let sessions = stack.hub.spoke_sessions("bench-cold-harness");
+    let started = Instant::now();
+    for record in records.items() {
+        let text = |name: &str| record.get(name).and_then(|v| v.as_s().ok()).cloned().unwrap_or_default();
+        let (account, region, command) = (text("account"), text("region"), text("commandId"));
+        let account = ec2patch_core::AccountId::parse(&account).with_context(|| format!("account {account:?}"))?;
+        let ssm = aws_sdk_ssm::Client::new(
+            &sessions.config_for(&account, &ec2patch_core::Region::new_unchecked(region)).await?,
+        );
+        loop {
+            let invocations = ssm.list_command_invocations().command_id(&command).send().await?;
+            let busy = invocations.command_invocations().iter().any(|i| {
+                matches!(
+                    i.status(),
+                    None | Some(
+                        aws_sdk_ssm::types::CommandInvocationStatus::Pending
+                            | aws_sdk_ssm::types::CommandInvocationStatus::InProgress
+                            | aws_sdk_ssm::types::CommandInvocationStatus::Delayed
+                    )
+                )
+            });
+            if !busy && !invocations.command_invocations().is_empty() {
+                break;
+            }
+            if started.elapsed() > Duration::from_secs(120) {
+                bail!("{run_id}'s command {command} did not finish within 120 s");
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+    anyhow::ensure!(!records.items().is_empty(), "{run_id} sent no command");
+    Ok(())
 }
 
 /// `VmHWM` (peak resident set) of a live process, in KiB.
@@ -402,10 +606,10 @@ pub async fn measure(
     warmup: bool,
     logs: &Path,
 ) -> anyhow::Result<Vec<ColdStart>> {
-    prepare(stack).await?;
+    let fixture = prepare(stack).await?;
     std::fs::create_dir_all(logs)?;
     let mut results = Vec::new();
-    for case in cases(stack)? {
+    for case in cases(&fixture)? {
         let rust = Launch::Rust { binary: binaries.join(case.bin) };
         if !binaries.join(case.bin).exists() {
             bail!("{} is missing: build the function binaries first", binaries.join(case.bin).display());
@@ -427,11 +631,15 @@ pub async fn measure(
             let rust_first = run.saturating_sub(skip) % 2 == 0;
             let (mut r, mut p);
             if rust_first {
-                r = sample(stack, front, &case, &rust, &rust_log, 2 * run).await?;
-                p = sample(stack, front, &case, &py, &python_log, 2 * run + 1).await?;
+                let event = sample_event(stack, &fixture, &case, 2 * run).await?;
+                r = sample(stack, front, &case, &event, &rust, &rust_log).await?;
+                let event = sample_event(stack, &fixture, &case, 2 * run + 1).await?;
+                p = sample(stack, front, &case, &event, &py, &python_log).await?;
             } else {
-                p = sample(stack, front, &case, &py, &python_log, 2 * run).await?;
-                r = sample(stack, front, &case, &rust, &rust_log, 2 * run + 1).await?;
+                let event = sample_event(stack, &fixture, &case, 2 * run).await?;
+                p = sample(stack, front, &case, &event, &py, &python_log).await?;
+                let event = sample_event(stack, &fixture, &case, 2 * run + 1).await?;
+                r = sample(stack, front, &case, &event, &rust, &rust_log).await?;
             }
             (r.ran_first, p.ran_first) = (rust_first, !rust_first);
             if run >= skip {
@@ -499,10 +707,10 @@ pub async fn boot(launch: &Launch, log: &Path) -> anyhow::Result<Sample> {
     let stack =
         LocalStack::start(ec2patch_local::LocalStackOptions { name_prefix: "boot".to_owned(), ..Default::default() })
             .await?;
-    let case = cases(&stack)?.into_iter().find(|c| c.bin == "plan").context("no PlanRun case")?;
+    let case = plan_case();
     let tls_dir = std::env::temp_dir().join(format!("ec2patch-boot-tls-{}", std::process::id()));
     let front = TlsFront::start(&tls_dir, stack.router.addr).await?;
-    let sample = sample(&stack, &front, &case, launch, log, 0).await;
+    let sample = sample(&stack, &front, &case, &case.event, launch, log).await;
     let _ = std::fs::remove_dir_all(&tls_dir);
     let sample = sample?;
     if sample.answer != "response" {
