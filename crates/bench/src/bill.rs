@@ -63,6 +63,8 @@ pub struct Bill {
 pub struct Usage<'a> {
     /// The run's AWS calls (router counters) and its number of targets.
     pub calls: &'a BTreeMap<String, u64>,
+    /// Items the DynamoDB batch and transaction calls carried.
+    pub items: &'a BTreeMap<String, u64>,
     pub run_targets: f64,
     /// Bytes the functions logged during the run, and during one poll invocation.
     pub log_bytes: f64,
@@ -79,13 +81,18 @@ pub fn wave_bill(cost: &Cost, usage: &Usage<'_>, targets: f64, batches: f64, chi
     // The hub's own requests grow with the targets (records, objects); scaled linearly, which
     // over-counts the few made once per wave.
     let scale = targets / usage.run_targets.max(1.0);
+    let items = |key: &str| usage.items.get(key).copied().unwrap_or_default() as f64;
+    // Per item, as DynamoDB bills: a transaction's twice.
     let writes = (calls("dynamodb:PutItem")
         + calls("dynamodb:UpdateItem")
         + calls("dynamodb:DeleteItem")
-        + 2.0 * calls("dynamodb:TransactWriteItems")
-        + 25.0 * calls("dynamodb:BatchWriteItem"))
+        + 2.0 * items("dynamodb:TransactWriteItems")
+        + items("dynamodb:BatchWriteItem"))
         * scale;
-    let reads = (calls("dynamodb:GetItem") + 256.0 * (calls("dynamodb:Query") + calls("dynamodb:Scan"))) * scale;
+    let reads = (calls("dynamodb:GetItem")
+        + items("dynamodb:BatchGetItem")
+        + 256.0 * (calls("dynamodb:Query") + calls("dynamodb:Scan")))
+        * scale;
     let puts = (calls("s3:PutObject") + calls("s3:ListObjects")) * scale;
     let gets = (calls("s3:GetObject") + calls("s3:HeadObject")) * scale;
     let publishes = calls("sns:Publish").max(1.0);
@@ -123,14 +130,14 @@ pub fn wave_bill(cost: &Cost, usage: &Usage<'_>, targets: f64, batches: f64, chi
             writes,
             "WRU",
             PRICE_PER_WRITE_UNIT,
-            "items <= 1 KB; a BatchWriteItem counted as a full 25 (upper bound)",
+            "per item (<= 1 KB) of every write, batch and transaction (the router counts their items); a transaction's items twice",
         ),
         part(
             "DynamoDB reads",
             reads,
             "RRU",
             PRICE_PER_READ_UNIT,
-            "GetItem 1; a Query counted as a full 1 MB strongly consistent page, 256 (upper bound)",
+            "GetItem and each BatchGetItem key 1; a Query counted as a full 1 MB strongly consistent page, 256 (upper bound)",
         ),
         part("S3 PUT/LIST", puts, "requests", PRICE_PER_S3_PUT, "router counters"),
         part("S3 GET/HEAD", gets, "requests", PRICE_PER_S3_GET, "router counters"),
@@ -229,14 +236,24 @@ mod tests {
             ("s3:PutObject".to_owned(), 6),
             ("sns:Publish".to_owned(), 1),
         ]);
-        let usage =
-            Usage { calls: &calls, run_targets: 10.0, log_bytes: 20_000.0, log_bytes_per_poll: 500.0, run_polls: 20.0 };
+        let items = BTreeMap::from([
+            ("dynamodb:BatchWriteItem".to_owned(), 90),
+            ("dynamodb:TransactWriteItems".to_owned(), 20),
+        ]);
+        let usage = Usage {
+            calls: &calls,
+            items: &items,
+            run_targets: 10.0,
+            log_bytes: 20_000.0,
+            log_bytes_per_poll: 500.0,
+            run_polls: 20.0,
+        };
         let bill = wave_bill(&cost(), &usage, 1000.0, 100.0, 0.0);
         let find = |service: &str| bill.parts.iter().find(|p| p.service == service).unwrap().clone();
-        // (4 x 25 + 10) writes per 10 targets, x 100.
-        assert_eq!(find("DynamoDB writes").units, 11_000.0);
+        // (90 batched items + 2 x 20 transaction items + 10 updates) per 10 targets, x 100.
+        assert_eq!(find("DynamoDB writes").units, 14_000.0);
         assert_eq!(find("S3 PUT/LIST").units, 600.0);
-        assert!((find("DynamoDB writes").dollars - 11_000.0 * PRICE_PER_WRITE_UNIT).abs() < 1e-12);
+        assert!((find("DynamoDB writes").dollars - 14_000.0 * PRICE_PER_WRITE_UNIT).abs() < 1e-12);
         // (20000 - 20 x 500) / 10 = 1000 B per target; + 100 batches x 9 polls x 500 B.
         assert!((find("CloudWatch Logs").units - (1_000_000.0 + 450_000.0) / 1e9).abs() < 1e-12);
         assert!(bill.parts.iter().all(|p| p.service != "DynamoDB reads"), "no reads, no part");
@@ -249,7 +266,14 @@ mod tests {
     #[test]
     fn distributed_map_children_are_billed_as_transitions() {
         let calls = BTreeMap::new();
-        let usage = Usage { calls: &calls, run_targets: 1.0, log_bytes: 0.0, log_bytes_per_poll: 0.0, run_polls: 0.0 };
+        let usage = Usage {
+            calls: &calls,
+            items: &calls,
+            run_targets: 1.0,
+            log_bytes: 0.0,
+            log_bytes_per_poll: 0.0,
+            run_polls: 0.0,
+        };
         let inline = wave_bill(&cost(), &usage, 1000.0, 100.0, 0.0);
         let distributed = wave_bill(&cost(), &usage, 1000.0, 100.0, 100.0);
         assert!((distributed.dollars - inline.dollars - 100.0 * PRICE_PER_TRANSITION).abs() < 1e-12);

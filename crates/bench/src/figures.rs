@@ -476,6 +476,7 @@ pub fn figures(inputs: &Inputs<'_>) -> Vec<Figure> {
             wave_cost(run, inputs.processor, inputs.memory, inventory_per_target, 1000.0, per_batch, backoff_polls);
         let usage = bill::Usage {
             calls: &run.aws_calls,
+            items: &run.dynamodb_items,
             run_targets: run.targets as f64,
             log_bytes: run.log_bytes as f64,
             log_bytes_per_poll: inputs.log_bytes_per_poll,

@@ -60,6 +60,8 @@ pub struct WaveRun {
     /// Lambda task durations by state name (TaskScheduled to TaskSucceeded/Failed).
     pub task_times: BTreeMap<String, TaskTime>,
     pub aws_calls: BTreeMap<String, u64>,
+    /// Items the DynamoDB batch and transaction calls carried (the router's count).
+    pub dynamodb_items: BTreeMap<String, u64>,
     /// Bytes the functions logged during the run (see [`crate::bill::count_function_logs`]).
     pub log_bytes: u64,
     /// The wave's inventory summary as the state machine carries it (compact JSON).
@@ -101,6 +103,7 @@ pub async fn run(
     let execution = stack.approve_until_done(&arn, &ApproveOptions::new(TIMEOUT).for_run(run_id)).await?;
     let seconds = started.elapsed().as_secs_f64();
     let aws_calls = stack.router.calls();
+    let dynamodb_items = stack.router.items();
     let log_bytes = crate::bill::log_bytes() - logged_before;
     if execution.status != ExecutionStatus::Succeeded {
         bail!("{run_id} ended {:?}: {:?} {:?}", execution.status, execution.error, execution.cause);
@@ -118,6 +121,7 @@ pub async fn run(
     run.status = execution.status.as_str().to_owned();
     run.seconds = seconds;
     run.aws_calls = aws_calls;
+    run.dynamodb_items = dynamodb_items;
     run.log_bytes = log_bytes;
     Ok(run)
 }
@@ -223,6 +227,7 @@ pub fn analyse(history: &[HistoryEvent], processor: &BTreeMap<String, String>) -
         largest_payload_state: largest_state,
         task_times: task_times(history, &owner),
         aws_calls: BTreeMap::new(),
+        dynamodb_items: BTreeMap::new(),
         log_bytes: 0,
         inventory_summary,
     })

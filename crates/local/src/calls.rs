@@ -111,9 +111,46 @@ pub fn short_name(function: &str) -> &str {
     if function.starts_with("arn:") { function.split(':').nth(6).unwrap_or(function) } else { function }
 }
 
+/// The items a DynamoDB batch or transaction call carries (`None` for any other call): every
+/// request of every table of a BatchWriteItem, every key of a BatchGetItem, every action of a
+/// TransactWriteItems.
+pub fn dynamodb_items(call: &CallInfo, body: &[u8]) -> Option<u64> {
+    if call.service != "dynamodb" {
+        return None;
+    }
+    let body: serde_json::Value = serde_json::from_slice(body).ok()?;
+    let per_table = |field: &str, each: &dyn Fn(&serde_json::Value) -> usize| -> u64 {
+        body.get(field).and_then(|v| v.as_object()).map_or(0, |tables| tables.values().map(each).sum::<usize>() as u64)
+    };
+    match call.operation.as_str() {
+        "BatchWriteItem" => Some(per_table("RequestItems", &|t| t.as_array().map_or(0, Vec::len))),
+        "BatchGetItem" => {
+            Some(per_table("RequestItems", &|t| t.get("Keys").and_then(|k| k.as_array()).map_or(0, Vec::len)))
+        }
+        "TransactWriteItems" => Some(body.get("TransactItems").and_then(|v| v.as_array()).map_or(0, Vec::len) as u64),
+        _ => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn batch_and_transaction_calls_count_their_items() {
+        let call = |operation: &str| CallInfo {
+            service: "dynamodb".to_owned(),
+            operation: operation.to_owned(),
+            account: None,
+        };
+        let write = br#"{"RequestItems":{"runs":[{"PutRequest":{}},{"PutRequest":{}},{"DeleteRequest":{}}]}}"#;
+        assert_eq!(dynamodb_items(&call("BatchWriteItem"), write), Some(3));
+        let get = br#"{"RequestItems":{"runs":{"Keys":[{},{}],"ConsistentRead":true}}}"#;
+        assert_eq!(dynamodb_items(&call("BatchGetItem"), get), Some(2));
+        let transaction = br#"{"TransactItems":[{"Put":{}},{"Delete":{}},{"Put":{}},{"Put":{}}]}"#;
+        assert_eq!(dynamodb_items(&call("TransactWriteItems"), transaction), Some(4));
+        assert_eq!(dynamodb_items(&call("PutItem"), br#"{"Item":{}}"#), None);
+    }
 
     fn parts(request: hyper::Request<()>) -> hyper::http::request::Parts {
         request.into_parts().0

@@ -60,6 +60,8 @@ pub struct RouterState {
     mailbox: Mutex<Vec<Mail>>,
     faults: FaultPlan,
     calls: Mutex<BTreeMap<String, u64>>,
+    /// Items carried by DynamoDB's batch and transaction calls, per operation.
+    items: Mutex<BTreeMap<String, u64>>,
     /// Every AWS call in the order the router saw it, while a test keeps a journal.
     journal: Mutex<Option<Vec<JournalEntry>>>,
     accounts: Mutex<Accounts>,
@@ -108,6 +110,7 @@ impl Router {
             mailbox: Mutex::new(Vec::new()),
             faults: FaultPlan::default(),
             calls: Mutex::new(BTreeMap::new()),
+            items: Mutex::new(BTreeMap::new()),
             journal: Mutex::new(None),
             accounts: Mutex::new(Accounts::default()),
             issued_secrets: Mutex::new(Vec::new()),
@@ -141,6 +144,14 @@ impl Router {
 
     pub fn reset_calls(&self) {
         lock(&self.state.calls).clear();
+        lock(&self.state.items).clear();
+    }
+
+    /// Items the DynamoDB batch and transaction calls since the last reset carried, per
+    /// `dynamodb:<Operation>` (`BatchWriteItem`, `BatchGetItem`, `TransactWriteItems`): what
+    /// DynamoDB bills, where a call counts only once.
+    pub fn items(&self) -> BTreeMap<String, u64> {
+        lock(&self.state.items).clone()
     }
 
     /// Starts (or restarts, empty) a journal of every AWS call from now on, in arrival order, with
@@ -210,6 +221,9 @@ async fn route(
     let call =
         calls::describe(&parts, &body, &state.hub_account, |key| lock(&state.accounts).by_access_key.get(key).cloned());
     count(&state, &call.key());
+    if let Some(items) = calls::dynamodb_items(&call, &body) {
+        *lock(&state.items).entry(call.key()).or_default() += items;
+    }
     if let Some(journal) = lock(&state.journal).as_mut() {
         journal.push(JournalEntry {
             key: call.key(),
