@@ -260,9 +260,9 @@ async fn inventory(
 
 /// The calls the inventory makes, with nothing in between: per account AssumeRole (once), per
 /// target DescribeInstances (running + tag filter), DescribeInstanceInformation (the ids),
-/// DescribeInstancePatchStates (the ids) and one BatchWriteItem of the same items (a target
-/// record + one per instance); then the wave's objects (manifest, batches) and record.
-/// `concurrency` targets at a time.
+/// DescribeInstancePatchStates (the ids); then the same records (a target record + one per
+/// instance) packed across targets 25 to a BatchWriteItem, and the wave's objects (manifest,
+/// batches) and record. `concurrency` targets (and writes) at a time.
 async fn tight_client(
     stack: &LocalStack,
     targets: &[(String, String)],
@@ -299,86 +299,100 @@ async fn tight_client(
         .await;
     let credentials: HashMap<String, Credentials> = assumed.into_iter().collect::<anyhow::Result<_>>()?;
     let (dynamodb, table, credentials) = (&dynamodb, &table, &credentials);
-    let results: Vec<anyhow::Result<serde_json::Value>> = futures::stream::iter(targets.iter().enumerate())
-        .map(|(index, (account, region))| async move {
-            let creds = credentials.get(account).context("no credentials for the account")?.clone();
-            let config: SdkConfig = stack
-                .sdk
-                .to_builder()
-                .credentials_provider(aws_credential_types::provider::SharedCredentialsProvider::new(creds))
-                .region(aws_config::Region::new(region.clone()))
-                .build();
-            let ec2 = aws_sdk_ec2::Client::new(&config);
-            let described = ec2
-                .describe_instances()
-                .filters(Filter::builder().name("instance-state-name").values("running").build())
-                .filters(Filter::builder().name("tag:PatchGroup").values("default").build())
-                .send()
-                .await
-                .with_context(|| format!("DescribeInstances {account} {region}"))?;
-            let ids: Vec<String> = described
-                .reservations()
-                .iter()
-                .flat_map(|r| r.instances())
-                .filter_map(|i| i.instance_id().map(str::to_owned))
-                .collect();
-            aws_sdk_ssm::Client::new(&config)
-                .describe_instance_information()
-                .filters(
-                    InstanceInformationStringFilter::builder()
-                        .key("InstanceIds")
-                        .set_values(Some(ids.clone()))
-                        .build()?,
-                )
-                .send()
-                .await
-                .with_context(|| format!("DescribeInstanceInformation {account} {region}"))?;
-            // The patch state before (compliance), as the handler reads it for the SSM-online
-            // instances (all of them here; at most 50 per call, as many as a target has).
-            if !ids.is_empty() {
+    let results: Vec<anyhow::Result<(serde_json::Value, Vec<WriteRequest>)>> =
+        futures::stream::iter(targets.iter().enumerate())
+            .map(|(index, (account, region))| async move {
+                let creds = credentials.get(account).context("no credentials for the account")?.clone();
+                let config: SdkConfig = stack
+                    .sdk
+                    .to_builder()
+                    .credentials_provider(aws_credential_types::provider::SharedCredentialsProvider::new(creds))
+                    .region(aws_config::Region::new(region.clone()))
+                    .build();
+                let ec2 = aws_sdk_ec2::Client::new(&config);
+                let described = ec2
+                    .describe_instances()
+                    .filters(Filter::builder().name("instance-state-name").values("running").build())
+                    .filters(Filter::builder().name("tag:PatchGroup").values("default").build())
+                    .send()
+                    .await
+                    .with_context(|| format!("DescribeInstances {account} {region}"))?;
+                let ids: Vec<String> = described
+                    .reservations()
+                    .iter()
+                    .flat_map(|r| r.instances())
+                    .filter_map(|i| i.instance_id().map(str::to_owned))
+                    .collect();
                 aws_sdk_ssm::Client::new(&config)
-                    .describe_instance_patch_states()
-                    .set_instance_ids(Some(ids.clone()))
+                    .describe_instance_information()
+                    .filters(
+                        InstanceInformationStringFilter::builder()
+                            .key("InstanceIds")
+                            .set_values(Some(ids.clone()))
+                            .build()?,
+                    )
                     .send()
                     .await
-                    .with_context(|| format!("DescribeInstancePatchStates {account} {region}"))?;
-            }
-            let pk = format!("RUN#bench-{label}");
-            let item = |sk: String| -> anyhow::Result<WriteRequest> {
-                let attributes: HashMap<String, AttributeValue> = [
-                    ("pk", pk.clone()),
-                    ("sk", sk),
-                    ("account", account.clone()),
-                    ("region", region.clone()),
-                    ("platform", "Linux/UNIX".to_owned()),
-                    ("ssm", "ONLINE".to_owned()),
-                    ("outcome", "PENDING".to_owned()),
-                ]
-                .into_iter()
-                .map(|(k, v)| (k.to_owned(), AttributeValue::S(v)))
-                .collect();
-                Ok(WriteRequest::builder()
-                    .put_request(PutRequest::builder().set_item(Some(attributes)).build()?)
-                    .build())
-            };
-            let mut writes = vec![item(format!("TARGET#{index}"))?];
-            for id in &ids {
-                writes.push(item(format!("INSTANCE#{account}#{region}#{id}"))?);
-            }
-            for chunk in writes.chunks(25) {
-                dynamodb
-                    .batch_write_item()
-                    .request_items(table.clone(), chunk.to_vec())
-                    .send()
-                    .await
-                    .context("BatchWriteItem")?;
-            }
-            Ok(json!({"account": account, "region": region, "instances": ids}))
+                    .with_context(|| format!("DescribeInstanceInformation {account} {region}"))?;
+                // The patch state before (compliance), as the handler reads it for the SSM-online
+                // instances (all of them here; at most 50 per call, as many as a target has).
+                if !ids.is_empty() {
+                    aws_sdk_ssm::Client::new(&config)
+                        .describe_instance_patch_states()
+                        .set_instance_ids(Some(ids.clone()))
+                        .send()
+                        .await
+                        .with_context(|| format!("DescribeInstancePatchStates {account} {region}"))?;
+                }
+                let pk = format!("RUN#bench-{label}");
+                let item = |sk: String| -> anyhow::Result<WriteRequest> {
+                    let attributes: HashMap<String, AttributeValue> = [
+                        ("pk", pk.clone()),
+                        ("sk", sk),
+                        ("account", account.clone()),
+                        ("region", region.clone()),
+                        ("platform", "Linux/UNIX".to_owned()),
+                        ("ssm", "ONLINE".to_owned()),
+                        ("outcome", "PENDING".to_owned()),
+                    ]
+                    .into_iter()
+                    .map(|(k, v)| (k.to_owned(), AttributeValue::S(v)))
+                    .collect();
+                    Ok(WriteRequest::builder()
+                        .put_request(PutRequest::builder().set_item(Some(attributes)).build()?)
+                        .build())
+                };
+                let mut writes = vec![item(format!("TARGET#{index}"))?];
+                for id in &ids {
+                    writes.push(item(format!("INSTANCE#{account}#{region}#{id}"))?);
+                }
+                Ok((json!({"account": account, "region": region, "instances": ids}), writes))
+            })
+            .buffer_unordered(concurrency.max(1))
+            .collect()
+            .await;
+    let mut manifest: Vec<serde_json::Value> = Vec::with_capacity(results.len());
+    let mut writes: Vec<WriteRequest> = Vec::new();
+    for result in results {
+        let (target, target_writes) = result?;
+        manifest.push(target);
+        writes.extend(target_writes);
+    }
+    // The records packed across targets, 25 to a call, as the handler writes them.
+    let batches: Vec<anyhow::Result<()>> = futures::stream::iter(writes.chunks(25))
+        .map(|chunk| async move {
+            dynamodb
+                .batch_write_item()
+                .request_items(table.clone(), chunk.to_vec())
+                .send()
+                .await
+                .context("BatchWriteItem")?;
+            Ok(())
         })
         .buffer_unordered(concurrency.max(1))
         .collect()
         .await;
-    let manifest: Vec<serde_json::Value> = results.into_iter().collect::<anyhow::Result<_>>()?;
+    batches.into_iter().collect::<anyhow::Result<()>>()?;
 
     // The wave's objects: the manifest, one object per batch of targets, and the wave record.
     let s3 = aws_sdk_s3::Client::from_conf(ec2patch_core::hub::s3_config(&stack.sdk));
