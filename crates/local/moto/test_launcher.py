@@ -235,6 +235,43 @@ class LauncherTest(unittest.TestCase):
         self.assertEqual(invocations[0]["CommandPlugins"][0]["Name"], "aws:runShellScript")
         self.assertEqual(ssm.list_commands(CommandId=cid)["Commands"][0]["Status"], "Cancelled")
 
+    def test_a_failed_transaction_changes_nothing_and_a_large_table_is_no_obstacle(self) -> None:
+        ddb = self.client("dynamodb", self.hub)
+        ddb.create_table(
+            TableName="tx", BillingMode="PAY_PER_REQUEST",
+            KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
+            AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"},
+                                  {"AttributeName": "sk", "AttributeType": "S"}],
+        )
+        item = lambda pk, **extra: {"pk": {"S": pk}, "sk": {"S": "X"}, **extra}  # noqa: E731
+        for start in range(0, 2000, 25):  # a table of some size: moto used to copy it per action
+            ddb.batch_write_item(RequestItems={"tx": [
+                {"PutRequest": {"Item": item(f"filler{n}")}} for n in range(start, start + 25)]})
+        ddb.put_item(TableName="tx", Item=item("kept", v={"S": "before"}))
+        ddb.put_item(TableName="tx", Item=item("taken", owner={"S": "other"}))
+        guarded = {"ConditionExpression": "attribute_not_exists(pk)", "TableName": "tx"}
+        error = self.assertAwsError(
+            "TransactionCanceledException", ddb.transact_write_items, TransactItems=[
+                {"Put": {"TableName": "tx", "Item": item("new")}},
+                {"Put": {"TableName": "tx", "Item": item("kept", v={"S": "after"})}},
+                {"Delete": {"TableName": "tx", "Key": item("filler7")}},
+                {"Put": {**guarded, "Item": item("taken", owner={"S": "me"}),
+                         "ReturnValuesOnConditionCheckFailure": "ALL_OLD"}},
+            ])
+        reasons = error.response["CancellationReasons"]
+        self.assertEqual([r["Code"] for r in reasons], ["None", "None", "None", "ConditionalCheckFailed"])
+        self.assertEqual(reasons[3]["Item"]["owner"], {"S": "other"})
+        get = lambda pk: ddb.get_item(TableName="tx", Key=item(pk)).get("Item")  # noqa: E731
+        self.assertIsNone(get("new"), "the put of a cancelled transaction is undone")
+        self.assertEqual(get("kept")["v"], {"S": "before"}, "an overwritten item is restored")
+        self.assertIsNotNone(get("filler7"), "a deleted item is restored")
+        self.assertEqual(get("taken")["owner"], {"S": "other"})
+        # 100 actions on the 2000-item table: done, each item written.
+        ddb.transact_write_items(TransactItems=[
+            {"Put": {**guarded, "Item": item(f"lease{n}")}} for n in range(100)])
+        self.assertIsNotNone(get("lease99"))
+        self.assertEqual(ddb.scan(TableName="tx", Select="COUNT")["Count"], 2000 + 2 + 100)
+
     def test_create_snapshots_copies_volume_tags(self) -> None:
         region = "ap-southeast-2"
         ec2 = self.client("ec2", self.acct_a, region)
@@ -628,6 +665,24 @@ class LauncherTest(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class TransactionPatchTest(unittest.TestCase):
+    def test_transactions_no_longer_copy_tables(self) -> None:
+        """The launcher's TransactWriteItems patch is in place: moto's per-action deep copy of the
+        whole table (its rollback) gives back the table itself, items are still copied."""
+        sys.path.insert(0, str(HERE))
+        import launcher
+        from moto.dynamodb import models
+
+        launcher.transactions_back_up_items_not_tables()
+        table = models.Table("t", account_id=HUB, region="us-east-1",
+                             schema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+                             attr=[{"AttributeName": "pk", "AttributeType": "S"}])
+        self.assertIs(models.copy.deepcopy(table), table)
+        item = {"pk": {"S": "a"}}
+        self.assertIsNot(models.copy.deepcopy(item), item)
+        self.assertEqual(models.copy.deepcopy(item), item)
 
 
 class SessionPolicyTest(unittest.TestCase):
