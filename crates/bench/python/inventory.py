@@ -45,12 +45,18 @@ def handler(event, context):
         except Exception as error:  # recorded with its reason; the other targets complete
             instances, failure = [], {"account": account, "region": region,
                                       "errorType": type(error).__name__, "message": str(error)}
-        record_target(run_id, wave_index, account, region, instances, failure)
-        return {"account": account, "region": region, "failure": failure, "instances": instances}
+        records = target_records(run_id, wave_index, account, region, instances, failure)
+        return {"account": account, "region": region, "failure": failure, "instances": instances}, records
 
     targets = [(a, r) for a in wave["accounts"] for r in wave["regions"]]
     with ThreadPoolExecutor(max_workers=max(1, min(common.CONCURRENCY, len(targets)))) as pool:
-        manifest_targets = sorted(pool.map(target, targets), key=lambda t: (t["account"], t["region"]))
+        inventoried = list(pool.map(target, targets))
+    # The wave's records packed across targets, 25 to a BatchWriteItem, as the handler does.
+    records = [item for _, items in inventoried for item in items]
+    chunks = [records[i:i + 25] for i in range(0, len(records), 25)]
+    with ThreadPoolExecutor(max_workers=max(1, min(common.CONCURRENCY, len(chunks) or 1))) as pool:
+        list(pool.map(common.put_items, chunks))
+    manifest_targets = sorted((t for t, _ in inventoried), key=lambda t: (t["account"], t["region"]))
     manifest = {"runId": run_id, "waveIndex": wave_index, "waveName": wave["name"], "tagFilters": filters,
                 "targets": manifest_targets}
     manifest_ref = common.put_json(common.manifest_key(run_id, wave_index), manifest)
@@ -127,7 +133,7 @@ def discover(session, filters):
     return sorted(instances, key=lambda i: i["instanceId"])
 
 
-def record_target(run_id, wave_index, account, region, instances, failure):
+def target_records(run_id, wave_index, account, region, instances, failure):
     s, n, pk, expires = (lambda v: {"S": v}), (lambda v: {"N": str(v)}), common.run_pk(run_id), common.expires_at()
     online = [i for i in instances if i["ssm"]["state"] == "online"]
     target = {"pk": s(pk), "sk": s(f"TARGET#{wave_index:03}#{account}#{region}"), "wave": n(wave_index),
@@ -156,4 +162,4 @@ def record_target(run_id, wave_index, account, region, instances, failure):
         else:
             item.update(outcome=s("SKIPPED"), reason=s("SsmNotManaged" if ssm["state"] == "notManaged" else "SsmOffline"))
         items.append(item)
-    common.put_items(items)
+    return items

@@ -38,12 +38,16 @@ def handler(event, context):
             chunk_ids = ids[start:start + INSTANCES_PER_COMMAND]
             key = {"pk": s(common.run_pk(run_id)),
                    "sk": s(f"{common.command_prefix(wave_index, batch_index)}{account}#{region}#{chunk:03}")}
-            existing = common.dynamodb.get_item(TableName=common.TABLE, Key=key, ConsistentRead=True).get("Item")
-            if existing and "commandId" in existing:
-                continue
-            common.dynamodb.put_item(TableName=common.TABLE, ConditionExpression="attribute_not_exists(pk)", Item={
-                **key, "account": s(account), "region": s(region), "instanceIds": {"SS": chunk_ids},
-                "claimedAt": n(common.now()), "expiresAt": common.expires_at()})
+            # One call: the claim, or the one already there (its failed condition returns it).
+            try:
+                common.dynamodb.put_item(
+                    TableName=common.TABLE, ConditionExpression="attribute_not_exists(pk)",
+                    ReturnValuesOnConditionCheckFailure="ALL_OLD", Item={
+                        **key, "account": s(account), "region": s(region), "instanceIds": {"SS": chunk_ids},
+                        "claimedAt": n(common.now()), "expiresAt": common.expires_at()})
+            except common.dynamodb.exceptions.ConditionalCheckFailedException as failed:
+                if "commandId" in failed.response.get("Item", {}):
+                    continue
             command = ssm.send_command(
                 InstanceIds=chunk_ids, DocumentName="AWS-RunPatchBaseline", TimeoutSeconds=common.COMMAND_TIMEOUT_SECONDS,
                 Comment=f"ec2patch claim {secrets.token_hex(8)}", MaxConcurrency="10%", MaxErrors="10%",
