@@ -77,6 +77,9 @@ pub struct Sample {
     pub tls_handshakes: u64,
     /// Whether this side ran first in its pair (the sides alternate).
     pub ran_first: bool,
+    /// Of `millis`, the time the emulator took to answer the process's AWS calls (the router's
+    /// sum): what both sides wait for alike.
+    pub emulator_millis: f64,
 }
 
 /// Median, min and max of a set of samples (or of the runs' ratios).
@@ -115,6 +118,10 @@ pub struct ColdStart {
     pub python: Vec<Sample>,
     /// Both sides made the same AWS calls (by operation and count).
     pub same_calls: bool,
+    /// Each side's time without the emulator's answers (`millis - emulator_millis`): the
+    /// process's own start, TLS and work.
+    pub rust_own_millis: Spread,
+    pub python_own_millis: Spread,
 }
 
 /// What the cold-start events refer to, made by [`prepare`].
@@ -440,6 +447,7 @@ pub async fn sample(
     let _ = child.start_kill();
     let _ = child.wait().await;
     let (aws_calls, tls_handshakes) = (stack.router.calls(), front.handshakes());
+    let emulator_millis = stack.router.upstream_time().as_secs_f64() * 1000.0;
     if answer.kind == "init-error" {
         bail!("{} failed at init: {}", case.function, answer.body);
     }
@@ -468,6 +476,7 @@ pub async fn sample(
         aws_calls,
         tls_handshakes,
         ran_first: false,
+        emulator_millis,
     })
 }
 
@@ -662,6 +671,8 @@ pub async fn measure(
             python_peak_rss_mib: spread(&python_samples, rss_mib),
             millis_ratio: ratio(|s| s.millis),
             peak_rss_ratio: ratio(rss_mib),
+            rust_own_millis: spread(&rust_samples, |s| s.millis - s.emulator_millis),
+            python_own_millis: spread(&python_samples, |s| s.millis - s.emulator_millis),
             rust: rust_samples,
             python: python_samples,
             same_calls,

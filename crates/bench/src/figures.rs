@@ -305,12 +305,15 @@ pub fn figures(inputs: &Inputs<'_>) -> Vec<Figure> {
             .runs(c.rust.len(), c.rust_millis, Some(c.millis_ratio))
             .target(Bound::AtMost, 0.1, "ratio")
             .note(format!(
-                "{}; median (min-max) of {} runs per side, the sides alternating which goes first, ratio: median of the runs' ratios; Python {:.0} ms ({:.0}-{:.0}); AWS over TLS (a CA made for the run, each side's standard trust setting); {sides}",
+                "{}; median (min-max) of {} runs per side, the sides alternating which goes first, ratio: median of the runs' ratios; Python {:.0} ms ({:.0}-{:.0}); AWS over TLS (a CA made for the run, each side's standard trust setting); {sides}; without the time the emulator took to answer: {:.1} ms vs {:.0} ms ({:.3}x)",
                 c.calls,
                 c.rust.len(),
                 c.python_millis.median,
                 c.python_millis.min,
                 c.python_millis.max,
+                c.rust_own_millis.median,
+                c.python_own_millis.median,
+                c.rust_own_millis.median / c.python_own_millis.median.max(f64::MIN_POSITIVE),
             )),
         );
         out.push(

@@ -178,6 +178,11 @@ async fn cold_start(args: ColdStartArgs) -> anyhow::Result<()> {
             c.python.iter().map(|s| s.tls_handshakes).collect::<Vec<_>>(),
             if c.same_calls { "same AWS calls".to_owned() } else { "AWS CALLS DIFFER".to_owned() },
         );
+        println!(
+            "    without the emulator's answers: {} ms vs Python {} ms",
+            spread(c.rust_own_millis),
+            spread(c.python_own_millis)
+        );
         if let (Some(r), Some(p)) = (c.rust.first(), c.python.first()) {
             println!("    Rust:   {:?}\n    Python: {:?}", r.aws_calls, p.aws_calls);
         }

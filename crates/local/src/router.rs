@@ -62,6 +62,8 @@ pub struct RouterState {
     calls: Mutex<BTreeMap<String, u64>>,
     /// Items carried by DynamoDB's batch and transaction calls, per operation.
     items: Mutex<BTreeMap<String, u64>>,
+    /// Time spent waiting for moto's answers (nanoseconds, summed over calls).
+    upstream_nanos: std::sync::atomic::AtomicU64,
     /// Every AWS call in the order the router saw it, while a test keeps a journal.
     journal: Mutex<Option<Vec<JournalEntry>>>,
     accounts: Mutex<Accounts>,
@@ -111,6 +113,7 @@ impl Router {
             faults: FaultPlan::default(),
             calls: Mutex::new(BTreeMap::new()),
             items: Mutex::new(BTreeMap::new()),
+            upstream_nanos: std::sync::atomic::AtomicU64::new(0),
             journal: Mutex::new(None),
             accounts: Mutex::new(Accounts::default()),
             issued_secrets: Mutex::new(Vec::new()),
@@ -145,6 +148,13 @@ impl Router {
     pub fn reset_calls(&self) {
         lock(&self.state.calls).clear();
         lock(&self.state.items).clear();
+        self.state.upstream_nanos.store(0, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// How long the emulator took to answer the calls since the last reset, summed (calls in
+    /// flight together each count): the part of a caller's time that is the emulator's.
+    pub fn upstream_time(&self) -> std::time::Duration {
+        std::time::Duration::from_nanos(self.state.upstream_nanos.load(std::sync::atomic::Ordering::Relaxed))
     }
 
     /// Items the DynamoDB batch and transaction calls since the last reset carried, per
@@ -406,7 +416,11 @@ async fn forward(
         Ok(request) => request,
         Err(error) => return plain(StatusCode::BAD_REQUEST, error.to_string()),
     };
-    let response = match http::send(request).await {
+    let asked = std::time::Instant::now();
+    let response = http::send(request).await;
+    let waited = u64::try_from(asked.elapsed().as_nanos()).unwrap_or(u64::MAX);
+    state.upstream_nanos.fetch_add(waited, std::sync::atomic::Ordering::Relaxed);
+    let response = match response {
         Ok(response) => response,
         Err(error) => return plain(StatusCode::BAD_GATEWAY, format!("moto unreachable: {error}")),
     };
