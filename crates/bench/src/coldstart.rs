@@ -682,25 +682,35 @@ pub async fn measure(
 }
 
 /// The cold starts alone, on a local stack of their own (`ec2patch-bench cold-start`): the
-/// binaries built first if `options.build_profile` says so, the Python virtualenv, the stack, the
-/// HTTPS front, then [`measure`].
+/// binaries built first if `options.build_profile` says so, the Python virtualenv, the stack, then
+/// [`measure_over_tls`].
 pub async fn run(root: &Path, options: &crate::Options) -> anyhow::Result<Vec<ColdStart>> {
     if let Some(profile) = &options.build_profile {
         crate::build(root, profile)?;
     }
-    let python =
-        ec2patch_local::moto::ensure_venv_at(root, ".venv-bench", &root.join("crates/bench/python/requirements.txt"))
-            .context("the Python baseline's virtualenv")?;
+    let python = crate::python_venv(root)?;
     let stack =
         LocalStack::start(ec2patch_local::LocalStackOptions { name_prefix: "bench".to_owned(), ..Default::default() })
             .await?;
+    measure_over_tls(&stack, root, &python, options).await
+}
+
+/// [`measure`] with the function processes reaching AWS over HTTPS, as in Lambda: a TLS front to
+/// the stack's router, with a CA made for this run.
+pub async fn measure_over_tls(
+    stack: &LocalStack,
+    root: &Path,
+    python: &Path,
+    options: &crate::Options,
+) -> anyhow::Result<Vec<ColdStart>> {
     let target = crate::target_dir(root);
     let front = TlsFront::start(&target.join("bench/tls"), stack.router.addr).await?;
+    eprintln!("bench: cold starts ({} runs per side, AWS at {}) ...", options.cold_start_runs, front.url());
     measure(
-        &stack,
+        stack,
         &front,
         &options.binaries,
-        &python,
+        python,
         &root.join("crates/bench/python"),
         options.cold_start_runs,
         options.cold_start_warmup,

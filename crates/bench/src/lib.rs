@@ -197,6 +197,12 @@ pub async fn validate_definition(stack: &LocalStack) -> anyhow::Result<String> {
     Ok(if diagnostics.is_empty() { output.result().as_str().to_owned() } else { diagnostics.join("; ") })
 }
 
+/// The Python baseline's virtualenv (`.venv-bench`), made on first use; its interpreter.
+pub fn python_venv(root: &Path) -> anyhow::Result<PathBuf> {
+    ec2patch_local::moto::ensure_venv_at(root, ".venv-bench", &root.join("crates/bench/python/requirements.txt"))
+        .context("the Python baseline's virtualenv")
+}
+
 /// Builds the function binaries (and this crate, so cargo resolves the same features and the
 /// later `cargo run` reuses everything) with one cargo command.
 pub fn build(root: &Path, profile: &str) -> anyhow::Result<()> {
@@ -233,9 +239,7 @@ pub async fn run(root: &Path, options: &Options) -> anyhow::Result<Results> {
         phase("build", t);
     }
     let t = Instant::now();
-    let python =
-        ec2patch_local::moto::ensure_venv_at(root, ".venv-bench", &root.join("crates/bench/python/requirements.txt"))
-            .context("the Python baseline's virtualenv")?;
+    let python = python_venv(root)?;
     phase("python venv", t);
 
     let settings = PatchSettings::default();
@@ -252,24 +256,8 @@ pub async fn run(root: &Path, options: &Options) -> anyhow::Result<Results> {
     phase("local stack", t);
     let definition_check = validate_definition(&stack).await?;
 
-    let logs = target_dir(root).join("bench/logs");
     let t = Instant::now();
-    // The function processes reach AWS over HTTPS, as in Lambda: a TLS front to the router, with
-    // a CA made for this run.
-    let front = tls::TlsFront::start(&target_dir(root).join("bench/tls"), stack.router.addr).await?;
-    eprintln!("bench: cold starts ({} runs per side, AWS at {}) ...", options.cold_start_runs, front.url());
-    let cold = coldstart::measure(
-        &stack,
-        &front,
-        &options.binaries,
-        &python,
-        &root.join("crates/bench/python"),
-        options.cold_start_runs,
-        options.cold_start_warmup,
-        &logs,
-    )
-    .await?;
-    drop(front);
+    let cold = coldstart::measure_over_tls(&stack, root, &python, options).await?;
     phase("cold start", t);
 
     let batches = options.wave_accounts * options.wave_regions.len();
