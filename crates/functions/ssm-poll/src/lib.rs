@@ -148,29 +148,26 @@ pub async fn handle(hub: &Hub, request: PollRequest) -> Result<PollResult> {
     let (mut end, mut unestimated): (Option<f64>, bool) = (None, false);
     for record in &records {
         let Some(command_id) = &record.command_id else { continue };
-        let session = match &record.final_invocations {
+        let invocations = if let Some(kept) = &record.final_invocations {
             // An earlier poll saw this command end: nothing more to ask the spoke.
-            Some(_) => None,
-            None => Some(sessions.config_for(&record.account, &record.region).await),
-        };
-        let invocations = match (&record.final_invocations, session) {
-            (Some(invocations), _) => invocations.clone(),
-            (None, Some(Ok(config))) => {
-                let invocations =
-                    patching::list_invocations(&aws_sdk_ssm::Client::new(&config), command_id, &record.context())
-                        .await?;
-                let listed_all = invocations.len() >= record.instance_ids.len();
-                if listed_all && invocations.iter().all(patching::Invocation::is_terminal) {
-                    patching::record_final_invocations(&hub.store, &request.run_id, record, &invocations).await?;
+            kept.clone()
+        } else {
+            let config = match sessions.config_for(&record.account, &record.region).await {
+                Ok(config) => config,
+                Err(error) if error.is_transient() => return Err(error),
+                Err(_) => {
+                    result.unreadable += 1;
+                    unestimated = true;
+                    continue;
                 }
-                invocations
+            };
+            let invocations =
+                patching::list_invocations(&aws_sdk_ssm::Client::new(&config), command_id, &record.context()).await?;
+            let listed_all = invocations.len() >= record.instance_ids.len();
+            if listed_all && invocations.iter().all(patching::Invocation::is_terminal) {
+                patching::record_final_invocations(&hub.store, &request.run_id, record, &invocations).await?;
             }
-            (None, Some(Err(error))) if error.is_transient() => return Err(error),
-            (None, _) => {
-                result.unreadable += 1;
-                unestimated = true;
-                continue;
-            }
+            invocations
         };
         for invocation in &invocations {
             result.invocations += 1;
