@@ -298,16 +298,7 @@ impl RunStore {
             let mut batch = std::mem::replace(&mut requests, rest);
             let mut round = 0;
             while !batch.is_empty() {
-                if round == UNPROCESSED_ROUNDS {
-                    return Err(Error::StateStoreFailed(format!(
-                        "{} items still unprocessed by table {} after {UNPROCESSED_ROUNDS} rounds",
-                        batch.len() + requests.len(),
-                        self.table
-                    )));
-                }
-                if round > 0 {
-                    tokio::time::sleep(Duration::from_millis(50 << round.min(6))).await;
-                }
+                self.before_round(round, || format!("{} items", batch.len() + requests.len())).await?;
                 let output = self
                     .dynamodb
                     .batch_write_item()
@@ -341,16 +332,7 @@ impl RunStore {
             );
             let mut round = 0;
             while let Some(request) = pending.take() {
-                if round == UNPROCESSED_ROUNDS {
-                    return Err(Error::StateStoreFailed(format!(
-                        "{} keys still unprocessed by table {} after {UNPROCESSED_ROUNDS} rounds",
-                        request.keys().len(),
-                        self.table
-                    )));
-                }
-                if round > 0 {
-                    tokio::time::sleep(Duration::from_millis(50 << round.min(6))).await;
-                }
+                self.before_round(round, || format!("{} keys", request.keys().len())).await?;
                 let output = self
                     .dynamodb
                     .batch_get_item()
@@ -366,6 +348,22 @@ impl RunStore {
             }
         }
         Ok(items)
+    }
+
+    /// Before round `round` of re-sending what a batch call left unprocessed: waits longer each
+    /// round, and gives up after [`UNPROCESSED_ROUNDS`], saying how much (`left`) was not done.
+    async fn before_round(&self, round: u32, left: impl FnOnce() -> String) -> Result<()> {
+        if round == UNPROCESSED_ROUNDS {
+            return Err(Error::StateStoreFailed(format!(
+                "{} still unprocessed by table {} after {UNPROCESSED_ROUNDS} rounds",
+                left(),
+                self.table
+            )));
+        }
+        if round > 0 {
+            tokio::time::sleep(Duration::from_millis(50 << round.min(6))).await;
+        }
+        Ok(())
     }
 
     pub async fn query_prefix(&self, pk: &str, sk_prefix: &str) -> Result<Vec<Item>> {
