@@ -73,6 +73,26 @@ def batch_key(run_id, wave_index, batch):
     return f"runs/{run_id}/waves/{wave_index:03}/batches/{batch}.json"
 
 
+# Instance records kept in groups, one per target (per part of PART_SIZE instances), as the
+# Rust handlers keep them (ec2patch_core::instance_records).
+PART_SIZE = 200
+
+
+def parts_for(instances):
+    return max(1, -(-instances // PART_SIZE))
+
+
+def fnv1a(text):
+    value = 0xcbf29ce484222325
+    for byte in text.encode():
+        value = ((value ^ byte) * 0x100000001b3) % (1 << 64)
+    return value
+
+
+def group_sk(wave_index, account, region, parts, instance_id):
+    return f"INSTANCES#{wave_index:03}#{account}#{region}#{fnv1a(instance_id) % max(1, parts):03}"
+
+
 def command_prefix(wave_index, batch):
     return f"COMMAND#{wave_index:03}#{batch:05}#"
 

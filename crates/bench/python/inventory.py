@@ -46,7 +46,8 @@ def handler(event, context):
             instances, failure = [], {"account": account, "region": region,
                                       "errorType": type(error).__name__, "message": str(error)}
         records = target_records(run_id, wave_index, account, region, instances, failure)
-        return {"account": account, "region": region, "failure": failure, "instances": instances}, records
+        return {"account": account, "region": region, "failure": failure, "instances": instances,
+                "recordParts": common.parts_for(len(instances))}, records
 
     targets = [(a, r) for a in wave["accounts"] for r in wave["regions"]]
     with ThreadPoolExecutor(max_workers=max(1, min(common.CONCURRENCY, len(targets)))) as pool:
@@ -144,22 +145,26 @@ def target_records(run_id, wave_index, account, region, instances, failure):
     else:
         target["status"] = s("INVENTORIED")
     items = [target]
+    parts = common.parts_for(len(instances))
+    groups = {}
     for instance in instances:
         ssm = instance["ssm"]
-        item = {"pk": s(pk), "sk": s(f"INSTANCE#{account}#{region}#{instance['instanceId']}"), "wave": n(wave_index),
-                "account": s(account), "region": s(region), "instanceId": s(instance["instanceId"]),
-                "platform": s(instance["platform"]),
-                "ssm": s({"online": "Online", "notManaged": "NotManaged"}.get(ssm["state"], ssm.get("pingStatus", ""))),
-                "expiresAt": expires}
+        record = {"platform": s(instance["platform"]),
+                  "ssm": s({"online": "Online", "notManaged": "NotManaged"}.get(ssm["state"], ssm.get("pingStatus", "")))}
         if instance["name"]:
-            item["name"] = s(instance["name"])
+            record["name"] = s(instance["name"])
         if instance["patchState"]:
             state = instance["patchState"]
-            item.update(missingBefore=n(state["missing"]), failedBefore=n(state["failed"]),
-                        installedBefore=n(state["installed"]))
+            record.update(missingBefore=n(state["missing"]), failedBefore=n(state["failed"]),
+                          installedBefore=n(state["installed"]))
         if ssm["state"] == "online":
-            item["outcome"] = s("PENDING")
+            record["outcome"] = s("PENDING")
         else:
-            item.update(outcome=s("SKIPPED"), reason=s("SsmNotManaged" if ssm["state"] == "notManaged" else "SsmOffline"))
-        items.append(item)
+            record.update(outcome=s("SKIPPED"), reason=s("SsmNotManaged" if ssm["state"] == "notManaged" else "SsmOffline"))
+        sk = common.group_sk(wave_index, account, region, parts, instance["instanceId"])
+        group = groups.setdefault(sk, {"pk": s(pk), "sk": s(sk), "wave": n(wave_index), "account": s(account),
+                                       "region": s(region), "part": n(int(sk.rsplit("#", 1)[1])),
+                                       "records": {"M": {}}, "expiresAt": expires})
+        group["records"]["M"][instance["instanceId"]] = {"M": record}
+    items.extend(groups.values())
     return items

@@ -40,19 +40,25 @@ def handler(event, context):
         for part in pool.map(check, targets.items()):
             checked.update(part)
     pk = common.run_pk(run_id)
-    keys = [{"pk": {"S": pk}, "sk": {"S": f"INSTANCE#{a}#{r}#{i}"}} for (a, r, i) in results]
-    records = {}
+    # The instance records' groups (one per target), read 100 to a call and written back whole.
+    group_of = {(a, r, i): common.group_sk(wave_index, a, r, int(c.get("recordParts", {"N": "1"})["N"]), i)
+                for (a, r, i), (c, _) in results.items()}
+    keys = [{"pk": {"S": pk}, "sk": {"S": sk}} for sk in sorted(set(group_of.values()))]
+    groups = {}
     for start in range(0, len(keys), 100):
         pending = {common.TABLE: {"Keys": keys[start:start + 100], "ConsistentRead": True}}
         while pending:
             answer = common.dynamodb.batch_get_item(RequestItems=pending)
             for item in answer["Responses"].get(common.TABLE, []):
-                records[item["sk"]["S"]] = item
+                groups[item["sk"]["S"]] = item
             pending = answer.get("UnprocessedKeys") or None
     counts = {"patched": 0, "failed": 0, "timedOut": 0, "unreachable": 0, "unhealthy": 0}
-    items = []
     for (account, region, instance_id), (command, result) in results.items():
-        record = dict(records.get(f"INSTANCE#{account}#{region}#{instance_id}", {}))
+        sk = group_of[(account, region, instance_id)]
+        group = groups.setdefault(sk, {"pk": {"S": pk}, "sk": {"S": sk}, "wave": {"N": str(wave_index)},
+                                       "account": {"S": account}, "region": {"S": region},
+                                       "records": {"M": {}}, "expiresAt": common.expires_at()})
+        record = group["records"]["M"].setdefault(instance_id, {"M": {}})["M"]
         status, state = checked.get((account, region, instance_id), (None, None))
         invocation = (result or {}).get("status")
         healthy = bool(status) and status.get("InstanceState", {}).get("Name") == "running" and all(
@@ -65,14 +71,14 @@ def handler(event, context):
         if not healthy:
             counts["unhealthy"] += 1
         record.update({
-            "pk": {"S": pk}, "sk": {"S": f"INSTANCE#{account}#{region}#{instance_id}"}, "outcome": {"S": outcome},
+            "outcome": {"S": outcome},
             "invocationStatus": {"S": invocation or "Unknown"}, "commandId": command.get("commandId", {"S": ""}),
             "healthy": {"BOOL": healthy}, "missingPatches": {"N": str(missing)},
             "failedPatches": {"N": str(failed_patches)},
             "pendingReboot": {"N": str((state or {}).get("InstalledPendingRebootCount", 0))},
-            "finishedAt": {"N": str(common.now())}, "expiresAt": common.expires_at(),
+            "finishedAt": {"N": str(common.now())},
         })
-        items.append(record)
+    items = list(groups.values())
     common.put_items(items)
     release_leases(run_id, list(results))
     return {"batch": batch, **counts}

@@ -362,10 +362,21 @@ async fn tight_client(
                         .put_request(PutRequest::builder().set_item(Some(attributes)).build()?)
                         .build())
                 };
-                let mut writes = vec![item(format!("TARGET#{index}"))?];
-                for id in &ids {
-                    writes.push(item(format!("INSTANCE#{account}#{region}#{id}"))?);
+                // The target's record and its instances' records in one group item, as the
+                // handler keeps them (instance_records).
+                let record = |outcome: &str| {
+                    AttributeValue::M(HashMap::from([
+                        ("platform".to_owned(), AttributeValue::S("Linux/UNIX".to_owned())),
+                        ("ssm".to_owned(), AttributeValue::S("ONLINE".to_owned())),
+                        ("outcome".to_owned(), AttributeValue::S(outcome.to_owned())),
+                    ]))
+                };
+                let mut group = item(format!("INSTANCES#{index}"))?;
+                if let Some(put) = group.put_request.as_mut() {
+                    let records = ids.iter().map(|id| (id.clone(), record("PENDING"))).collect();
+                    put.item.insert("records".to_owned(), AttributeValue::M(records));
                 }
+                let writes = vec![item(format!("TARGET#{index}"))?, group];
                 Ok((json!({"account": account, "region": region, "instances": ids}), writes))
             })
             .buffer_unordered(concurrency.max(1))

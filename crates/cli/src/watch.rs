@@ -65,7 +65,7 @@ pub async fn snapshot(connection: &Connection, execution_arn: &str) -> anyhow::R
     let plan: Option<RunPlan> = connection.hub.store.get_json(&store::plan_key(&run_id)).await.ok();
     let pk = store::run_pk(&run_id);
     let mut items = connection.hub.store.query_prefix(&pk, "TARGET#").await?;
-    items.extend(connection.hub.store.query_prefix(&pk, "INSTANCE#").await?);
+    items.extend(ec2patch_core::instance_records::query(&connection.hub.store, &run_id).await?);
 
     let mut waves: Vec<WaveProgress> = plan
         .map(|plan| {

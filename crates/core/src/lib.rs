@@ -25,6 +25,7 @@ pub mod hash;
 pub mod hub;
 pub mod input;
 pub mod instance_lease;
+pub mod instance_records;
 pub mod metrics;
 pub mod patching;
 pub mod plan;

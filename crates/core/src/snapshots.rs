@@ -140,25 +140,11 @@ pub fn tag_value<'a>(snapshot: &'a aws_sdk_ec2::types::Snapshot, key: &str) -> O
 pub async fn record_on_instance(
     store: &RunStore,
     run_id: &str,
-    (account, region, instance_id): (&AccountId, &Region, &str),
+    key: &crate::instance_records::RecordKey,
     snapshot_ids: &[String],
 ) -> Result<()> {
-    store
-        .dynamodb()
-        .update_item()
-        .table_name(store.table())
-        .key("pk", s(crate::store::run_pk(run_id)))
-        .key("sk", s(crate::store::instance_sk(account, region, instance_id)))
-        .update_expression("SET #ids = :ids")
-        .expression_attribute_names("#ids", SNAPSHOT_IDS_ATTRIBUTE)
-        .expression_attribute_values(":ids", AttributeValue::L(snapshot_ids.iter().map(s).collect()))
-        .send()
-        .await
-        .aws_context("UpdateItem", || {
-            format!("snapshots of instance {instance_id} (account {account} region {region})")
-        })
-        .map_err(crate::store::into_store_error)?;
-    Ok(())
+    let ids = AttributeValue::L(snapshot_ids.iter().map(s).collect());
+    crate::instance_records::update_record(store, run_id, key, &[(SNAPSHOT_IDS_ATTRIBUTE, ids)], &[]).await
 }
 
 /// The snapshot ids on an instance record (empty when none were taken).

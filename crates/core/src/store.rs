@@ -7,7 +7,7 @@
 //! | `RUN#<runId>`  | `RUN`                                      | run record: status, wave count        |
 //! | `RUN#<runId>`  | `WAVE#<nnn>`                               | a wave's inventory summary            |
 //! | `RUN#<runId>`  | `TARGET#<nnn>#<account>#<region>`          | a target's inventory result or failure|
-//! | `RUN#<runId>`  | `INSTANCE#<account>#<region>#<instanceId>` | one instance and its outcome          |
+//! | `RUN#<runId>`  | `INSTANCES#<nnn>#<account>#<region>#<part>`| a target's instances and outcomes     |
 //! | `RUN#<runId>`  | `COMMAND#<nnn>#<batch>#<acct>#<region>#<n>`| one SendCommand: claim, then its id   |
 //! | `RUN#<runId>`  | `FAILURE#WAVE#<n>[#BATCH#<b>]`             | why a wave or batch was not patched   |
 //!
@@ -49,10 +49,6 @@ pub fn wave_sk(wave_index: usize) -> String {
 
 pub fn target_sk(wave_index: usize, account: &AccountId, region: &Region) -> String {
     format!("TARGET#{wave_index:03}#{account}#{region}")
-}
-
-pub fn instance_sk(account: &AccountId, region: &Region, instance_id: &str) -> String {
-    format!("INSTANCE#{account}#{region}#{instance_id}")
 }
 
 pub fn plan_key(run_id: &str) -> String {

@@ -188,6 +188,26 @@ pub struct TargetManifest {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub failure: Option<TargetFailure>,
     pub instances: Vec<DiscoveredInstance>,
+    /// How many groups its instance records are kept in ([`crate::instance_records`]), fixed at
+    /// inventory from all its instances (a batch keeps the patchable ones only).
+    #[serde(default = "one_part")]
+    pub record_parts: u32,
+}
+
+fn one_part() -> u32 {
+    1
+}
+
+impl TargetManifest {
+    /// Where its instances' records live (`None`: a malformed account id).
+    pub fn records(&self, wave_index: usize) -> Option<crate::instance_records::TargetRecords> {
+        Some(crate::instance_records::TargetRecords {
+            wave_index,
+            account: crate::plan::AccountId::parse(&self.account)?,
+            region: crate::plan::Region::new_unchecked(self.region.clone()),
+            parts: self.record_parts,
+        })
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -42,7 +42,7 @@ pub fn text(item: &impl Attributes, name: &str) -> String {
     text_str(item, name).to_owned()
 }
 
-/// The run's records whose sort key starts with `sk_prefix` (`INSTANCE#`, `TARGET#`, ...).
+/// The run's records whose sort key starts with `sk_prefix` (`TARGET#`, `COMMAND#`, ...).
 pub async fn records(stack: &LocalStack, run_id: &str, sk_prefix: &str) -> Vec<Record> {
     stack
         .hub
@@ -55,12 +55,20 @@ pub async fn records(stack: &LocalStack, run_id: &str, sk_prefix: &str) -> Vec<R
         .collect()
 }
 
+/// The run's instance records, one per instance as the groups hold them
+/// ([`ec2patch_core::instance_records::query`]), in wave, account, region, instance order.
+pub async fn instance_list(stack: &LocalStack, run_id: &str) -> Vec<Record> {
+    ec2patch_core::instance_records::query(&stack.hub.store, run_id)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|item| item.into_iter().collect())
+        .collect()
+}
+
 /// The run's instance records by instance id.
 pub async fn instance_records(stack: &LocalStack, run_id: &str) -> BTreeMap<String, Item> {
-    stack
-        .hub
-        .store
-        .query_prefix(&store::run_pk(run_id), "INSTANCE#")
+    ec2patch_core::instance_records::query(&stack.hub.store, run_id)
         .await
         .unwrap()
         .into_iter()

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use aws_sdk_sfn::types::{ExecutionStatus, HistoryEvent};
 use ec2patch_core::store;
-use ec2patch_e2e::records::{records, text_str as text};
+use ec2patch_e2e::records::{instance_list, records, text_str as text};
 use ec2patch_local::{Estate, EstateSpec, LocalStack, LocalStackOptions, SeedKind};
 use serde_json::{Value, json};
 
@@ -76,7 +76,7 @@ async fn inventory_records_every_instance_and_the_unreachable_account() {
     // Instance by instance: exactly the tagged, running instances of reachable accounts.
     let expected: BTreeMap<String, SeedKind> =
         estate.expected_inventory().map(|i| (i.instance_id.clone(), i.kind)).collect();
-    let recorded = records(&stack, run_id, "INSTANCE#").await;
+    let recorded = instance_list(&stack, run_id).await;
     let recorded_ids: BTreeSet<String> = recorded.iter().map(|i| text(i, "instanceId").to_owned()).collect();
     let expected_ids: BTreeSet<String> = expected.keys().cloned().collect();
     assert_eq!(recorded_ids, expected_ids, "recorded instances differ from the tagged, running, reachable ones");
@@ -193,7 +193,7 @@ async fn state_payloads_do_not_grow_with_the_estate() {
     let large_largest = payload_sizes(&stack.history(&arn).await.unwrap()).into_iter().map(|(_, s)| s).max().unwrap();
     // Same shape, different digits and names: a few bytes apart, not 120 instance records.
     assert!(large_largest <= small_largest + 64, "largest payload grew from {small_largest} to {large_largest} bytes");
-    assert_eq!(records(&stack, "payload-large", "INSTANCE#").await.len(), 123);
+    assert_eq!(instance_list(&stack, "payload-large").await.len(), 123);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -291,5 +291,5 @@ async fn a_transient_failure_is_retried_by_the_state_machine() {
     assert_eq!(calls.get("lambda:Invoke:ec2patch-PreEC2Inventory"), Some(&3), "two waves plus one retry: {calls:?}");
     let history = stack.history(&execution.execution_arn).await.unwrap();
     assert_eq!(count_entered(&history, "RecordWaveFailure"), 0);
-    assert_eq!(records(&stack, "transient-retry", "INSTANCE#").await.len(), 10);
+    assert_eq!(instance_list(&stack, "transient-retry").await.len(), 10);
 }

@@ -14,7 +14,7 @@ use ec2patch_core::approval::{self, Action};
 use ec2patch_core::instance_lease;
 use ec2patch_core::time::{format_epoch, now_epoch_seconds};
 use ec2patch_core::{AccountId, Region};
-use ec2patch_e2e::records::{instance_records, link_after, records, text};
+use ec2patch_e2e::records::{instance_list, instance_records, link_after, records, text};
 use ec2patch_local::approvals::ApproveOptions;
 use ec2patch_local::functions::APPROVAL_MONITOR;
 use ec2patch_local::{Estate, EstateSpec, LocalStack, LocalStackOptions, SeedKind};
@@ -408,7 +408,7 @@ async fn a_wave_gate_holds_production_until_its_canary_passes() {
     assert!(cause.contains("wave production follows canary") && cause.contains("gate-canary-1"), "{cause}");
     assert!(cause.contains("1 failed"), "what the canary found: {cause}");
     assert_eq!(sent(&stack), 1, "production sent nothing");
-    assert!(records(&stack, "gate-production-1", "INSTANCE#").await.is_empty(), "nothing was inventoried");
+    assert!(instance_list(&stack, "gate-production-1").await.is_empty(), "nothing was inventoried");
     let notices: Vec<_> = stack.router.mailbox().into_iter().skip(mails).collect();
     assert_eq!(notices.len(), 1, "one stop notice, no approval request: {notices:?}");
     assert_eq!(notices[0].subject.as_deref(), Some("[ec2patch] run stopped: WaveGateClosed"));

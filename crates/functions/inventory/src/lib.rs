@@ -17,6 +17,7 @@ use aws_sdk_ec2::types::Filter as Ec2Filter;
 use aws_sdk_ssm::types::InstanceInformationStringFilter;
 use ec2patch_core::aws::AwsResultExt;
 use ec2patch_core::error_budget;
+use ec2patch_core::instance_records;
 use ec2patch_core::status::{InstanceOutcome, InventoryStatus};
 use ec2patch_core::store::{self, Item, ObjectRef, n, s};
 pub use ec2patch_core::wave::{
@@ -85,6 +86,7 @@ pub async fn handle(hub: &Hub, request: InventoryRequest) -> Result<WaveInventor
                     account: target.account.to_string(),
                     region: target.region.to_string(),
                     failure: None,
+                    record_parts: instance_records::parts_for(instances.len()),
                     instances,
                 },
                 Err(error) => {
@@ -99,6 +101,7 @@ pub async fn handle(hub: &Hub, request: InventoryRequest) -> Result<WaveInventor
                             message: error.to_string(),
                         }),
                         instances: Vec::new(),
+                        record_parts: 1,
                     }
                 }
             };
@@ -340,8 +343,9 @@ async fn write_records(hub: &Hub, mut records: Vec<Item>) -> Result<()> {
     Ok(())
 }
 
-/// One item for the target and one per instance. Instances SSM cannot patch get their final
-/// outcome (`skipped` with the reason) now; patchable ones start as `pending`.
+/// One item for the target and its instance records, a group per part
+/// ([`instance_records`]). Instances SSM cannot patch get their final outcome (`skipped` with
+/// the reason) now; patchable ones start as `pending`.
 fn target_records(
     run_id: &str,
     wave_index: usize,
@@ -371,37 +375,44 @@ fn target_records(
         }
     }
     let mut items = vec![target_item];
-    for instance in &manifest.instances {
-        let mut item: Item = HashMap::from([
-            ("pk".to_owned(), s(&pk)),
-            ("sk".to_owned(), s(store::instance_sk(&target.account, &target.region, &instance.instance_id))),
-            ("wave".to_owned(), n(wave_index)),
-            ("account".to_owned(), s(target.account.as_str())),
-            ("region".to_owned(), s(target.region.as_str())),
-            ("instanceId".to_owned(), s(&instance.instance_id)),
-            ("platform".to_owned(), s(&instance.platform)),
-            ("ssm".to_owned(), s(ssm_label(&instance.ssm))),
-            ("expiresAt".to_owned(), expires_at.clone()),
-        ]);
-        if let Some(name) = &instance.name {
-            item.insert("name".to_owned(), s(name));
-        }
-        if let Some(state) = &instance.patch_state {
-            item.insert("missingBefore".to_owned(), n(state.missing));
-            item.insert("failedBefore".to_owned(), n(state.failed));
-            item.insert("installedBefore".to_owned(), n(state.installed));
-        }
-        match instance.skip_reason() {
-            Some(reason) => {
-                item.insert("outcome".to_owned(), s(InstanceOutcome::Skipped.as_str()));
-                item.insert("reason".to_owned(), s(reason));
-            }
-            None => {
-                item.insert("outcome".to_owned(), s(InstanceOutcome::Pending.as_str()));
-            }
-        }
-        items.push(item);
+    if manifest.instances.is_empty() {
+        return items;
     }
+    let records = manifest
+        .instances
+        .iter()
+        .map(|instance| {
+            let mut record: Item = HashMap::from([
+                ("platform".to_owned(), s(&instance.platform)),
+                ("ssm".to_owned(), s(ssm_label(&instance.ssm))),
+            ]);
+            if let Some(name) = &instance.name {
+                record.insert("name".to_owned(), s(name));
+            }
+            if let Some(state) = &instance.patch_state {
+                record.insert("missingBefore".to_owned(), n(state.missing));
+                record.insert("failedBefore".to_owned(), n(state.failed));
+                record.insert("installedBefore".to_owned(), n(state.installed));
+            }
+            match instance.skip_reason() {
+                Some(reason) => {
+                    record.insert("outcome".to_owned(), s(InstanceOutcome::Skipped.as_str()));
+                    record.insert("reason".to_owned(), s(reason));
+                }
+                None => {
+                    record.insert("outcome".to_owned(), s(InstanceOutcome::Pending.as_str()));
+                }
+            }
+            (instance.instance_id.clone(), record)
+        })
+        .collect();
+    items.extend(instance_records::group_items(
+        run_id,
+        wave_index,
+        (&target.account, &target.region),
+        records,
+        expires_at,
+    ));
     items
 }
 

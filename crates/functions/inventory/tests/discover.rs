@@ -227,6 +227,7 @@ fn the_summary_counts_everything_but_lists_only_a_few_failures() {
             message: "AccessDenied".into(),
         }),
         instances: vec![],
+        record_parts: 1,
     };
     let instance = |id: &str, ssm: SsmStatus| DiscoveredInstance {
         instance_id: id.into(),
@@ -247,6 +248,7 @@ fn the_summary_counts_everything_but_lists_only_a_few_failures() {
             instance("i-2", SsmStatus::NotManaged),
             instance("i-3", SsmStatus::Offline { ping_status: "Inactive".into() }),
         ],
+        record_parts: 1,
     });
     let manifest =
         WaveManifest { run_id: "r".into(), wave_index: 0, wave_name: "w".into(), tag_filters: filters(), targets };

@@ -12,7 +12,7 @@ use aws_sdk_ec2::types::{
 };
 use ec2patch_core::aws::AwsResultExt;
 use ec2patch_core::instance_lease;
-use ec2patch_core::patching;
+use ec2patch_core::instance_records::{self, TargetRecords};
 use ec2patch_core::snapshots::{self, DELETE_AFTER_TAG, INSTANCE_TAG, IndexEntry, RUN_TAG, WAVE_TAG};
 use ec2patch_core::status::InstanceOutcome;
 use ec2patch_core::time::{format_epoch, now_epoch_seconds};
@@ -55,15 +55,16 @@ pub async fn protect_and_record(
     hub: &Hub,
     ec2: &aws_sdk_ec2::Client,
     (plan, wave): (&RunPlan, &str),
-    (account, region): (&AccountId, &Region),
+    records: &TargetRecords,
     instance_ids: &[String],
 ) -> Result<Vec<String>> {
+    let (account, region) = (&records.account, &records.region);
     let now = now_epoch_seconds();
     let delete_after = snapshots::delete_after(now, hub.config.patching.snapshot_retention_days);
     let tags = SnapshotTags { run_id: &plan.run_id, wave, delete_after };
     let protection = protect(ec2, &tags, (account, region), instance_ids, WAIT_BOUND).await?;
     for (instance_id, snapshot_ids) in &protection.protected {
-        snapshots::record_on_instance(&hub.store, &plan.run_id, (account, region, instance_id), snapshot_ids).await?;
+        snapshots::record_on_instance(&hub.store, &plan.run_id, &records.key(instance_id), snapshot_ids).await?;
     }
     if protection.snapshots_in_target > 0 {
         let entry =
@@ -72,10 +73,10 @@ pub async fn protect_and_record(
     }
     for (instance_id, why) in &protection.unprotected {
         let reason = snapshots::failed_reason(why);
-        patching::record_outcome(
+        instance_records::record_outcome(
             &hub.store,
             &plan.run_id,
-            (account, region, instance_id),
+            &records.key(instance_id),
             InstanceOutcome::Skipped,
             Some(&reason),
             &[],

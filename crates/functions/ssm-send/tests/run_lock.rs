@@ -41,6 +41,7 @@ async fn a_plan_without_its_run_lock_sends_nothing() {
                 ssm: SsmStatus::Online,
                 patch_state: None,
             }],
+            record_parts: 1,
         }],
     };
     // A plan stored without `runLock`, as no PlanRun ever writes it.

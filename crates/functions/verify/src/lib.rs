@@ -16,8 +16,9 @@ use aws_sdk_ssm::types::InstanceInformationStringFilter;
 use ec2patch_core::aws::AwsResultExt;
 use ec2patch_core::error_budget;
 use ec2patch_core::instance_lease;
+use ec2patch_core::instance_records::{self, OutcomeUpdate, RecordKey};
 use ec2patch_core::metrics::{self, Metric};
-use ec2patch_core::patching::{self, CommandRecord, Invocation, OutcomeUpdate};
+use ec2patch_core::patching::{self, CommandRecord, Invocation};
 use ec2patch_core::status::{InstanceOutcome, InventoryStatus};
 use ec2patch_core::store::{self, Item, ObjectRef};
 use ec2patch_core::time::now_epoch_seconds;
@@ -107,9 +108,7 @@ async fn verify_batch(
     // instances, not an UpdateItem each); a retry after a failure here redoes the whole batch.
     let mut outcomes: Vec<OutcomeUpdate> = Vec::new();
     let update = |record: &CommandRecord, id: &str, outcome, reason: Option<String>, extra| OutcomeUpdate {
-        account: record.account.clone(),
-        region: record.region.clone(),
-        instance_id: id.to_owned(),
+        key: record.record_key(wave_index, id),
         outcome,
         reason,
         extra,
@@ -184,9 +183,9 @@ async fn verify_batch(
     let leased: Vec<(AccountId, Region, String)> = outcomes
         .iter()
         .filter(|o| o.outcome != InstanceOutcome::Unreachable)
-        .map(|o| (o.account.clone(), o.region.clone(), o.instance_id.clone()))
+        .map(|o| (o.key.account.clone(), o.key.region.clone(), o.key.instance_id.clone()))
         .collect();
-    patching::record_outcomes(&hub.store, run_id, outcomes).await?;
+    instance_records::record_outcomes(&hub.store, run_id, outcomes).await?;
     // The outcomes are on record: the instances are free for another run.
     if !plan.dry_run {
         let keys: Vec<instance_lease::InstanceKey<'_>> =
@@ -354,23 +353,15 @@ async fn summarize_wave(hub: &Hub, run_id: &str, wave_index: usize) -> Result<(W
         }
     }
     let mut budget_skipped = 0;
-    for mut item in hub.store.query_prefix(&pk, "INSTANCE#").await?.into_iter().filter(in_wave) {
+    for mut item in instance_records::query(&hub.store, run_id).await?.into_iter().filter(in_wave) {
         let mut result = InstanceOutcome::parse(&text(&item, "outcome"));
         if result == Some(InstanceOutcome::Pending) {
             // Its batch never reached verification (the patch step failed for it): it was not
             // patched, and the record must say so rather than stay pending.
-            let (account, region, id) = (text(&item, "account"), text(&item, "region"), text(&item, "instanceId"));
             let reason = "the patch step failed for this instance's batch (see the FAILURE#WAVE records)";
-            if let Some(account) = AccountId::parse(&account) {
-                patching::record_outcome(
-                    &hub.store,
-                    run_id,
-                    (&account, &Region::new_unchecked(region), &id),
-                    InstanceOutcome::Failed,
-                    Some(reason),
-                    &[],
-                )
-                .await?;
+            if let Some(key) = RecordKey::of_record(&item) {
+                instance_records::record_outcome(&hub.store, run_id, &key, InstanceOutcome::Failed, Some(reason), &[])
+                    .await?;
             }
             item.insert("reason".to_owned(), AttributeValue::S(reason.to_owned()));
             result = Some(InstanceOutcome::Failed);

@@ -4,7 +4,7 @@
 
 use askama::Template;
 use ec2patch_core::approval::record::{APPROVAL_SK, approval_pk};
-use ec2patch_core::patching;
+use ec2patch_core::instance_records::{self, RecordKey};
 use ec2patch_core::report::{CSV_HEADER, InputSummary, SnapshotCount, WaveApproval, csv_key, html_key, json_key};
 pub use ec2patch_core::report::{ReportWritten, RunReport, Totals, WaveReport};
 use ec2patch_core::status::{InstanceOutcome, InventoryStatus};
@@ -12,7 +12,7 @@ use ec2patch_core::store::{self, number_attr, text_attr};
 use ec2patch_core::time::{format_epoch, now_epoch_seconds};
 use ec2patch_core::wave::{InstanceFailure, TargetFailure, WaveOutcomes};
 use ec2patch_core::wave_gate::{self, WaveRun};
-use ec2patch_core::{AccountId, Error, Hub, Region, Result};
+use ec2patch_core::{Error, Hub, Result};
 
 const CHART_WIDTH: usize = 600;
 const SERIES: [(&str, &str); 5] = [
@@ -94,17 +94,8 @@ async fn settle_unpatched(
             continue;
         }
         let reason = format!("not patched: the wave stopped before patching ({problem})");
-        let Some(account) = AccountId::parse(&row.account) else { continue };
-        let region = Region::new_unchecked(row.region.clone());
-        patching::record_outcome(
-            &hub.store,
-            run_id,
-            (&account, &region, &row.instance_id),
-            InstanceOutcome::Skipped,
-            Some(&reason),
-            &[],
-        )
-        .await?;
+        let Some(key) = &row.key else { continue };
+        instance_records::record_outcome(&hub.store, run_id, key, InstanceOutcome::Skipped, Some(&reason), &[]).await?;
         row.outcome = InstanceOutcome::Skipped.as_str().to_owned();
         row.reason = reason;
         row.finished = Some(now_epoch_seconds());
@@ -137,6 +128,8 @@ async fn failed_targets(hub: &Hub, run_id: &str) -> Result<std::collections::BTr
 
 /// One instance of the run, as its record ends.
 struct InstanceRow {
+    /// Where its record is (`None`: a malformed record, left as it is).
+    key: Option<RecordKey>,
     wave: usize,
     finished: Option<u64>,
     account: String,
@@ -150,12 +143,11 @@ struct InstanceRow {
 
 /// Every instance record of the run (one query), in wave, account, region, instance order.
 async fn instance_rows(hub: &Hub, run_id: &str) -> Result<Vec<InstanceRow>> {
-    let mut rows: Vec<InstanceRow> = hub
-        .store
-        .query_prefix(&store::run_pk(run_id), "INSTANCE#")
+    let mut rows: Vec<InstanceRow> = instance_records::query(&hub.store, run_id)
         .await?
         .iter()
         .map(|item| InstanceRow {
+            key: RecordKey::of_record(item),
             wave: number_attr(item, "wave").unwrap_or_default(),
             finished: number_attr(item, "finishedAt"),
             account: text_attr(item, "account"),
