@@ -29,7 +29,7 @@ def handler(event, context):
     def poll(item):
         (account, region), commands = item
         ssm = common.spoke_session(account, region, run_id, READ_ONLY).client("ssm", config=common.CONFIG)
-        seen = []
+        seen, ended = [], []
         for record in commands:
             invocations = []
             for page in ssm.get_paginator("list_command_invocations").paginate(
@@ -42,16 +42,18 @@ def handler(event, context):
                                  if i.get("CommandPlugins") and "ResponseFinishDateTime" in i["CommandPlugins"][0] else None}
                                 for i in page["CommandInvocations"]]
             if invocations and all(i["status"] in TERMINAL for i in invocations):
-                common.dynamodb.update_item(
-                    TableName=common.TABLE, Key={"pk": record["pk"], "sk": record["sk"]},
-                    UpdateExpression="SET #final = :final", ExpressionAttributeNames={"#final": "finalInvocations"},
-                    ExpressionAttributeValues={":final": {"S": json.dumps(invocations, separators=(",", ":"))}})
+                # Kept on the record, written back whole with the others at the end.
+                ended.append(dict(record, finalInvocations={"S": json.dumps(invocations, separators=(",", ":"))}))
             seen.append(invocations)
-        return seen
+        return seen, ended
 
     with ThreadPoolExecutor(max_workers=max(1, min(common.CONCURRENCY, len(by_account)))) as pool:
-        for seen in pool.map(poll, by_account.items()):
+        ended = []
+        for seen, ended_here in pool.map(poll, by_account.items()):
             finished += seen
+            ended += ended_here
+    if ended:
+        common.put_items(ended)
     invocations = [i for command in finished for i in command]
     in_progress = sum(1 for i in invocations if i["status"] not in TERMINAL)
     succeeded = sum(1 for i in invocations if i["status"] == "Success")

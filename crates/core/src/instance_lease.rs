@@ -19,7 +19,7 @@
 //! - PostEC2Verify releases the lease (a delete conditional on still being the holder) once the
 //!   instance's outcome is recorded; an instance whose batch never reached verification is freed
 //!   when its lease runs out.
-//! - A target's leases are taken, and a batch's released, up to 100 in one `TransactWriteItems`
+//! - A batch's leases are taken, and released, up to 100 in one `TransactWriteItems`
 //!   ([`acquire_all`], [`release_all`]): the same conditions, a call per 100 instances instead of
 //!   one per instance. When any condition fails (an instance is busy, a lease was taken over) the
 //!   transaction changes nothing, and those 100 go one by one, which names each holder.
@@ -96,27 +96,26 @@ fn cancelled(error: &aws_sdk_dynamodb::error::SdkError<TransactWriteItemsError>)
     matches!(error.as_service_error(), Some(TransactWriteItemsError::TransactionCanceledException(_)))
 }
 
-/// Takes the leases on all `instances` of one account and region for `run_id`, 100 to a
-/// transaction; returns each instance's [`Lease`] in the order given.
+/// Takes the leases on all `instances` (of any targets: a batch's at once) for `run_id`, 100 to
+/// a transaction; returns each instance's [`Lease`] in the order given.
 pub async fn acquire_all(
     store: &RunStore,
     run_id: &str,
     resumes: &[String],
-    (account, region): (&AccountId, &Region),
-    instance_ids: &[String],
+    instances: &[InstanceKey<'_>],
     lease_seconds: u64,
 ) -> Result<Vec<Lease>> {
-    let mut leases = Vec::with_capacity(instance_ids.len());
-    for chunk in instance_ids.chunks(TRANSACTION_LIMIT) {
+    let mut leases = Vec::with_capacity(instances.len());
+    for chunk in instances.chunks(TRANSACTION_LIMIT) {
         let now = now_epoch_seconds();
         let until = now + lease_seconds;
         let (condition, values) = acquire_condition(run_id, resumes, now);
         let items = chunk
             .iter()
-            .map(|id| {
+            .map(|instance| {
                 let put = Put::builder()
                     .table_name(store.table())
-                    .set_item(Some(lease_item(run_id, (account, region, id), until)))
+                    .set_item(Some(lease_item(run_id, *instance, until)))
                     .condition_expression(&condition)
                     .set_expression_attribute_values(Some(values.iter().cloned().collect()))
                     .build()
@@ -127,13 +126,16 @@ pub async fn acquire_all(
         match store.dynamodb().transact_write_items().set_transact_items(Some(items)).send().await {
             Ok(_) => leases.extend(chunk.iter().map(|_| Lease::Held { until })),
             Err(error) if cancelled(&error) => {
-                for id in chunk {
-                    leases.push(acquire(store, run_id, resumes, (account, region, id), lease_seconds).await?);
+                for instance in chunk {
+                    leases.push(acquire(store, run_id, resumes, *instance, lease_seconds).await?);
                 }
             }
             Err(error) => {
+                let targets: std::collections::BTreeSet<String> =
+                    chunk.iter().map(|(account, region, _)| format!("{account}/{region}")).collect();
+                let targets: Vec<String> = targets.into_iter().collect();
                 let context =
-                    format!("leases of {} instances (account {account} region {region}) for run {run_id}", chunk.len());
+                    format!("leases of {} instances (in {}) for run {run_id}", chunk.len(), targets.join(", "));
                 return Err(crate::store::into_store_error(crate::aws::classify(
                     "TransactWriteItems",
                     &context,

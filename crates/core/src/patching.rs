@@ -9,7 +9,6 @@ use serde::{Deserialize, Serialize};
 use crate::aws::AwsResultExt;
 use crate::hash;
 use crate::plan::{AccountId, Region};
-use crate::status::InstanceOutcome;
 use crate::store::{Item, n, s};
 use crate::{Error, Result};
 
@@ -31,6 +30,14 @@ pub struct CommandRecord {
     /// and PostEC2Verify read them here instead of asking the spoke's SSM again.
     #[serde(default)]
     pub final_invocations: Option<Vec<Invocation>>,
+    /// How many groups the target's instance records are in
+    /// ([`crate::instance_records::RecordKey`]), so the verification finds them without a read.
+    #[serde(default = "one_part")]
+    pub record_parts: u32,
+}
+
+fn one_part() -> u32 {
+    1
 }
 
 impl CommandRecord {
@@ -42,6 +49,7 @@ impl CommandRecord {
             ("region".to_owned(), s(self.region.as_str())),
             ("instanceIds".to_owned(), AttributeValue::Ss(self.instance_ids.clone())),
             ("claimedAt".to_owned(), n(self.claimed_at)),
+            ("recordParts".to_owned(), n(self.record_parts)),
             ("expiresAt".to_owned(), expires_at),
         ]);
         if let Some(id) = &self.command_id {
@@ -69,7 +77,22 @@ impl CommandRecord {
             command_id: text("commandId"),
             // Unreadable ones are listed again: only a saving is lost.
             final_invocations: text(FINAL_INVOCATIONS).and_then(|json| serde_json::from_str(&json).ok()),
+            record_parts: item
+                .get("recordParts")
+                .and_then(|v| v.as_n().ok())
+                .and_then(|v| v.parse().ok())
+                .unwrap_or_else(one_part),
         })
+    }
+
+    /// Where the record of one of its instances lives.
+    pub fn record_key(&self, wave_index: usize, instance_id: &str) -> crate::instance_records::RecordKey {
+        crate::instance_records::RecordKey::new(
+            wave_index,
+            (&self.account, &self.region),
+            self.record_parts,
+            instance_id,
+        )
     }
 
     pub fn context(&self) -> String {
@@ -83,30 +106,101 @@ impl CommandRecord {
 /// The command record's attribute holding its final invocations (JSON).
 const FINAL_INVOCATIONS: &str = "finalInvocations";
 
-/// Puts a command's final invocations on its record (one UpdateItem, once per command), so that
-/// the batch's later polls and its verification need no more SSM calls for it.
+/// Puts commands' final invocations on their records, so that the batch's later polls and its
+/// verification need no more SSM calls for them: each record (`item`, as read) written back whole
+/// with them, 25 to a BatchWriteItem, rather than one UpdateItem per command. For a batch's poll:
+/// by then nothing else writes its command records (the send is done, the polls of a batch run one
+/// after the other, the verification comes after them).
 pub async fn record_final_invocations(
     store: &crate::store::RunStore,
-    run_id: &str,
-    record: &CommandRecord,
-    invocations: &[Invocation],
+    finished: Vec<(Item, &CommandRecord, Vec<Invocation>)>,
 ) -> Result<()> {
-    let json = serde_json::to_string(invocations)
-        .map_err(|e| Error::StateStoreFailed(format!("final invocations of {}: {e}", record.context())))?;
-    store
-        .dynamodb()
-        .update_item()
-        .table_name(store.table())
-        .key("pk", s(crate::store::run_pk(run_id)))
-        .key("sk", s(&record.sk))
-        .update_expression("SET #final = :final")
-        .expression_attribute_names("#final", FINAL_INVOCATIONS)
-        .expression_attribute_values(":final", s(json))
-        .send()
-        .await
-        .aws_context("UpdateItem", || format!("final invocations of {}", record.context()))
-        .map_err(crate::store::into_store_error)?;
-    Ok(())
+    let mut items = Vec::with_capacity(finished.len());
+    for (mut item, record, invocations) in finished {
+        let json = serde_json::to_string(&invocations)
+            .map_err(|e| Error::StateStoreFailed(format!("final invocations of {}: {e}", record.context())))?;
+        item.insert(FINAL_INVOCATIONS.to_owned(), s(json));
+        items.push(item);
+    }
+    store.put_items(items).await
+}
+
+/// DynamoDB's limit of items in one transaction.
+const TRANSACTION_LIMIT: usize = 100;
+
+/// Claims commands before they are sent: up to 100 claims (of any targets: a batch's at once) in
+/// one TransactWriteItems, each conditional on no claim being there. When one is there (a retried
+/// send) the transaction writes nothing, and those claims go one by one, each returning the claim
+/// already there. Returns each claim as recorded, and whether it was there before (then an
+/// earlier attempt may have sent its command).
+pub async fn claim_all(
+    store: &crate::store::RunStore,
+    run_id: &str,
+    claims: Vec<CommandRecord>,
+) -> Result<Vec<(CommandRecord, bool)>> {
+    use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+    use aws_sdk_dynamodb::types::{Put, TransactWriteItem};
+    let pk = crate::store::run_pk(run_id);
+    let mut claimed = Vec::with_capacity(claims.len());
+    let mut claims = claims.into_iter().peekable();
+    while claims.peek().is_some() {
+        let chunk: Vec<CommandRecord> = claims.by_ref().take(TRANSACTION_LIMIT).collect();
+        let items = chunk
+            .iter()
+            .map(|claim| {
+                let put = Put::builder()
+                    .table_name(store.table())
+                    .set_item(Some(claim.to_item(&pk, store.expires_at())))
+                    .condition_expression("attribute_not_exists(pk)")
+                    .build()
+                    .map_err(|e| Error::StateStoreFailed(e.to_string()))?;
+                Ok(TransactWriteItem::builder().put(put).build())
+            })
+            .collect::<Result<Vec<_>>>()?;
+        match store.dynamodb().transact_write_items().set_transact_items(Some(items)).send().await {
+            Ok(_) => claimed.extend(chunk.into_iter().map(|claim| (claim, false))),
+            Err(error)
+                if matches!(
+                    error.as_service_error(),
+                    Some(TransactWriteItemsError::TransactionCanceledException(_))
+                ) =>
+            {
+                for claim in chunk {
+                    let item = claim.to_item(&pk, store.expires_at());
+                    claimed.push(match store.put_item_or_get_existing(item).await? {
+                        None => (claim, false),
+                        Some(existing) => (CommandRecord::from_item(&existing)?, true),
+                    });
+                }
+            }
+            Err(error) => {
+                let context = format!("claims of {} commands of run {run_id}", chunk.len());
+                return Err(crate::store::into_store_error(crate::aws::classify(
+                    "TransactWriteItems",
+                    &context,
+                    error,
+                )));
+            }
+        }
+    }
+    Ok(claimed)
+}
+
+/// Completes claims with their command ids (and when they were sent), 25 records to a
+/// BatchWriteItem: each record written whole, as [`claim_all`] made it plus the id. Nothing else
+/// writes a batch's command records while its send runs.
+pub async fn complete_all(store: &crate::store::RunStore, run_id: &str, sent: &[CommandRecord]) -> Result<()> {
+    let pk = crate::store::run_pk(run_id);
+    let sent_at = n(crate::time::now_epoch_seconds());
+    let items = sent
+        .iter()
+        .map(|record| {
+            let mut item = record.to_item(&pk, store.expires_at());
+            item.insert("sentAt".to_owned(), sent_at.clone());
+            item
+        })
+        .collect();
+    store.put_items(items).await
 }
 
 /// The Comment a command is sent with: ties an SSM command back to its claim, so a send that
@@ -114,111 +208,6 @@ pub async fn record_final_invocations(
 pub fn claim_comment(run_id: &str, sk: &str) -> String {
     let hash = hash::fnv1a(hash::FNV_OFFSET_BASIS, format!("{run_id}/{sk}").as_bytes());
     format!("ec2patch claim {hash:016x}")
-}
-
-/// Sets an instance's outcome (and any extra attributes) on its record.
-pub async fn record_outcome(
-    store: &crate::store::RunStore,
-    run_id: &str,
-    (account, region, instance_id): (&AccountId, &Region, &str),
-    outcome: InstanceOutcome,
-    reason: Option<&str>,
-    extra: &[(&str, AttributeValue)],
-) -> Result<()> {
-    let mut expression = "SET outcome = :outcome, finishedAt = :at".to_owned();
-    let mut request = store
-        .dynamodb()
-        .update_item()
-        .table_name(store.table())
-        .key("pk", s(crate::store::run_pk(run_id)))
-        .key("sk", s(crate::store::instance_sk(account, region, instance_id)))
-        .expression_attribute_values(":outcome", s(outcome.as_str()))
-        .expression_attribute_values(":at", n(crate::time::now_epoch_seconds()));
-    match reason {
-        Some(reason) => {
-            expression.push_str(", reason = :reason");
-            request = request.expression_attribute_values(":reason", s(reason));
-        }
-        None => expression.push_str(" REMOVE reason"),
-    }
-    let mut sets = String::new();
-    for (index, (name, value)) in extra.iter().enumerate() {
-        sets.push_str(&format!(", #x{index} = :x{index}"));
-        request = request
-            .expression_attribute_names(format!("#x{index}"), *name)
-            .expression_attribute_values(format!(":x{index}"), value.clone());
-    }
-    // SET clauses must precede REMOVE.
-    let expression = match expression.split_once(" REMOVE ") {
-        Some((set, remove)) => format!("{set}{sets} REMOVE {remove}"),
-        None => format!("{expression}{sets}"),
-    };
-    request
-        .update_expression(expression)
-        .send()
-        .await
-        .aws_context("UpdateItem", || format!("instance {instance_id} (account {account} region {region})"))
-        .map_err(crate::store::into_store_error)?;
-    Ok(())
-}
-
-/// One instance's outcome, for [`record_outcomes`].
-#[derive(Debug, Clone)]
-pub struct OutcomeUpdate {
-    pub account: AccountId,
-    pub region: Region,
-    pub instance_id: String,
-    pub outcome: InstanceOutcome,
-    pub reason: Option<String>,
-    /// More attributes to set on the record (command id, patch counts, ...).
-    pub extra: Vec<(&'static str, AttributeValue)>,
-}
-
-/// Sets the outcomes of many instances at once: reads their records (BatchGetItem, 100 a call),
-/// sets each one's outcome as [`record_outcome`] does, and writes them back whole
-/// (BatchWriteItem, 25 a call), instead of one UpdateItem per instance. For a batch's verification:
-/// by then nothing else writes those records (the send and its snapshots are done, the polls
-/// write none). A record that is missing is created with its key and where it is.
-pub async fn record_outcomes(store: &crate::store::RunStore, run_id: &str, updates: Vec<OutcomeUpdate>) -> Result<()> {
-    let pk = crate::store::run_pk(run_id);
-    let keys: Vec<(String, String)> = updates
-        .iter()
-        .map(|u| (pk.clone(), crate::store::instance_sk(&u.account, &u.region, &u.instance_id)))
-        .collect();
-    let mut existing: HashMap<String, Item> = store
-        .get_items(&keys)
-        .await?
-        .into_iter()
-        .filter_map(|item| Some((item.get("sk")?.as_s().ok()?.clone(), item)))
-        .collect();
-    let finished_at = n(crate::time::now_epoch_seconds());
-    let items = updates
-        .into_iter()
-        .zip(keys)
-        .map(|(update, (_, sk))| {
-            let mut item = existing.remove(&sk).unwrap_or_else(|| {
-                HashMap::from([
-                    ("pk".to_owned(), s(&pk)),
-                    ("sk".to_owned(), s(&sk)),
-                    ("account".to_owned(), s(update.account.as_str())),
-                    ("region".to_owned(), s(update.region.as_str())),
-                    ("instanceId".to_owned(), s(&update.instance_id)),
-                    ("expiresAt".to_owned(), store.expires_at()),
-                ])
-            });
-            item.insert("outcome".to_owned(), s(update.outcome.as_str()));
-            item.insert("finishedAt".to_owned(), finished_at.clone());
-            match update.reason {
-                Some(reason) => item.insert("reason".to_owned(), s(reason)),
-                None => item.remove("reason"),
-            };
-            for (name, value) in update.extra {
-                item.insert(name.to_owned(), value);
-            }
-            item
-        })
-        .collect();
-    store.put_items(items).await
 }
 
 /// One instance's view of a command.

@@ -30,8 +30,8 @@ locals {
     PreEC2Inventory     = { bin = "inventory", timeout = 300, memory = 512, asl_var = "inventory", table = ["dynamodb:PutItem", "dynamodb:BatchWriteItem", "dynamodb:Query"], bucket = ["s3:GetObject", "s3:PutObject"], spoke = true }
     SendApprovalRequest = { bin = "approval-request", timeout = 60, memory = 256, asl_var = "approval_request", table = ["dynamodb:PutItem"], bucket = ["s3:GetObject"], publish = true, hmac_key = true }
     ApprovalCallback    = { bin = "approval-callback", timeout = 60, memory = 256, table = ["dynamodb:GetItem", "dynamodb:UpdateItem"], task_callback = true, hmac_key = true }
-    SendSsmCommand      = { bin = "ssm-send", timeout = 300, memory = 256, asl_var = "ssm_send", table = ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"], bucket = ["s3:GetObject"], spoke = true }
-    PollSsmCommand      = { bin = "ssm-poll", timeout = 600, memory = 256, asl_var = "ssm_poll", table = ["dynamodb:Query", "dynamodb:UpdateItem"], spoke = true }
+    SendSsmCommand      = { bin = "ssm-send", timeout = 300, memory = 256, asl_var = "ssm_send", table = ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem", "dynamodb:BatchWriteItem"], bucket = ["s3:GetObject"], spoke = true }
+    PollSsmCommand      = { bin = "ssm-poll", timeout = 600, memory = 256, asl_var = "ssm_poll", table = ["dynamodb:Query", "dynamodb:BatchWriteItem"], spoke = true }
     PostEC2Verify       = { bin = "verify", timeout = 300, memory = 512, asl_var = "verify", table = ["dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:Query", "dynamodb:UpdateItem", "dynamodb:DeleteItem", "dynamodb:BatchWriteItem"], bucket = ["s3:GetObject", "s3:PutObject"], spoke = true }
     AnalyzeWithBedrock  = { bin = "bedrock-analysis", timeout = 180, memory = 256, asl_var = "analysis", bucket = ["s3:GetObject"], bedrock = true }
     CheckChangeFreeze   = { bin = "change-freeze", timeout = 60, memory = 256, asl_var = "change_freeze", table = ["dynamodb:UpdateItem"], bucket = ["s3:GetObject"], calendars = true }

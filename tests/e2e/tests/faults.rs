@@ -289,7 +289,7 @@ async fn server_errors_and_connection_resets_on_state_writes_lose_no_result() {
         .await
         .unwrap();
     let faults = stack.router.faults();
-    for operation in ["PutItem", "BatchWriteItem", "UpdateItem"] {
+    for operation in ["PutItem", "BatchWriteItem", "UpdateItem", "TransactWriteItems"] {
         faults.add(FaultRule::error("dynamodb", operation, "InternalServerError", 500).with_probability(0.2));
         // The nasty reset: DynamoDB applied the write, the answer is lost, the SDK writes again.
         faults.add(FaultRule::reset("dynamodb", operation).after_forwarding().with_probability(0.1));

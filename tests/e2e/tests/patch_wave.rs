@@ -131,13 +131,14 @@ async fn two_waves_patch_every_instance_and_the_wave_reports_match() {
     // assumed each account's role once for the run, however many invocations it served.
     assert!(polls > 6, "{polls} polls: at least one batch polled twice");
     assert_eq!(calls.get("sts:AssumeRole"), Some(&(6 * 4)), "{calls:?}");
-    // No call per instance: leases go 100 to a transaction (one per target to take them, one
-    // per batch to release them), outcomes 25 to a BatchWriteItem; no lease is deleted alone.
+    // No call per instance or target: a batch's leases go 100 to a transaction (one to take
+    // them, one to release them), and so do its command claims (one); a target's instance
+    // records are one item, 25 to a BatchWriteItem; no lease is deleted alone.
     // (Distinct requests: the SDK retries a transaction the emulator answers with a transient
     // error, with the same body.)
     let transactions: BTreeSet<String> =
         stack.router.journal().into_iter().filter(|e| e.key == "dynamodb:TransactWriteItems").map(|e| e.body).collect();
-    assert_eq!(transactions.len(), 12 + 6, "{calls:?}");
+    assert_eq!(transactions.len(), 6 * 3, "{calls:?}");
     assert_eq!(calls.get("dynamodb:DeleteItem"), None, "{calls:?}");
     // Every command succeeded: PostEC2Verify asked SSM for no ping (the inventory's one per
     // target only) and read the invocations the last poll kept (one listing per command and
@@ -278,9 +279,13 @@ async fn a_dry_run_sends_scan_and_installs_nothing() {
 async fn a_retried_send_after_the_command_went_out_does_not_send_again() {
     let stack = LocalStack::start(LocalStackOptions::default()).await.unwrap();
     let estate = stack.seed(&spec(1, &["us-east-1"], &[(SeedKind::Patchable, 2)])).await.unwrap();
-    // The first UpdateItem of the run records the command id right after SendCommand: make it
-    // fail through all the SDK's attempts, so the invocation fails after the command was sent.
-    stack.router.faults().add(FaultRule::error("dynamodb", "UpdateItem", "InternalServerError", 500).first(5));
+    // The run's second BatchWriteItem (the inventory's records are the first) records the command
+    // id right after SendCommand: make it fail through all the SDK's attempts, so the invocation
+    // fails after the command was sent.
+    stack
+        .router
+        .faults()
+        .add(FaultRule::error("dynamodb", "BatchWriteItem", "InternalServerError", 500).after(1).first(5));
     let arn = stack.start_execution("retry-send", &json!({"accounts": estate.accounts, "dryRun": true})).await.unwrap();
     let execution = stack.wait_for_execution(&arn, TIMEOUT).await.unwrap();
     assert_eq!(execution.status, ExecutionStatus::Succeeded, "{:?}", execution.cause);

@@ -124,13 +124,10 @@ pub fn next_poll_seconds(settings: &PatchSettings, attempt: u32) -> u32 {
 
 pub async fn handle(hub: &Hub, request: PollRequest) -> Result<PollResult> {
     let pk = store::run_pk(&request.run_id);
-    let records: Vec<CommandRecord> = hub
-        .store
-        .query_prefix(&pk, &store::batch_commands_prefix(request.wave_index, request.batch))
-        .await?
-        .iter()
-        .map(CommandRecord::from_item)
-        .collect::<Result<_>>()?;
+    let items = hub.store.query_prefix(&pk, &store::batch_commands_prefix(request.wave_index, request.batch)).await?;
+    let records: Vec<CommandRecord> = items.iter().map(CommandRecord::from_item).collect::<Result<_>>()?;
+    // Commands seen ending in this poll, their invocations kept on their records at the end.
+    let mut finished = Vec::new();
     let sessions = hub.read_only_spoke_sessions(&request.run_id);
     let mut result = PollResult {
         batch: request.batch,
@@ -146,7 +143,7 @@ pub async fn handle(hub: &Hub, request: PollRequest) -> Result<PollResult> {
     };
     // The latest estimated end among unfinished commands, and whether one has none yet.
     let (mut end, mut unestimated): (Option<f64>, bool) = (None, false);
-    for record in &records {
+    for (item, record) in items.iter().zip(&records) {
         let Some(command_id) = &record.command_id else { continue };
         let invocations = if let Some(kept) = &record.final_invocations {
             // An earlier poll saw this command end: nothing more to ask the spoke.
@@ -165,7 +162,7 @@ pub async fn handle(hub: &Hub, request: PollRequest) -> Result<PollResult> {
                 patching::list_invocations(&aws_sdk_ssm::Client::new(&config), command_id, &record.context()).await?;
             let listed_all = invocations.len() >= record.instance_ids.len();
             if listed_all && invocations.iter().all(patching::Invocation::is_terminal) {
-                patching::record_final_invocations(&hub.store, &request.run_id, record, &invocations).await?;
+                finished.push((item.clone(), record, invocations.clone()));
             }
             invocations
         };
@@ -195,6 +192,7 @@ pub async fn handle(hub: &Hub, request: PollRequest) -> Result<PollResult> {
             }
         }
     }
+    patching::record_final_invocations(&hub.store, finished).await?;
     let started = records.iter().map(|r| r.claimed_at).min().unwrap_or_else(now_epoch_seconds);
     // Grace over the command timeout (a tenth of it, at most a minute): SSM normally reports
     // TimedOut itself first; this catches invocations that never report at all.

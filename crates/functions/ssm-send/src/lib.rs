@@ -3,7 +3,8 @@
 //! an ExternalId, so the function assumes the role itself).
 //!
 //! Idempotent: each command (at most 50 instances) is claimed in DynamoDB before it is sent and
-//! completed with its command id after. A retried invocation reuses recorded commands, and a
+//! completed with its command id after (the batch's claims in one transaction per 100, its ids
+//! in one BatchWriteItem per 25; its leases likewise taken 100 to a transaction across targets). A retried invocation reuses recorded commands, and a
 //! claim without an id (the previous attempt died between sending and recording) is matched to
 //! the command SSM already has by its Comment before anything is sent again.
 //!
@@ -30,6 +31,7 @@ use aws_sdk_ssm::types::CloudWatchOutputConfig;
 use ec2patch_core::aws::AwsResultExt;
 use ec2patch_core::error_budget::{self, BudgetUse};
 use ec2patch_core::instance_lease::{self, Lease};
+use ec2patch_core::instance_records::{self, TargetRecords};
 use ec2patch_core::patching::{self, CommandRecord, DOCUMENT, INSTANCES_PER_COMMAND};
 use ec2patch_core::run_lock::{self, Renewal};
 use ec2patch_core::sessions::SpokeSessions;
@@ -76,6 +78,7 @@ pub struct SendResult {
     pub timed_out: bool,
 }
 
+#[derive(Debug, Default)]
 struct TargetSent {
     commands: usize,
     reused: usize,
@@ -119,20 +122,66 @@ pub async fn handle(hub: &Hub, request: SendRequest) -> Result<SendResult> {
         seconds: u64::from(hub.config.patching.command_timeout_seconds)
             + u64::from(hub.config.patching.run_lock_margin_seconds),
     };
-    let (plan, sessions, request, predecessors, leases) = (&plan, &sessions, &request, &predecessors, &leases);
-    // Owned targets: a borrowed item in a spawned-future stream trips the compiler's
-    // higher-ranked lifetime inference (rust-lang/rust#102211).
-    let sent: Vec<TargetSent> = futures::stream::iter(batch.targets.clone())
-        .map(|target| async move { send_target(hub, sessions, plan, request, (predecessors, leases), &target).await })
+    let (plan, sessions, request, predecessors) = (&plan, &sessions, &request, &predecessors);
+    // Per target, side by side: reach the account, adopt what resumed runs sent. Owned targets:
+    // a borrowed item in a spawned-future stream trips the compiler's higher-ranked lifetime
+    // inference (rust-lang/rust#102211).
+    let prepared: Vec<std::result::Result<ReadyTarget, TargetSent>> = futures::stream::iter(batch.targets.clone())
+        .map(|target| async move { prepare_target(hub, sessions, plan, request, predecessors, &target).await })
         .buffer_unordered(hub.config.inventory_concurrency)
         .collect::<Vec<_>>()
         .await
         .into_iter()
         .collect::<Result<_>>()?;
+    let (mut ready, mut sent): (Vec<ReadyTarget>, Vec<TargetSent>) = (Vec::new(), Vec::new());
+    for target in prepared {
+        match target {
+            Ok(target) => ready.push(target),
+            Err(unreachable) => sent.push(unreachable),
+        }
+    }
+    // The batch's leases at once, 100 to a transaction across targets.
+    if !plan.dry_run {
+        lease_instances(hub, plan, &leases, &mut ready).await?;
+    }
+    // Per target: snapshots first where the wave takes them, then its commands cut.
+    let cut: Vec<(ReadyTarget, Vec<(CommandRecord, aws_sdk_ssm::Client)>)> = futures::stream::iter(ready)
+        .map(|mut target| async move {
+            let claims = cut_commands(hub, plan, request, &mut target).await?;
+            Ok::<_, Error>((target, claims))
+        })
+        .buffer_unordered(hub.config.inventory_concurrency)
+        .collect::<Vec<_>>()
+        .await
+        .into_iter()
+        .collect::<Result<_>>()?;
+    let (claims, clients): (Vec<CommandRecord>, Vec<aws_sdk_ssm::Client>) =
+        cut.iter().flat_map(|(_, claims)| claims.iter().cloned()).unzip();
+    sent.extend(cut.into_iter().map(|(target, _)| target.sent));
+    // The batch's claims at once, then the commands side by side, then their ids recorded.
+    let claimed = patching::claim_all(&hub.store, &plan.run_id, claims).await?;
+    let (outcomes, failures): (Vec<_>, Vec<_>) = futures::stream::iter(claimed.into_iter().zip(clients))
+        .map(|(claimed, ssm)| async move { send_claimed(hub, &ssm, plan, claimed).await })
+        .buffer_unordered(hub.config.inventory_concurrency)
+        .collect::<Vec<Result<Sent>>>()
+        .await
+        .into_iter()
+        .partition(Result::is_ok);
+    let outcomes: Vec<Sent> = outcomes.into_iter().flatten().collect();
+    // What was sent is recorded even when another command failed (a retry then reuses it
+    // without asking SSM).
+    let completed: Vec<CommandRecord> =
+        outcomes.iter().filter(|sent| sent.to_record).map(|sent| sent.record.clone()).collect();
+    patching::complete_all(&hub.store, &plan.run_id, &completed).await?;
+    if let Some(Err(error)) = failures.into_iter().next() {
+        return Err(error);
+    }
+    let commands = outcomes.len();
+    let reused = outcomes.iter().filter(|sent| sent.reused).count();
     let result = SendResult {
         batch: request.batch,
-        commands: sent.iter().map(|t| t.commands).sum(),
-        reused: sent.iter().map(|t| t.reused).sum(),
+        commands: commands + sent.iter().map(|t| t.commands).sum::<usize>(),
+        reused: reused + sent.iter().map(|t| t.reused).sum::<usize>(),
         instances: sent.iter().map(|t| t.instances).sum(),
         unreachable_targets: sent.iter().filter(|t| t.unreachable).count(),
         busy_instances: sent.iter().map(|t| t.busy).sum(),
@@ -177,14 +226,12 @@ async fn skip_for_budget(
     let reason = used.reason(&plan.error_budget);
     let mut skipped = 0;
     for target in &batch.targets {
-        let account = AccountId::parse(&target.account)
-            .ok_or_else(|| Error::StateStoreFailed(format!("bad account {}", target.account)))?;
-        let region = Region::new_unchecked(target.region.clone());
+        let records = target_records(target, request.wave_index)?;
         for instance in target.instances.iter().filter(|i| i.is_patchable()) {
-            patching::record_outcome(
+            instance_records::record_outcome(
                 &hub.store,
                 &plan.run_id,
-                (&account, &region, &instance.instance_id),
+                &records.key(&instance.instance_id),
                 InstanceOutcome::Skipped,
                 Some(&reason),
                 &[],
@@ -276,17 +323,29 @@ async fn adoptable_commands(
     Ok(adopted)
 }
 
-async fn send_target(
+/// A target ready to lease and send to: reachable, with what resumed runs already sent adopted.
+struct ReadyTarget {
+    records: TargetRecords,
+    ssm: aws_sdk_ssm::Client,
+    /// EC2 in the spoke, for a wave that snapshots first.
+    ec2: Option<aws_sdk_ec2::Client>,
+    /// The instances left to send to.
+    ids: Vec<String>,
+    sent: TargetSent,
+}
+
+/// Reaches the target's account and adopts the commands resumed runs sent to its instances; an
+/// unreachable account's instances are recorded `UNREACHABLE` (then `Err` holds what was done).
+async fn prepare_target(
     hub: &Hub,
     sessions: &SpokeSessions,
     plan: &RunPlan,
     request: &SendRequest,
-    (predecessors, leases): (&[Predecessor], &Leases),
+    predecessors: &[Predecessor],
     target: &TargetManifest,
-) -> Result<TargetSent> {
-    let account = AccountId::parse(&target.account)
-        .ok_or_else(|| Error::StateStoreFailed(format!("bad account {}", target.account)))?;
-    let region = Region::new_unchecked(target.region.clone());
+) -> Result<std::result::Result<ReadyTarget, TargetSent>> {
+    let records = target_records(target, request.wave_index)?;
+    let (account, region) = (records.account.clone(), records.region.clone());
     let config = match sessions.config_for(&account, &region).await {
         Ok(config) => config,
         Err(error) if error.is_transient() => return Err(error),
@@ -295,10 +354,10 @@ async fn send_target(
             // instances cannot be patched; say so on each of them.
             let reason = format!("cannot reach the account to send the patch command: {error}");
             for instance in &target.instances {
-                patching::record_outcome(
+                instance_records::record_outcome(
                     &hub.store,
                     &plan.run_id,
-                    (&account, &region, &instance.instance_id),
+                    &records.key(&instance.instance_id),
                     InstanceOutcome::Unreachable,
                     Some(&reason),
                     &[],
@@ -306,13 +365,12 @@ async fn send_target(
                 .await?;
             }
             tracing::warn!(%account, %region, %error, "target unreachable at send");
-            return Ok(TargetSent { commands: 0, reused: 0, instances: 0, unreachable: true, busy: 0, unprotected: 0 });
+            return Ok(Err(TargetSent { unreachable: true, ..TargetSent::default() }));
         }
     };
     let ssm = aws_sdk_ssm::Client::new(&config);
     let mut ids: Vec<String> = target.instances.iter().map(|i| i.instance_id.clone()).collect();
-    let mut sent =
-        TargetSent { commands: 0, reused: 0, instances: ids.len(), unreachable: false, busy: 0, unprotected: 0 };
+    let mut sent = TargetSent { instances: ids.len(), ..TargetSent::default() };
     let adopted = adoptable_commands(hub, &ssm, predecessors, request.wave_index, (&account, &region), &ids).await?;
     for (index, (command_id, from_run, instance_ids)) in adopted.into_iter().enumerate() {
         let sk = store::command_sk(request.wave_index, request.batch, &account, &region, ADOPTED_CHUNK_BASE + index);
@@ -324,6 +382,7 @@ async fn send_target(
             claimed_at: now_epoch_seconds(),
             command_id: Some(command_id.clone()),
             final_invocations: None,
+            record_parts: records.parts,
         };
         let mut item = record.to_item(&store::run_pk(&plan.run_id), hub.store.expires_at());
         item.insert("adoptedFrom".to_owned(), s(&from_run));
@@ -334,108 +393,122 @@ async fn send_target(
         tracing::info!(%account, %region, %command_id, from_run, instances = instance_ids.len(),
             "adopted the patch command of a resumed run instead of sending again");
     }
-    if !plan.dry_run {
-        let busy = lease_instances(hub, plan, leases, (&account, &region), &ids).await?;
-        ids.retain(|id| !busy.contains(id));
-        sent.instances -= busy.len();
-        sent.busy = busy.len();
+    let snapshots = plan.waves.get(request.wave_index).is_some_and(|wave| wave.snapshot && !plan.dry_run);
+    let ec2 = snapshots.then(|| aws_sdk_ec2::Client::new(&config));
+    Ok(Ok(ReadyTarget { records, ssm, ec2, ids, sent }))
+}
+
+/// Where the target's instance records live; a malformed account id is a broken manifest.
+fn target_records(target: &TargetManifest, wave_index: usize) -> Result<TargetRecords> {
+    target.records(wave_index).ok_or_else(|| Error::StateStoreFailed(format!("bad account {}", target.account)))
+}
+
+/// Takes this run's lease on every instance of the batch at once (a retried send renews its own)
+/// and records every instance another run holds as `SKIPPED` with `BusyInAnotherRun <runId>`;
+/// those are taken out of their targets.
+async fn lease_instances(hub: &Hub, plan: &RunPlan, leases: &Leases, targets: &mut [ReadyTarget]) -> Result<()> {
+    let keys: Vec<instance_lease::InstanceKey<'_>> = targets
+        .iter()
+        .flat_map(|t| t.ids.iter().map(|id| (&t.records.account, &t.records.region, id.as_str())))
+        .collect();
+    let taken = instance_lease::acquire_all(&hub.store, &plan.run_id, &leases.resumes, &keys, leases.seconds).await?;
+    let mut taken = taken.into_iter();
+    for target in targets.iter_mut() {
+        let mut busy = Vec::new();
+        for id in &target.ids {
+            let Some(Lease::Busy { holder_run_id, until }) = taken.next() else { continue };
+            let reason = instance_lease::busy_reason(&holder_run_id);
+            instance_records::record_outcome(
+                &hub.store,
+                &plan.run_id,
+                &target.records.key(id),
+                InstanceOutcome::Skipped,
+                Some(&reason),
+                &[("busyRun", s(&holder_run_id))],
+            )
+            .await?;
+            let (account, region) = (&target.records.account, &target.records.region);
+            tracing::warn!(%account, %region, instance_id = %id, holder_run_id, lease_until = %format_epoch(until),
+                "instance leased by another run: skipped, no command sent");
+            busy.push(id.clone());
+        }
+        target.ids.retain(|id| !busy.contains(id));
+        target.sent.instances -= busy.len();
+        target.sent.busy = busy.len();
     }
-    let snapshot_wave = plan.waves.get(request.wave_index).filter(|wave| wave.snapshot && !plan.dry_run);
-    let ec2 = snapshot_wave.map(|_| aws_sdk_ec2::Client::new(&config));
-    for (chunk, instance_ids) in ids.chunks(INSTANCES_PER_COMMAND).enumerate() {
+    Ok(())
+}
+
+/// Cuts the target's instances into commands of at most 50, after their snapshots in a wave that
+/// takes them: the claims to make, each with the SSM client to send it with.
+async fn cut_commands(
+    hub: &Hub,
+    plan: &RunPlan,
+    request: &SendRequest,
+    target: &mut ReadyTarget,
+) -> Result<Vec<(CommandRecord, aws_sdk_ssm::Client)>> {
+    let (account, region) = (target.records.account.clone(), target.records.region.clone());
+    let mut claims = Vec::new();
+    for (chunk, instance_ids) in target.ids.chunks(INSTANCES_PER_COMMAND).enumerate() {
         let sk = store::command_sk(request.wave_index, request.batch, &account, &region, chunk);
         let mut instance_ids = instance_ids.to_vec();
         // A chunk already claimed (a retry) keeps the instances its claim names: they were
         // protected then. Chunks are cut before snapshots, so a retry cuts them the same way.
-        if let (Some(wave), Some(ec2)) = (snapshot_wave, &ec2)
+        if let (Some(wave), Some(ec2)) = (plan.waves.get(request.wave_index), &target.ec2)
             && hub.store.get_item(&store::run_pk(&plan.run_id), &sk).await?.is_none()
         {
             let protected =
-                snapshots::protect_and_record(hub, ec2, (plan, &wave.name), (&account, &region), &instance_ids).await?;
+                snapshots::protect_and_record(hub, ec2, (plan, &wave.name), &target.records, &instance_ids).await?;
             let unprotected = instance_ids.len() - protected.len();
-            sent.instances -= unprotected;
-            sent.unprotected += unprotected;
+            target.sent.instances -= unprotected;
+            target.sent.unprotected += unprotected;
             instance_ids = protected;
             if instance_ids.is_empty() {
                 continue;
             }
         }
-        let reused = send_once(hub, &ssm, plan, &sk, &account, &region, &instance_ids).await?;
-        sent.commands += 1;
-        sent.reused += usize::from(reused);
+        let claim = CommandRecord {
+            sk,
+            account: account.clone(),
+            region: region.clone(),
+            instance_ids,
+            claimed_at: now_epoch_seconds(),
+            command_id: None,
+            final_invocations: None,
+            record_parts: target.records.parts,
+        };
+        claims.push((claim, target.ssm.clone()));
     }
-    Ok(sent)
+    Ok(claims)
 }
 
-/// Takes this run's lease on each instance (a retried send renews its own) and records every
-/// instance another run holds as `SKIPPED` with `BusyInAnotherRun <runId>`; returns those.
-async fn lease_instances(
-    hub: &Hub,
-    plan: &RunPlan,
-    leases: &Leases,
-    (account, region): (&AccountId, &Region),
-    ids: &[String],
-) -> Result<Vec<String>> {
-    let leases =
-        instance_lease::acquire_all(&hub.store, &plan.run_id, &leases.resumes, (account, region), ids, leases.seconds)
-            .await?;
-    let mut busy = Vec::new();
-    for (id, lease) in ids.iter().cloned().zip(leases) {
-        let Lease::Busy { holder_run_id, until } = lease else { continue };
-        let reason = instance_lease::busy_reason(&holder_run_id);
-        patching::record_outcome(
-            &hub.store,
-            &plan.run_id,
-            (account, region, &id),
-            InstanceOutcome::Skipped,
-            Some(&reason),
-            &[("busyRun", s(&holder_run_id))],
-        )
-        .await?;
-        tracing::warn!(%account, %region, instance_id = %id, holder_run_id, lease_until = %format_epoch(until),
-            "instance leased by another run: skipped, no command sent");
-        busy.push(id);
-    }
-    Ok(busy)
+/// A claim's command after [`send_claimed`].
+struct Sent {
+    /// The record, with its command id.
+    record: CommandRecord,
+    /// An earlier attempt's command, not sent now.
+    reused: bool,
+    /// The id is not on the record in DynamoDB yet.
+    to_record: bool,
 }
 
-/// Sends one command unless it was sent before; returns whether an earlier send was reused.
-async fn send_once(
+/// Sends the command of one claim unless it was sent before (the claim has its id, or SSM has a
+/// command with its Comment).
+async fn send_claimed(
     hub: &Hub,
     ssm: &aws_sdk_ssm::Client,
     plan: &RunPlan,
-    sk: &str,
-    account: &AccountId,
-    region: &Region,
-    instance_ids: &[String],
-) -> Result<bool> {
-    let pk = store::run_pk(&plan.run_id);
-    let comment = patching::claim_comment(&plan.run_id, sk);
-    let claim = CommandRecord {
-        sk: sk.to_owned(),
-        account: account.clone(),
-        region: region.clone(),
-        instance_ids: instance_ids.to_vec(),
-        claimed_at: now_epoch_seconds(),
-        command_id: None,
-        final_invocations: None,
-    };
-    // One call: the claim is written, or the one already there comes back (an earlier attempt,
-    // or this put's own first try whose answer was lost and which the SDK retried): that one
-    // may have a command behind it.
-    let (record, claimed_before) =
-        match hub.store.put_item_or_get_existing(claim.to_item(&pk, hub.store.expires_at())).await? {
-            None => (claim, false),
-            Some(item) => (CommandRecord::from_item(&item)?, true),
-        };
+    (mut record, claimed_before): (CommandRecord, bool),
+) -> Result<Sent> {
     if record.command_id.is_some() {
-        return Ok(true);
+        return Ok(Sent { record, reused: true, to_record: false });
     }
+    let comment = patching::claim_comment(&plan.run_id, &record.sk);
     // Only an earlier attempt's claim can have a command behind it: look it up then, not on
     // every first send.
     if claimed_before && let Some(command_id) = find_sent(ssm, &record, &comment).await? {
-        complete(hub, &pk, sk, &command_id).await?;
-        return Ok(true);
+        record.command_id = Some(command_id);
+        return Ok(Sent { record, reused: true, to_record: true });
     }
     let operation = if plan.dry_run { "Scan" } else { "Install" };
     let patching = &hub.config.patching;
@@ -465,9 +538,10 @@ async fn send_once(
         code: "NoCommandId".into(),
         message: "SSM returned no command id".into(),
     })?;
-    complete(hub, &pk, sk, &command_id).await?;
-    tracing::info!(%account, %region, %command_id, instances = record.instance_ids.len(), operation, "SendCommand");
-    Ok(false)
+    tracing::info!(account = %record.account, region = %record.region, %command_id,
+        instances = record.instance_ids.len(), operation, "SendCommand");
+    record.command_id = Some(command_id);
+    Ok(Sent { record, reused: false, to_record: true })
 }
 
 /// The command an earlier attempt sent for this claim, if SSM has one.
@@ -491,21 +565,4 @@ async fn find_sent(ssm: &aws_sdk_ssm::Client, record: &CommandRecord, comment: &
         }
     }
     Ok(None)
-}
-
-async fn complete(hub: &Hub, pk: &str, sk: &str, command_id: &str) -> Result<()> {
-    hub.store
-        .dynamodb()
-        .update_item()
-        .table_name(hub.store.table())
-        .key("pk", s(pk))
-        .key("sk", s(sk))
-        .update_expression("SET commandId = :id, sentAt = :at")
-        .expression_attribute_values(":id", AttributeValue::S(command_id.to_owned()))
-        .expression_attribute_values(":at", AttributeValue::N(now_epoch_seconds().to_string()))
-        .send()
-        .await
-        .aws_context("UpdateItem", || format!("command record {sk}"))
-        .map_err(store::into_store_error)?;
-    Ok(())
 }
