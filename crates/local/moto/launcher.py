@@ -13,7 +13,10 @@ Before the server starts this
   * registers the SSM simulation of ssm_sim.py (see README.md), Change Calendars included,
   * applies AssumeRole session policies when IAM enforcement is on (moto ignores them),
   * makes EC2 CreateSnapshots honour CopyTagsFromSource=volume (moto ignores it),
-  * makes DynamoDB TransactWriteItems back up the items it touches, not whole tables.
+  * makes DynamoDB TransactWriteItems back up the items it touches, not whole tables,
+  * remembers the account of each access key and the backend of each host name (moto works
+    both out again on every request, walking every account and listing its own package), and
+    reads SSM's default patch baselines once instead of once per instance reported.
 Each hook point is checked first, so a moto upgrade that moves one fails loudly here.
 """
 
@@ -648,6 +651,92 @@ def enforce_session_policies() -> None:
     request_class.check_action_permitted = check_action_permitted
 
 
+def remember_access_key_accounts() -> None:
+    """The account of an access key is remembered, not searched for on every request. moto 5.2.5
+    answers each request without an `x-moto-account-id` header (every call made with AssumeRole
+    or IAM keys) with get_account_id_from(key): a walk over every account's IAM backend in each
+    of its six partitions until one holds the key, or all of them for a key none holds. With a
+    thousand spoke accounts that walk cost more than the rest of a DescribeInstances. Here the
+    account is noted when IAM makes the key (CreateAccessKey, or the temporary key of
+    AssumeRole), or else found by moto's walk once, and is answered only while that account's
+    IAM backend still holds the key (a deleted key or moto's reset fall back to moto's walk);
+    keys no account holds are walked for every time, as before. Same answers, as access key ids
+    are random and unique across accounts."""
+    from moto.iam import models
+
+    original = _require(models, "get_account_id_from")
+    iam = _require(models, "IAMBackend")
+    made_keys = {name: _require(iam, name) for name in ("create_access_key", "create_temp_access_key")}
+    _require(models, "iam_backends")
+    _require(models, "DEFAULT_ACCOUNT_ID")
+    if "iam_backends.items()" not in inspect.getsource(original):
+        _fail("get_account_id_from no longer walks every account's IAM backend")
+    found: dict[str, str] = {}
+
+    def holds(account_id: str, access_key: str) -> bool:
+        # dict.get and .values(): unlike moto's [] these never create a backend.
+        account = dict.get(models.iam_backends, account_id)
+        return account is not None and any(access_key in b.access_keys for b in dict.values(account))
+
+    def get_account_id_from(access_key: str) -> str:
+        account_id = found.get(access_key)
+        if account_id is not None:
+            if holds(account_id, access_key):
+                return account_id
+            found.pop(access_key, None)
+        account_id = original(access_key)
+        if holds(account_id, access_key):  # not the default answer for a key nobody holds
+            found[access_key] = account_id
+        return account_id
+
+    def noting(make: Any) -> Any:
+        def make_key(self: Any, *args: Any, **kwargs: Any) -> Any:
+            key = make(self, *args, **kwargs)
+            found[key.physical_resource_id] = self.account_id
+            return key
+
+        return make_key
+
+    get_account_id_from.__wrapped__ = original  # type: ignore[attr-defined]
+    models.get_account_id_from = get_account_id_from
+    for name, make in made_keys.items():
+        setattr(iam, name, noting(make))
+
+
+# --------------------------------------------------------------------------- Server
+
+
+def remember_backends_by_host() -> None:
+    """Which moto service a request goes to is worked out once per host name. moto 5.2.5's
+    DomainDispatcherApplication.get_backend_for_host(host) lists moto's package directory and
+    stats each of its ~175 entries (`host in list_of_moto_modules()`), then tries up to ~180 URL
+    regexes, on every request and under the dispatcher's one lock: ~0.7 ms of each call, with
+    all request threads queued behind it. Its answer depends on the host name alone (the
+    package's folders and the URL patterns do not change while the server runs), so it is
+    remembered per host. Hosts with no backend (None) are not remembered: moto still prints its
+    "Unable to find appropriate backend" line for each."""
+    from moto.moto_server import werkzeug_app
+
+    app_class = _require(werkzeug_app, "DomainDispatcherApplication")
+    original = _require(app_class, "get_backend_for_host")
+    _require(werkzeug_app.backends, "list_of_moto_modules")
+    if "list_of_moto_modules()" not in inspect.getsource(original):
+        _fail("DomainDispatcherApplication.get_backend_for_host no longer lists moto's modules")
+    limit = 4096  # host names come from signatures; a client inventing them cannot grow this forever
+
+    def get_backend_for_host(self: Any, host: str | None) -> Any:
+        remembered = self.__dict__.setdefault("_ec2patch_backend_by_host", {})
+        backend = remembered.get(host)
+        if backend is None:
+            backend = original(self, host)
+            if backend is not None and len(remembered) < limit:
+                remembered[host] = backend
+        return backend
+
+    get_backend_for_host.__wrapped__ = original  # type: ignore[attr-defined]
+    app_class.get_backend_for_host = get_backend_for_host
+
+
 # --------------------------------------------------------------------------- EC2
 
 
@@ -753,6 +842,36 @@ def transactions_back_up_items_not_tables() -> None:
 # --------------------------------------------------------------------------- SSM
 
 
+def remember_default_patch_baselines() -> None:
+    """AWS's default patch baselines are read from moto's resource file once, not per instance.
+    moto 5.2.5's get_patch_baseline_for_patch_group builds a FakePatchGroup for a patch group
+    with no registered baseline, and each one reads and decompresses
+    ssm/resources/default_baselines.json (34 regions x 15 operating systems): ~0.3 ms for every
+    instance DescribeInstancePatchStates reports. Here the file is read once and each
+    FakePatchGroup gets its own copy of its region's table, as before (a registration changes
+    only that group's copy)."""
+    from moto.ssm import models
+
+    group_class = _require(models, "FakePatchGroup")
+    original = _require(group_class, "_load_latest_baselines")
+    _require(models, "load_resource")
+    resource = "ssm/resources/default_baselines.json"
+    if resource not in inspect.getsource(original):
+        _fail(f"FakePatchGroup._load_latest_baselines no longer reads {resource}")
+    loaded: dict[str, Any] = {}
+
+    def _load_latest_baselines(self: Any) -> None:
+        if "baselines" not in loaded:
+            try:
+                loaded["baselines"] = models.load_resource(resource)
+            except FileNotFoundError:
+                loaded["baselines"] = {}
+        self.default_associations = dict(loaded["baselines"][self.region_name])
+
+    _load_latest_baselines.__wrapped__ = original  # type: ignore[attr-defined]
+    group_class._load_latest_baselines = _load_latest_baselines
+
+
 def add_ssm_ops() -> None:
     from moto.ssm.responses import SimpleSystemManagerResponse
 
@@ -790,6 +909,9 @@ def configure() -> None:
     add_child_execution_ops()
     add_ssm_ops()
     enforce_session_policies()
+    remember_access_key_accounts()
+    remember_backends_by_host()
+    remember_default_patch_baselines()
     copy_tags_from_source()
     transactions_back_up_items_not_tables()
 

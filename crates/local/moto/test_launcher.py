@@ -685,6 +685,152 @@ class TransactionPatchTest(unittest.TestCase):
         self.assertEqual(models.copy.deepcopy(item), item)
 
 
+class AccessKeyAccountTest(unittest.TestCase):
+    """The account of an access key: the same answer as moto's walk over every account, without
+    walking for a key IAM made or one already found (counted: the walk's iam_backends.items())."""
+
+    def test_an_access_key_is_found_without_walking_every_account_and_answers_as_before(self) -> None:
+        import inspect
+        from unittest import mock
+
+        sys.path.insert(0, str(HERE))
+        import launcher
+        from moto.core.base_backend import BackendDict
+        from moto.iam import models
+        from moto.sts.models import sts_backends
+
+        launcher.remember_access_key_accounts()
+        lookup = models.get_account_id_from
+        walk = inspect.unwrap(lookup)  # moto's own get_account_id_from
+        self.assertIsNot(walk, lookup)
+        accounts = [f"{900_000_000_000 + n:012}" for n in range(40)]
+        keys = {}
+        for account in accounts:
+            role = sts_backends[account]["aws"].assume_role(
+                region_name="us-east-1", role_session_name="t", role_arn=f"arn:aws:iam::{account}:role/PatchExecRole",
+                policy=None, duration=3600, external_id=None)
+            keys[role.access_key_id] = account
+        iam = models.iam_backends[ACCOUNT_B]["aws"]  # a user's key, as iam:CreateAccessKey makes
+        iam.create_user(region_name="us-east-1", user_name="lookup-test")
+        keys[iam.create_access_key("lookup-test").access_key_id] = ACCOUNT_B
+
+        walks = []
+        items = BackendDict.items
+
+        def counted_items(self: Any) -> Any:
+            if self is models.iam_backends:
+                walks.append(1)
+            return items(self)
+
+        with mock.patch.object(BackendDict, "items", counted_items):
+            for _ in range(50):
+                for key, account in keys.items():
+                    self.assertEqual(lookup(key), account)
+            self.assertEqual(walks, [], "the account of a key IAM made is known without a walk")
+            for key, account in keys.items():
+                self.assertEqual(walk(key), account)  # what moto answers without the patch
+            # A key that was made before the patch (or otherwise unnoted) is walked for once.
+            old_key = models.AccessKey(user_name=None, prefix="ASIA", account_id=accounts[3])
+            models.iam_backends[accounts[3]]["aws"].access_keys[old_key.access_key_id] = old_key
+            walks.clear()
+            for _ in range(50):
+                self.assertEqual(lookup(old_key.access_key_id), accounts[3])
+            self.assertEqual(len(walks), 1)
+            walks.clear()
+            # A key no account holds: moto's default account, walked for each time as before.
+            self.assertEqual(lookup("AKIANOBODYHOLDSTHIS"), models.DEFAULT_ACCOUNT_ID)
+            self.assertEqual(lookup("AKIANOBODYHOLDSTHIS"), walk("AKIANOBODYHOLDSTHIS"))
+            self.assertEqual(len(walks), 2 + 1)  # two lookups and moto's own walk
+            # A deleted key is no longer its account's: the answer moto gives for an unknown key.
+            gone = next(k for k, a in keys.items() if a == accounts[7])
+            del models.iam_backends[accounts[7]]["aws"].access_keys[gone]
+            self.assertEqual(lookup(gone), walk(gone))
+            self.assertEqual(lookup(gone), models.DEFAULT_ACCOUNT_ID)
+
+
+class BackendByHostTest(unittest.TestCase):
+    """The service a host name goes to: the same answer as moto's lookup for every host, without
+    listing moto's package again for a host already seen (counted: list_of_moto_modules calls)."""
+
+    def test_each_host_is_looked_up_once_and_answers_as_before(self) -> None:
+        import inspect
+        from unittest import mock
+
+        sys.path.insert(0, str(HERE))
+        import launcher
+        from moto.moto_server import werkzeug_app
+
+        launcher.remember_backends_by_host()
+        app_class = werkzeug_app.DomainDispatcherApplication
+        lookup = inspect.unwrap(app_class.get_backend_for_host)  # moto's own
+        self.assertIsNot(lookup, app_class.get_backend_for_host)
+        app = app_class(werkzeug_app.create_backend_app)
+        services = ["ec2", "ssm", "sts", "iam", "dynamodb", "s3", "states", "lambda", "sns", "sqs", "logs",
+                    "events", "kms", "cloudformation", "organizations"]
+        hosts = [None, "moto_api", "instance_metadata", "dynamodb", "dynamodbstreams", "s3control",
+                 "s3.amazonaws.com", "bucket.s3.amazonaws.com", "iam.amazonaws.com", "budgets.amazonaws.com",
+                 "localhost:5000",
+                 *werkzeug_app.backends.list_of_moto_modules(),
+                 *(f"{s}.{r}.amazonaws.com" for s in services for r in ("us-east-1", "eu-west-1", "cn-north-1"))]
+        expected = {host: lookup(app, host) for host in hosts}
+        self.assertEqual(expected["ec2.eu-west-1.amazonaws.com"], "ec2")
+        self.assertEqual(expected["ssm.us-east-1.amazonaws.com"], "ssm")
+        self.assertIsNone(expected["localhost:5000"])
+        listed = mock.patch.object(werkzeug_app.backends, "list_of_moto_modules",
+                                   wraps=werkzeug_app.backends.list_of_moto_modules)
+        with listed as listing:
+            for host in hosts:
+                self.assertEqual(app.get_backend_for_host(host), expected[host], host)
+            listing.reset_mock()
+            for _ in range(20):
+                for host in hosts:
+                    self.assertEqual(app.get_backend_for_host(host), expected[host], host)
+            unknown = [h for h in hosts if h is not None and expected[h] is None]
+            # Hosts with a backend: never listed again. Hosts without one: looked up as before.
+            self.assertEqual(listing.call_count, 20 * len(unknown))
+
+
+class DefaultPatchBaselinesTest(unittest.TestCase):
+    """A patch group's default baselines: the same table as moto reads, read from the resource
+    file once (counted: load_resource calls), and still each group's own copy."""
+
+    def test_default_baselines_are_read_once_and_answer_as_before(self) -> None:
+        import inspect
+        from unittest import mock
+
+        sys.path.insert(0, str(HERE))
+        import launcher
+        from moto.ssm import models
+
+        launcher.remember_default_patch_baselines()
+        group_class = models.FakePatchGroup
+        self.assertIsNot(inspect.unwrap(group_class._load_latest_baselines), group_class._load_latest_baselines)
+        regions = list(models.load_resource("ssm/resources/default_baselines.json"))
+        self.assertIn("eu-west-1", regions)
+
+        def moto_reads(region: str) -> dict:
+            group = object.__new__(group_class)
+            group.region_name = region
+            inspect.unwrap(group_class._load_latest_baselines)(group)
+            return group.default_associations
+
+        with mock.patch.object(models, "load_resource", wraps=models.load_resource) as reads:
+            groups = [group_class("Fake", region) for _ in range(10) for region in regions]
+            self.assertLessEqual(reads.call_count, 1, "the resource file is read once")
+        for group in groups:
+            self.assertEqual(group.associations, moto_reads(group.region_name))
+        backend = models.SimpleSystemManagerBackend("eu-west-1", ACCOUNT_A)
+        self.assertEqual(backend.get_patch_baseline_for_patch_group("pg", "WINDOWS")[0],
+                         moto_reads("eu-west-1")["WINDOWS"])
+        # Each group has its own table: changing one (as RegisterPatchBaselineForPatchGroup does)
+        # changes no other.
+        first, second = group_class("a", "us-east-1"), group_class("b", "us-east-1")
+        first.associations["WINDOWS"] = "pb-mine"
+        self.assertEqual(second.associations["WINDOWS"], moto_reads("us-east-1")["WINDOWS"])
+        self.assertIs(first.associations, first.default_associations)
+        self.assertRaises(KeyError, group_class, "x", "no-such-region")
+
+
 class SessionPolicyTest(unittest.TestCase):
     """IAM enforcement on (its own server): a session policy narrows what the role allows."""
 
