@@ -80,6 +80,9 @@ pub struct Sample {
     /// Of `millis`, the time the emulator took to answer the process's AWS calls (the router's
     /// sum): what both sides wait for alike.
     pub emulator_millis: f64,
+    /// CPU time the process's threads had run when it answered (`/proc/<pid>/task/*/schedstat`):
+    /// its own work, whatever else the machine is doing.
+    pub cpu_millis: f64,
 }
 
 /// Median, min and max of a set of samples (or of the runs' ratios).
@@ -122,6 +125,9 @@ pub struct ColdStart {
     /// process's own start, TLS and work.
     pub rust_own_millis: Spread,
     pub python_own_millis: Spread,
+    /// Each side's CPU time when it answered ([`Sample::cpu_millis`]).
+    pub rust_cpu_millis: Spread,
+    pub python_cpu_millis: Spread,
 }
 
 /// What the cold-start events refer to, made by [`prepare`].
@@ -444,6 +450,7 @@ pub async fn sample(
         () = tokio::time::sleep(Duration::from_secs(120)) => bail!("{} did not answer within 120 s", case.function),
     };
     let peak_rss_kib = peak_rss_kib(pid).with_context(|| format!("reading the peak RSS of {}", case.function))?;
+    let cpu_millis = cpu_millis(pid);
     let _ = child.start_kill();
     let _ = child.wait().await;
     let (aws_calls, tls_handshakes) = (stack.router.calls(), front.handshakes());
@@ -477,6 +484,7 @@ pub async fn sample(
         tls_handshakes,
         ran_first: false,
         emulator_millis,
+        cpu_millis,
     })
 }
 
@@ -592,6 +600,18 @@ fn peak_rss_kib(pid: u32) -> anyhow::Result<u64> {
         .context("no VmHWM line")
 }
 
+/// CPU time of a live process's threads so far, in ms (the first field of each thread's
+/// `schedstat`, in ns); threads that ended are not counted.
+fn cpu_millis(pid: u32) -> f64 {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else { return f64::NAN };
+    let nanos: u64 = tasks
+        .flatten()
+        .filter_map(|task| std::fs::read_to_string(task.path().join("schedstat")).ok())
+        .filter_map(|line| line.split_whitespace().next().and_then(|v| v.parse::<u64>().ok()))
+        .sum();
+    nanos as f64 / 1e6
+}
+
 pub fn median(values: &mut [f64]) -> f64 {
     values.sort_by(f64::total_cmp);
     match values.len() {
@@ -613,12 +633,17 @@ pub async fn measure(
     handlers: &Path,
     runs: usize,
     warmup: bool,
+    only: &[String],
     logs: &Path,
 ) -> anyhow::Result<Vec<ColdStart>> {
     let fixture = prepare(stack).await?;
     std::fs::create_dir_all(logs)?;
     let mut results = Vec::new();
-    for case in cases(&fixture)? {
+    let cases = cases(&fixture)?;
+    if let Some(unknown) = only.iter().find(|name| !cases.iter().any(|case| case.function == name.as_str())) {
+        bail!("no cold-start case {unknown}");
+    }
+    for case in cases.into_iter().filter(|case| only.is_empty() || only.iter().any(|name| name == case.function)) {
         let rust = Launch::Rust { binary: binaries.join(case.bin) };
         if !binaries.join(case.bin).exists() {
             bail!("{} is missing: build the function binaries first", binaries.join(case.bin).display());
@@ -673,6 +698,8 @@ pub async fn measure(
             peak_rss_ratio: ratio(rss_mib),
             rust_own_millis: spread(&rust_samples, |s| s.millis - s.emulator_millis),
             python_own_millis: spread(&python_samples, |s| s.millis - s.emulator_millis),
+            rust_cpu_millis: spread(&rust_samples, |s| s.cpu_millis),
+            python_cpu_millis: spread(&python_samples, |s| s.cpu_millis),
             rust: rust_samples,
             python: python_samples,
             same_calls,
@@ -714,6 +741,7 @@ pub async fn measure_over_tls(
         &root.join("crates/bench/python"),
         options.cold_start_runs,
         options.cold_start_warmup,
+        &options.cold_start_only,
         &target.join("bench/logs"),
     )
     .await

@@ -46,6 +46,8 @@ pub struct Options {
     pub cold_start_runs: usize,
     /// One unmeasured cold start per function and side first (page cache warm for both).
     pub cold_start_warmup: bool,
+    /// Only these functions' cold starts (their Lambda names, e.g. `PlanRun`); empty: all.
+    pub cold_start_only: Vec<String>,
     pub fanout_accounts: usize,
     pub fanout_regions: Vec<String>,
     pub extra_region: Option<String>,
@@ -79,6 +81,7 @@ impl Options {
             build_profile: Some("release".to_owned()),
             cold_start_runs: 5,
             cold_start_warmup: true,
+            cold_start_only: Vec::new(),
             fanout_accounts: 1000,
             fanout_regions: vec!["us-east-1".to_owned(), "eu-west-1".to_owned()],
             extra_region: Some("ap-southeast-2".to_owned()),

@@ -45,6 +45,12 @@ struct ColdStartArgs {
     /// The debug binaries (target/debug) as they are, instead of building the release ones.
     #[arg(long)]
     debug: bool,
+    /// The release binaries as they are (no cargo build first).
+    #[arg(long)]
+    no_build: bool,
+    /// Only this function's cold starts (its Lambda name, e.g. PlanRun); repeat for more.
+    #[arg(long)]
+    only: Vec<String>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -160,6 +166,10 @@ async fn cold_start(args: ColdStartArgs) -> anyhow::Result<()> {
         options.binaries = ec2patch_bench::target_dir(&root).join("debug");
         options.build_profile = None;
     }
+    if args.no_build {
+        options.build_profile = None;
+    }
+    options.cold_start_only = args.only;
     options.cold_start_runs = args.runs.max(1);
     let cold = ec2patch_bench::coldstart::run(&root, &options).await?;
     for c in &cold {
@@ -183,6 +193,7 @@ async fn cold_start(args: ColdStartArgs) -> anyhow::Result<()> {
             spread(c.rust_own_millis),
             spread(c.python_own_millis)
         );
+        println!("    CPU time: {} ms vs Python {} ms", spread(c.rust_cpu_millis), spread(c.python_cpu_millis));
         if let (Some(r), Some(p)) = (c.rust.first(), c.python.first()) {
             println!("    Rust:   {:?}\n    Python: {:?}", r.aws_calls, p.aws_calls);
         }
