@@ -27,7 +27,6 @@
 
 use aws_sdk_dynamodb::operation::delete_item::DeleteItemError;
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
-use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{AttributeValue, Delete, Put, ReturnValuesOnConditionCheckFailure, TransactWriteItem};
 
 use crate::Result;
@@ -55,9 +54,6 @@ pub enum Lease {
     /// Another run holds it (a live lease): the instance must not be sent a command.
     Busy { holder_run_id: String, until: u64 },
 }
-
-/// DynamoDB's limit of items in one transaction.
-const TRANSACTION_LIMIT: usize = 100;
 
 /// One instance: its account, region and id.
 pub type InstanceKey<'a> = (&'a AccountId, &'a Region, &'a str);
@@ -90,12 +86,6 @@ fn lease_item(run_id: &str, (account, region, instance_id): InstanceKey<'_>, unt
     ])
 }
 
-/// Whether a TransactWriteItems failed because a condition (or a concurrent transaction) stopped
-/// it: then nothing was written and the items can go one by one.
-fn cancelled(error: &aws_sdk_dynamodb::error::SdkError<TransactWriteItemsError>) -> bool {
-    matches!(error.as_service_error(), Some(TransactWriteItemsError::TransactionCanceledException(_)))
-}
-
 /// Takes the leases on all `instances` (of any targets: a batch's at once) for `run_id`, 100 to
 /// a transaction; returns each instance's [`Lease`] in the order given.
 pub async fn acquire_all(
@@ -106,7 +96,7 @@ pub async fn acquire_all(
     lease_seconds: u64,
 ) -> Result<Vec<Lease>> {
     let mut leases = Vec::with_capacity(instances.len());
-    for chunk in instances.chunks(TRANSACTION_LIMIT) {
+    for chunk in instances.chunks(crate::store::TRANSACTION_LIMIT) {
         let now = now_epoch_seconds();
         let until = now + lease_seconds;
         let (condition, values) = acquire_condition(run_id, resumes, now);
@@ -123,24 +113,17 @@ pub async fn acquire_all(
                 Ok(TransactWriteItem::builder().put(put).build())
             })
             .collect::<Result<Vec<_>>>()?;
-        match store.dynamodb().transact_write_items().set_transact_items(Some(items)).send().await {
-            Ok(_) => leases.extend(chunk.iter().map(|_| Lease::Held { until })),
-            Err(error) if cancelled(&error) => {
-                for instance in chunk {
-                    leases.push(acquire(store, run_id, resumes, *instance, lease_seconds).await?);
-                }
-            }
-            Err(error) => {
-                let targets: std::collections::BTreeSet<String> =
-                    chunk.iter().map(|(account, region, _)| format!("{account}/{region}")).collect();
-                let targets: Vec<String> = targets.into_iter().collect();
-                let context =
-                    format!("leases of {} instances (in {}) for run {run_id}", chunk.len(), targets.join(", "));
-                return Err(crate::store::into_store_error(crate::aws::classify(
-                    "TransactWriteItems",
-                    &context,
-                    error,
-                )));
+        let context = || {
+            let targets: std::collections::BTreeSet<String> =
+                chunk.iter().map(|(account, region, _)| format!("{account}/{region}")).collect();
+            let targets: Vec<String> = targets.into_iter().collect();
+            format!("leases of {} instances (in {}) for run {run_id}", chunk.len(), targets.join(", "))
+        };
+        if store.transact_write(items, context).await? {
+            leases.extend(chunk.iter().map(|_| Lease::Held { until }));
+        } else {
+            for instance in chunk {
+                leases.push(acquire(store, run_id, resumes, *instance, lease_seconds).await?);
             }
         }
     }
@@ -150,7 +133,7 @@ pub async fn acquire_all(
 /// Releases `run_id`'s leases on `instances`, 100 to a transaction; as [`release`], a lease
 /// another run holds now or that is gone is left alone.
 pub async fn release_all(store: &RunStore, run_id: &str, instances: &[InstanceKey<'_>]) -> Result<()> {
-    for chunk in instances.chunks(TRANSACTION_LIMIT) {
+    for chunk in instances.chunks(crate::store::TRANSACTION_LIMIT) {
         let items = chunk
             .iter()
             .map(|(account, region, id)| {
@@ -165,20 +148,10 @@ pub async fn release_all(store: &RunStore, run_id: &str, instances: &[InstanceKe
                 Ok(TransactWriteItem::builder().delete(delete).build())
             })
             .collect::<Result<Vec<_>>>()?;
-        match store.dynamodb().transact_write_items().set_transact_items(Some(items)).send().await {
-            Ok(_) => {}
-            Err(error) if cancelled(&error) => {
-                for instance in chunk {
-                    release(store, run_id, *instance).await?;
-                }
-            }
-            Err(error) => {
-                let context = format!("releasing {} leases of run {run_id}", chunk.len());
-                return Err(crate::store::into_store_error(crate::aws::classify(
-                    "TransactWriteItems",
-                    &context,
-                    error,
-                )));
+        let context = || format!("releasing {} leases of run {run_id}", chunk.len());
+        if !store.transact_write(items, context).await? {
+            for instance in chunk {
+                release(store, run_id, *instance).await?;
             }
         }
     }

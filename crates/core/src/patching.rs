@@ -125,9 +125,6 @@ pub async fn record_final_invocations(
     store.put_items(items).await
 }
 
-/// DynamoDB's limit of items in one transaction.
-const TRANSACTION_LIMIT: usize = 100;
-
 /// Claims commands before they are sent: up to 100 claims (of any targets: a batch's at once) in
 /// one TransactWriteItems, each conditional on no claim being there. When one is there (a retried
 /// send) the transaction writes nothing, and those claims go one by one, each returning the claim
@@ -138,13 +135,12 @@ pub async fn claim_all(
     run_id: &str,
     claims: Vec<CommandRecord>,
 ) -> Result<Vec<(CommandRecord, bool)>> {
-    use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
     use aws_sdk_dynamodb::types::{Put, TransactWriteItem};
     let pk = crate::store::run_pk(run_id);
     let mut claimed = Vec::with_capacity(claims.len());
     let mut claims = claims.into_iter().peekable();
     while claims.peek().is_some() {
-        let chunk: Vec<CommandRecord> = claims.by_ref().take(TRANSACTION_LIMIT).collect();
+        let chunk: Vec<CommandRecord> = claims.by_ref().take(crate::store::TRANSACTION_LIMIT).collect();
         let items = chunk
             .iter()
             .map(|claim| {
@@ -157,29 +153,16 @@ pub async fn claim_all(
                 Ok(TransactWriteItem::builder().put(put).build())
             })
             .collect::<Result<Vec<_>>>()?;
-        match store.dynamodb().transact_write_items().set_transact_items(Some(items)).send().await {
-            Ok(_) => claimed.extend(chunk.into_iter().map(|claim| (claim, false))),
-            Err(error)
-                if matches!(
-                    error.as_service_error(),
-                    Some(TransactWriteItemsError::TransactionCanceledException(_))
-                ) =>
-            {
-                for claim in chunk {
-                    let item = claim.to_item(&pk, store.expires_at());
-                    claimed.push(match store.put_item_or_get_existing(item).await? {
-                        None => (claim, false),
-                        Some(existing) => (CommandRecord::from_item(&existing)?, true),
-                    });
-                }
-            }
-            Err(error) => {
-                let context = format!("claims of {} commands of run {run_id}", chunk.len());
-                return Err(crate::store::into_store_error(crate::aws::classify(
-                    "TransactWriteItems",
-                    &context,
-                    error,
-                )));
+        let context = || format!("claims of {} commands of run {run_id}", chunk.len());
+        if store.transact_write(items, context).await? {
+            claimed.extend(chunk.into_iter().map(|claim| (claim, false)));
+        } else {
+            for claim in chunk {
+                let item = claim.to_item(&pk, store.expires_at());
+                claimed.push(match store.put_item_or_get_existing(item).await? {
+                    None => (claim, false),
+                    Some(existing) => (CommandRecord::from_item(&existing)?, true),
+                });
             }
         }
     }

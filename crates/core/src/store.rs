@@ -32,6 +32,8 @@ use crate::{Error, Result};
 
 /// DynamoDB's limit for one BatchWriteItem call.
 pub const BATCH_WRITE_LIMIT: usize = 25;
+/// DynamoDB's limit of items in one TransactWriteItems call.
+pub const TRANSACTION_LIMIT: usize = 100;
 /// DynamoDB's limit for one BatchGetItem call.
 const BATCH_GET_LIMIT: usize = 100;
 /// Rounds of re-sending unprocessed items before the write is declared failed.
@@ -308,6 +310,30 @@ impl RunStore {
             }
         }
         Ok(())
+    }
+
+    /// Writes `items` (at most [`TRANSACTION_LIMIT`]) in one TransactWriteItems: `Ok(true)` when
+    /// written, `Ok(false)` when a condition (or a concurrent transaction) cancelled it, so nothing
+    /// was written and the caller can go item by item; any other failure is an error naming
+    /// `context`.
+    pub async fn transact_write(
+        &self,
+        items: Vec<aws_sdk_dynamodb::types::TransactWriteItem>,
+        context: impl FnOnce() -> String,
+    ) -> Result<bool> {
+        use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+        match self.dynamodb.transact_write_items().set_transact_items(Some(items)).send().await {
+            Ok(_) => Ok(true),
+            Err(error)
+                if matches!(
+                    error.as_service_error(),
+                    Some(TransactWriteItemsError::TransactionCanceledException(_))
+                ) =>
+            {
+                Ok(false)
+            }
+            Err(error) => Err(into_store_error(crate::aws::classify("TransactWriteItems", &context(), error))),
+        }
     }
 
     /// Reads the items of `keys` (`(pk, sk)`), 100 to a strongly consistent BatchGetItem,
