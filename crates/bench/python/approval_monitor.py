@@ -1,6 +1,6 @@
 """ApprovalMonitor: the signing key and an SNS client at cold start; then the pending approvals
-(a filtered Scan), the two metrics, and the pre-patch snapshots due for deletion (a Query: none
-in the fixture)."""
+(a Query of their index, a BatchGetItem of their records), the two metrics, and the pre-patch
+snapshots due for deletion (a Query: none in the fixture)."""
 
 import json
 import time
@@ -15,13 +15,27 @@ sns = boto3.client("sns", config=common.CONFIG)
 
 def handler(event, context):
     now = int(time.time())
-    pages = common.dynamodb.get_paginator("scan").paginate(
-        TableName=common.TABLE,
-        FilterExpression="sk = :sk AND #status = :pending AND linkExpiresAt > :now",
-        ExpressionAttributeNames={"#status": "status"},
-        ExpressionAttributeValues={":sk": {"S": "APPROVAL"}, ":pending": {"S": "pending"}, ":now": {"N": str(now)}},
-    )
-    requested = [int(item.get("requestedAt", {"N": str(now)})["N"]) for page in pages for item in page["Items"]]
+    # The pending index's open entries (one Query), then their records (one BatchGetItem).
+    entries = [item for page in common.dynamodb.get_paginator("query").paginate(
+        TableName=common.TABLE, KeyConditionExpression="pk = :pk AND sk > :floor", ConsistentRead=True,
+        ExpressionAttributeValues={":pk": {"S": "APPROVALS#PENDING"}, ":floor": {"S": f"{now:010}#~"}},
+    ) for item in page["Items"]]
+    records = {}
+    keys = [{"pk": {"S": f"APPROVAL#{e['approvalId']['S']}"}, "sk": {"S": "APPROVAL"}} for e in entries]
+    for start in range(0, len(keys), 100):
+        pending = {common.TABLE: {"Keys": keys[start:start + 100], "ConsistentRead": True}}
+        while pending:
+            answer = common.dynamodb.batch_get_item(RequestItems=pending)
+            for item in answer["Responses"].get(common.TABLE, []):
+                records[item["approvalId"]["S"]] = item
+            pending = answer.get("UnprocessedKeys") or None
+    live = {i: r for i, r in records.items()
+            if r["status"]["S"] == "pending" and int(r["linkExpiresAt"]["N"]) > now}
+    settled = [{"DeleteRequest": {"Key": {"pk": e["pk"], "sk": e["sk"]}}}
+               for e in entries if e["approvalId"]["S"] not in live]
+    for start in range(0, len(settled), 25):
+        common.dynamodb.batch_write_item(RequestItems={common.TABLE: settled[start:start + 25]})
+    requested = [int(r.get("requestedAt", {"N": str(now)})["N"]) for r in live.values()]
     oldest = max(((now - at) // 60 for at in requested), default=0)
     print(json.dumps({"PendingApprovals": len(requested), "OldestPendingApprovalMinutes": oldest}))
     due = common.dynamodb.query(

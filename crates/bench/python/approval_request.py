@@ -31,16 +31,23 @@ def handler(event, context):
     }
     approval_id, at = common.new_id(), common.now()
     s, n = (lambda v: {"S": v}), (lambda v: {"N": str(v)})
-    common.dynamodb.put_item(TableName=common.TABLE, ConditionExpression="attribute_not_exists(pk)", Item={
-        "pk": s(f"APPROVAL#{approval_id}"), "sk": s("APPROVAL"), "approvalId": s(approval_id), "runId": s(run_id),
-        "waveIndex": n(wave_index), "status": s("pending"), "taskToken": s(event["taskToken"]),
-        "details": s(json.dumps(details, separators=(",", ":"))), "requestedAt": n(at), "linkExpiresAt": n(expires),
-        "expiresAt": common.expires_at(),
-    })
-    common.dynamodb.put_item(TableName=common.TABLE, Item={
-        "pk": s(common.run_pk(run_id)), "sk": s(f"APPROVAL#{wave_index:03}"), "approvalId": s(approval_id),
-        "wave": n(wave_index), "requestedAt": n(at), "expiresAt": common.expires_at(),
-    })
+    # The record, its entry in the pending index and the run's pointer, in one transaction.
+    common.dynamodb.transact_write_items(TransactItems=[
+        {"Put": {"TableName": common.TABLE, "ConditionExpression": "attribute_not_exists(pk)", "Item": {
+            "pk": s(f"APPROVAL#{approval_id}"), "sk": s("APPROVAL"), "approvalId": s(approval_id),
+            "runId": s(run_id), "waveIndex": n(wave_index), "status": s("pending"), "taskToken": s(event["taskToken"]),
+            "details": s(json.dumps(details, separators=(",", ":"))), "requestedAt": n(at), "linkExpiresAt": n(expires),
+            "expiresAt": common.expires_at(),
+        }}},
+        {"Put": {"TableName": common.TABLE, "Item": {
+            "pk": s("APPROVALS#PENDING"), "sk": s(f"{expires:010}#{approval_id}"), "approvalId": s(approval_id),
+            "expiresAt": common.expires_at(),
+        }}},
+        {"Put": {"TableName": common.TABLE, "Item": {
+            "pk": s(common.run_pk(run_id)), "sk": s(f"APPROVAL#{wave_index:03}"), "approvalId": s(approval_id),
+            "wave": n(wave_index), "requestedAt": n(at), "expiresAt": common.expires_at(),
+        }}},
+    ])
     approve = common.link(BASE_URL, KEYS[0], approval_id, "approve", expires)
     reject = common.link(BASE_URL, KEYS[0], approval_id, "reject", expires)
     skipped = details["instances"] - details["patchable"]

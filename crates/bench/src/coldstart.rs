@@ -177,7 +177,7 @@ pub fn cases(fixture: &Fixture) -> anyhow::Result<Vec<Case>> {
             bin: "approval-request",
             python_module: "approval_request",
             event: json!({"taskToken": "bench-cold-token", "runId": FIXTURE_RUN, "waveIndex": 0, "inventory": inventory}),
-            calls: "init: SSM GetParameter (key); S3 GetObject x2 (plan, its lock), DynamoDB PutItem x3 (run lock renewed, approval, the wave's pointer), SNS Publish (the email with signed links)",
+            calls: "init: SSM GetParameter (key); S3 GetObject x2 (plan, its lock), DynamoDB PutItem (run lock renewed), TransactWriteItems (approval, its index entry, the wave's pointer), SNS Publish (the email with signed links)",
             answer: "response",
         },
         Case {
@@ -235,7 +235,7 @@ pub fn cases(fixture: &Fixture) -> anyhow::Result<Vec<Case>> {
             bin: "approval-monitor",
             python_module: "approval_monitor",
             event: json!({"source": "aws.events", "detail-type": "Scheduled Event", "detail": {}}),
-            calls: "init: SSM GetParameter (key); DynamoDB Scan (the pending approvals), two metrics; expired snapshots (DynamoDB Query)",
+            calls: "init: SSM GetParameter (key); DynamoDB Query (the pending-approval index), BatchGetItem (their records), two metrics; expired snapshots (DynamoDB Query)",
             answer: "response",
         },
     ])

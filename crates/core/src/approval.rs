@@ -255,7 +255,7 @@ pub struct ApprovalDetails {
 pub const MAX_LISTED_ACCOUNTS: usize = 25;
 
 pub use decide::{Decider, DecisionOutcome, Delivery, PendingApproval};
-pub use record::{APPROVAL_SK, ApprovalRecord, ApprovalStatus, Decision, Notified, approval_pk};
+pub use record::{APPROVAL_SK, ApprovalRecord, ApprovalStatus, Decision, Notified, PENDING_INDEX_PK, approval_pk};
 
 #[cfg(test)]
 mod tests {

@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::types::{
-    AttributeValue, KeysAndAttributes, PutRequest, ReturnValuesOnConditionCheckFailure, WriteRequest,
+    AttributeValue, DeleteRequest, KeysAndAttributes, PutRequest, ReturnValuesOnConditionCheckFailure, WriteRequest,
 };
 use aws_sdk_s3::primitives::ByteStream;
 use serde::Serialize;
@@ -281,7 +281,7 @@ impl RunStore {
     /// Writes every item, in batches of 25, re-sending what DynamoDB leaves unprocessed. Fails
     /// loudly, saying how many items were not written, rather than dropping any.
     pub async fn put_items(&self, items: Vec<Item>) -> Result<()> {
-        let mut requests: Vec<WriteRequest> = items
+        let requests = items
             .into_iter()
             .map(|item| {
                 let put = PutRequest::builder()
@@ -291,6 +291,26 @@ impl RunStore {
                 Ok(WriteRequest::builder().put_request(put).build())
             })
             .collect::<Result<_>>()?;
+        self.write_batches(requests).await
+    }
+
+    /// Deletes the items of `keys` (`(pk, sk)`) as [`Self::put_items`] writes: 25 to a
+    /// BatchWriteItem, re-sending what is left unprocessed; a key without an item is no error.
+    pub async fn delete_items(&self, keys: &[(String, String)]) -> Result<()> {
+        let requests = keys
+            .iter()
+            .map(|(pk, sk)| {
+                let delete = DeleteRequest::builder()
+                    .set_key(Some(HashMap::from([("pk".to_owned(), s(pk)), ("sk".to_owned(), s(sk))])))
+                    .build()
+                    .map_err(|e| Error::StateStoreFailed(e.to_string()))?;
+                Ok(WriteRequest::builder().delete_request(delete).build())
+            })
+            .collect::<Result<_>>()?;
+        self.write_batches(requests).await
+    }
+
+    async fn write_batches(&self, mut requests: Vec<WriteRequest>) -> Result<()> {
         while !requests.is_empty() {
             let rest = requests.split_off(requests.len().min(BATCH_WRITE_LIMIT));
             let mut batch = std::mem::replace(&mut requests, rest);

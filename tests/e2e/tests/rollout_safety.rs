@@ -42,6 +42,21 @@ async fn invoke_monitor(stack: &LocalStack) -> MonitorReport {
     serde_json::from_value(invocation.await.unwrap()).unwrap()
 }
 
+/// The approval ids in the index of pending approvals.
+async fn pending_index(stack: &LocalStack) -> Vec<String> {
+    let store = &stack.hub.store;
+    let page = store
+        .dynamodb()
+        .query()
+        .table_name(store.table())
+        .key_condition_expression("pk = :pk")
+        .expression_attribute_values(":pk", AttributeValue::S(approval::PENDING_INDEX_PK.to_owned()))
+        .send()
+        .await
+        .unwrap();
+    page.items().iter().map(|entry| text(entry, "approvalId")).collect()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_approval_monitor_measures_the_wait_and_reminds_once() {
     let stack = LocalStack::start(LocalStackOptions::default()).await.unwrap();
@@ -55,6 +70,9 @@ async fn the_approval_monitor_measures_the_wait_and_reminds_once() {
     let request = stack.wait_for_mail(1, TIMEOUT).await.unwrap().remove(0);
     let approve = link_after(&request.message, "Approve:");
     let id = approve.split(['?', '&']).find_map(|kv| kv.strip_prefix("id=")).unwrap().to_owned();
+
+    // The request wrote the approval's index entry with its record.
+    assert_eq!(pending_index(&stack).await, vec![id.clone()]);
 
     // Just requested: counted, a few seconds old, no reminder before halfway.
     let fresh = invoke_monitor(&stack).await;
@@ -109,6 +127,11 @@ async fn the_approval_monitor_measures_the_wait_and_reminds_once() {
     let decided = invoke_monitor(&stack).await;
     assert_eq!((decided.pending_approvals, decided.oldest_pending_approval_minutes), (0, 0), "{decided:?}");
     assert!(decided.reminders_sent.is_empty());
+    // The monitor found the approval through its index entry, and dropped the entry once decided;
+    // it never scanned the table.
+    assert_eq!(pending_index(&stack).await, Vec::<String>::new());
+    let scans = stack.router.journal().into_iter().filter(|e| e.key == "dynamodb:Scan").count();
+    assert_eq!(scans, 0, "the pending approvals are queried, not scanned");
     let done = stack.wait_for_execution(&arn, TIMEOUT).await.unwrap();
     assert_eq!(done.status, ExecutionStatus::Succeeded, "{done:?}");
 }

@@ -6,17 +6,17 @@
 //! A decision recorded but not delivered (Step Functions unreachable) stays `notified = no`;
 //! deciding again (a replayed POST, the same CLI command) delivers it then, by the same path.
 
-use aws_sdk_dynamodb::types::AttributeValue;
+use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem};
 use aws_smithy_types::error::display::DisplayErrorContext;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 use serde_json::json;
 
 use super::record::{APPROVAL_SK, ApprovalRecord, ApprovalStatus, Decision, Notified, approval_pk};
 use super::{Action, ApprovalDetails, new_approval_id};
-use crate::Result;
 use crate::metrics::{self, Metric};
-use crate::store::{RunStore, n, s};
+use crate::store::{Item, RunStore, n, s};
 use crate::time::{format_epoch, now_epoch_seconds};
+use crate::{Error, Result};
 
 /// Who decides, as the audit record keeps it: the callback's requester, or an operator's IAM
 /// identity when the `ec2patch approve`/`reject` command decides.
@@ -61,27 +61,45 @@ pub async fn load(store: &RunStore, id: &str) -> Result<Option<ApprovalRecord>> 
     }
 }
 
-/// Writes a new, pending approval; never overwrites one (a fresh 128-bit id never collides).
+/// Writes a new, pending approval, its entry in the pending index and the run's pointer to it,
+/// in one transaction: the monitor never sees an entry without its record, nor a record without
+/// its entry. Never overwrites an approval (a fresh 128-bit id never collides).
 pub async fn create(store: &RunStore, record: &ApprovalRecord) -> Result<()> {
     let requested_at = now_epoch_seconds();
-    store.put_item_if_absent(record.to_item(requested_at, store.expires_at())?).await?;
     // The run's pointer to its wave's approval, so the run report finds who decided (a resumed
     // run's new request replaces it).
-    store
-        .put_item(
-            [
-                ("pk", s(crate::store::run_pk(&record.details.run_id))),
-                ("sk", s(super::record::run_approval_sk(record.details.wave_index))),
-                ("approvalId", s(&record.id)),
-                ("wave", n(record.details.wave_index)),
-                ("requestedAt", n(requested_at)),
-                ("expiresAt", store.expires_at()),
-            ]
-            .into_iter()
-            .map(|(k, v)| (k.to_owned(), v))
-            .collect(),
-        )
-        .await
+    let pointer: Item = [
+        ("pk", s(crate::store::run_pk(&record.details.run_id))),
+        ("sk", s(super::record::run_approval_sk(record.details.wave_index))),
+        ("approvalId", s(&record.id)),
+        ("wave", n(record.details.wave_index)),
+        ("requestedAt", n(requested_at)),
+        ("expiresAt", store.expires_at()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect();
+    let put = |item: Item, condition: Option<&str>| -> Result<TransactWriteItem> {
+        let put = Put::builder()
+            .table_name(store.table())
+            .set_item(Some(item))
+            .set_condition_expression(condition.map(str::to_owned))
+            .build()
+            .map_err(|e| Error::StateStoreFailed(e.to_string()))?;
+        Ok(TransactWriteItem::builder().put(put).build())
+    };
+    let items = vec![
+        put(record.to_item(requested_at, store.expires_at())?, Some("attribute_not_exists(pk)"))?,
+        put(record.pending_index_item(store.expires_at()), None)?,
+        put(pointer, None)?,
+    ];
+    let context =
+        || format!("approval {} of run {} wave {}", record.id, record.details.run_id, record.details.wave_index);
+    if store.transact_write(items, context).await? {
+        Ok(())
+    } else {
+        Err(Error::StateStoreFailed(format!("{}: the approval exists already or was written concurrently", context())))
+    }
 }
 
 /// Decides approval `id` as `decider`. The link's signature is not involved: the callback checks
@@ -279,9 +297,8 @@ pub struct PendingApproval {
     pub details: ApprovalDetails,
 }
 
-/// The pending approvals in the table, the soonest to expire first: the same filtered Scan as
-/// the approval monitor's ([`super::monitor::pending_waits`]). Approvals are few (one per wave and
-/// run, kept for the record TTL) and this is an operator command, not a hot path.
+/// The pending approvals in the table, the soonest to expire first: what the approval monitor
+/// reads ([`super::monitor::pending_waits`]), through the index of pending approvals.
 pub async fn pending(store: &RunStore) -> Result<Vec<PendingApproval>> {
     let mut pending: Vec<PendingApproval> = super::monitor::pending_waits(store, now_epoch_seconds())
         .await?

@@ -7,15 +7,18 @@
 //! claimed by a conditional write (`reminderSentAt` absent, still pending), so overlapping or
 //! retried invocations send it at most once.
 //!
-//! The records are read with a filtered Scan, not a Query: an approval is keyed by its own random
-//! id (`pk = APPROVAL#<id>`, looked up by the id in the link) and the table has no index on
-//! status, so no key condition selects "pending". The table holds only TTL-bounded run records.
+//! The live approvals are found through their index entries (see [`super::record`]): one Query of
+//! the `APPROVALS#PENDING` partition for the entries whose links are still open (nothing else
+//! when none is), then one BatchGetItem of their records, which say whether each is still
+//! pending. Entries of approvals decided since are deleted on the way (one BatchWriteItem), so
+//! the partition holds the open approvals and those decided within the last five minutes; the
+//! expired ones stay out of the Query's range until their TTL removes them.
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use aws_smithy_types::error::display::DisplayErrorContext;
 
 use super::ApprovalDetails;
-use super::record::{APPROVAL_SK, ApprovalStatus, approval_pk};
+use super::record::{APPROVAL_SK, ApprovalStatus, PENDING_INDEX_PK, approval_pk, pending_index_floor};
 use crate::store::RunStore;
 use crate::{Error, Result};
 
@@ -64,47 +67,83 @@ pub fn summarize(waits: &[PendingWait], now: u64) -> PendingSummary {
     PendingSummary { pending: waits.len(), oldest_minutes: waits.iter().map(|w| w.age_minutes(now)).max().unwrap_or(0) }
 }
 
-/// The live pending approvals (not decided, links not expired at `now`), oldest first.
+/// The live pending approvals (not decided, links not expired at `now`), oldest first. Drops
+/// the index entries of approvals found decided (or gone); failing to drop them only logs.
 pub async fn pending_waits(store: &RunStore, now: u64) -> Result<Vec<PendingWait>> {
+    let entries = open_index_entries(store, now).await?;
+    if entries.is_empty() {
+        return Ok(Vec::new());
+    }
+    let keys: Vec<(String, String)> = entries.iter().map(|(id, _)| (approval_pk(id), APPROVAL_SK.to_owned())).collect();
+    let records = store.get_items(&keys).await?;
     let mut waits = Vec::new();
+    let mut live = std::collections::HashSet::new();
+    for item in &records {
+        let text = |key: &str| item.get(key).and_then(|v| v.as_s().ok());
+        let Some(id) = text("pk").and_then(|pk| pk.strip_prefix("APPROVAL#")) else { continue };
+        let number = |key: &str| item.get(key).and_then(|v| v.as_n().ok()).and_then(|n| n.parse::<u64>().ok());
+        let pending = text("status").map(String::as_str) == Some(ApprovalStatus::Pending.as_str());
+        if !pending || number("linkExpiresAt").is_none_or(|expiry| expiry <= now) {
+            continue;
+        }
+        // Unreadable details keep the entry: the record is pending, only this monitor cannot use it.
+        live.insert(id.to_owned());
+        let details = match text("details").map(|d| serde_json::from_str::<ApprovalDetails>(d)) {
+            Some(Ok(details)) => details,
+            _ => {
+                tracing::warn!(approval_id = %id, "skipping an approval with unreadable details");
+                continue;
+            }
+        };
+        // A record without requestedAt counts as requested now: it is counted, never reminded early.
+        let requested_at = number("requestedAt").unwrap_or(now);
+        let reminded = item.contains_key("reminderSentAt");
+        waits.push(PendingWait { id: id.to_owned(), details, requested_at, reminded });
+    }
+    let settled: Vec<(String, String)> = entries
+        .into_iter()
+        .filter(|(id, _)| !live.contains(id))
+        .map(|(_, sk)| (PENDING_INDEX_PK.to_owned(), sk))
+        .collect();
+    if !settled.is_empty() {
+        if let Err(error) = store.delete_items(&settled).await {
+            // Harmless: the next run finds them decided again and retries.
+            tracing::warn!(entries = settled.len(), %error, "cannot drop the index entries of decided approvals");
+        }
+    }
+    waits.sort_by_key(|w| w.requested_at);
+    Ok(waits)
+}
+
+/// The index entries of approvals whose links are open at `now`: `(approval id, entry sk)`.
+async fn open_index_entries(store: &RunStore, now: u64) -> Result<Vec<(String, String)>> {
+    let mut entries = Vec::new();
     let mut pages = store
         .dynamodb()
-        .scan()
+        .query()
         .table_name(store.table())
-        .filter_expression("sk = :sk AND #status = :pending AND linkExpiresAt > :now")
-        .expression_attribute_names("#status", "status")
-        .expression_attribute_values(":sk", AttributeValue::S(APPROVAL_SK.to_owned()))
-        .expression_attribute_values(":pending", AttributeValue::S(ApprovalStatus::Pending.as_str().to_owned()))
-        .expression_attribute_values(":now", AttributeValue::N(now.to_string()))
+        .key_condition_expression("pk = :pk AND sk > :floor")
+        .expression_attribute_values(":pk", AttributeValue::S(PENDING_INDEX_PK.to_owned()))
+        .expression_attribute_values(":floor", AttributeValue::S(pending_index_floor(now)))
+        .consistent_read(true)
         .into_paginator()
         .send();
     while let Some(page) = pages.next().await {
         let page = page.map_err(|e| {
             Error::StateStoreFailed(format!(
-                "scanning {} for pending approvals: {}",
+                "querying {} for pending approvals: {}",
                 store.table(),
                 DisplayErrorContext(&e)
             ))
         })?;
         for item in page.items.unwrap_or_default() {
-            let text = |key: &str| item.get(key).and_then(|v| v.as_s().ok());
-            let Some(id) = text("pk").and_then(|pk| pk.strip_prefix("APPROVAL#")) else { continue };
-            let details = match text("details").map(|d| serde_json::from_str::<ApprovalDetails>(d)) {
-                Some(Ok(details)) => details,
-                _ => {
-                    tracing::warn!(approval_id = %id, "skipping an approval with unreadable details");
-                    continue;
-                }
-            };
-            // A record without requestedAt counts as requested now: it is counted, never reminded early.
-            let requested_at =
-                item.get("requestedAt").and_then(|v| v.as_n().ok()).and_then(|n| n.parse().ok()).unwrap_or(now);
-            let reminded = item.contains_key("reminderSentAt");
-            waits.push(PendingWait { id: id.to_owned(), details, requested_at, reminded });
+            let text = |key: &str| item.get(key).and_then(|v| v.as_s().ok()).cloned();
+            if let (Some(id), Some(sk)) = (text("approvalId"), text("sk")) {
+                entries.push((id, sk));
+            }
         }
     }
-    waits.sort_by_key(|w| w.requested_at);
-    Ok(waits)
+    Ok(entries)
 }
 
 /// Claims approval `id`'s reminder at `now`. `Ok(false)` when it was claimed before or the

@@ -1,5 +1,11 @@
 //! The approval record: `pk = APPROVAL#<id>`, `sk = APPROVAL`, written pending by
 //! SendApprovalRequest and decided once, conditionally, by the callback or the CLI.
+//!
+//! Written with it, an entry in the index of pending approvals (`pk = APPROVALS#PENDING`,
+//! `sk = <linkExpiresAt, 10 digits>#<id>`): the approval monitor finds the live approvals with
+//! one Query of that small partition instead of a Scan of the whole table every five minutes
+//! (which on a fleet's table reads every instance record). The record stays the truth: an
+//! entry only says where to look, and the monitor drops the entries of decided approvals.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -17,6 +23,20 @@ pub fn approval_pk(id: &str) -> String {
 }
 
 pub const APPROVAL_SK: &str = "APPROVAL";
+
+/// The partition of the pending-approval index.
+pub const PENDING_INDEX_PK: &str = "APPROVALS#PENDING";
+
+/// An index entry's sort key: by link expiry, so a Query reads only approvals still open.
+pub fn pending_index_sk(link_expires_at: u64, id: &str) -> String {
+    format!("{link_expires_at:010}#{id}")
+}
+
+/// The sort keys above which the entries of approvals whose links are still valid at `now` lie
+/// (`#~` sorts after `#` and any hex id, so links expiring exactly at `now` are left out).
+pub fn pending_index_floor(now: u64) -> String {
+    format!("{now:010}#~")
+}
 
 /// Under the run (`pk = RUN#<run>`), the pointer to a wave's approval: `APPROVAL#<wave 000>`.
 pub fn run_approval_sk(wave_index: usize) -> String {
@@ -138,6 +158,16 @@ impl ApprovalRecord {
         Ok(item)
     }
 
+    /// The record's entry in the index of pending approvals, with the record's TTL attribute.
+    pub fn pending_index_item(&self, expires_at: AttributeValue) -> Item {
+        HashMap::from([
+            ("pk".to_owned(), s(PENDING_INDEX_PK)),
+            ("sk".to_owned(), s(pending_index_sk(self.details.link_expires_at, &self.id))),
+            ("approvalId".to_owned(), s(&self.id)),
+            ("expiresAt".to_owned(), expires_at),
+        ])
+    }
+
     /// Reads approval `id`'s item; a record whose details or status cannot be read is an error.
     pub fn from_item(id: &str, item: &Item) -> Result<Self> {
         let text = |key: &str| item.get(key).and_then(|v| v.as_s().ok()).cloned();
@@ -219,6 +249,19 @@ pub(crate) mod tests {
         assert!(error.contains("abc") && error.contains("maybe"), "{error}");
         item.insert("details".into(), s("{"));
         assert!(ApprovalRecord::from_item("abc", &item).unwrap_err().to_string().contains("unreadable details"));
+    }
+
+    #[test]
+    fn index_entries_sort_by_expiry_and_only_open_links_lie_above_the_floor() {
+        let id = "0123456789abcdef0123456789abcdef";
+        let at = |expiry: u64| pending_index_sk(expiry, id);
+        assert!(at(999) < at(1_000) && at(1_000) < at(1_000_000_000), "zero-padded: text order is time order");
+        let floor = pending_index_floor(1_000);
+        assert!(at(1_001) > floor, "open one second more");
+        assert!(at(1_000) < floor && at(999) < floor, "expired at or before now");
+        let entry = ApprovalRecord::pending(id, TaskToken::new("t".into()), details()).pending_index_item(n(7));
+        assert_eq!(entry.get("pk").and_then(|v| v.as_s().ok()).map(String::as_str), Some(PENDING_INDEX_PK));
+        assert_eq!(entry.get("sk").and_then(|v| v.as_s().ok()), Some(&pending_index_sk(1_900_000_000, id)));
     }
 
     #[test]
