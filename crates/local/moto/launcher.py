@@ -13,7 +13,8 @@ Before the server starts this
   * registers the SSM simulation of ssm_sim.py (see README.md), Change Calendars included,
   * applies AssumeRole session policies when IAM enforcement is on (moto ignores them),
   * makes EC2 CreateSnapshots honour CopyTagsFromSource=volume (moto ignores it),
-  * makes DynamoDB TransactWriteItems back up the items it touches, not whole tables,
+  * makes DynamoDB TransactWriteItems back up the items it touches, not whole tables, and a
+    Query on a table's key read its partition, not every item of the table,
   * remembers the account of each access key and the backend of each host name (moto works
     both out again on every request, walking every account and listing its own package), and
     reads SSM's default patch baselines once instead of once per instance reported.
@@ -24,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import functools
 import inspect
 import json
 import os
@@ -839,6 +841,56 @@ def transactions_back_up_items_not_tables() -> None:
     backend.transact_write_items = transact_write_items
 
 
+def queries_read_their_partition() -> None:
+    """A Query on a table's own key reads that partition only. moto 5.2.5 lists and sorts every
+    item of the table for each Query (Table.all_items), then keeps the queried partition's: on a
+    table holding many runs' records one Query of a small partition costs as much as a Scan,
+    where DynamoDB reads the partition alone. Here, while a thread runs a base-table Query,
+    all_items() of that table gives the queried partition only, in the same order (a per-thread
+    hint: concurrent requests on other threads still see the whole table). Index queries, which
+    must look at every item, are left as they are."""
+    import threading
+
+    from moto.dynamodb.models import table as table_module
+
+    table_type = _require(table_module, "Table")
+    original_query = _require(table_type, "query")
+    original_all_items = _require(table_type, "all_items")
+    signature = inspect.signature(original_query)
+    if list(signature.parameters)[:2] != ["self", "hash_key"] or "index_name" not in signature.parameters:
+        _fail(f"Table.query{signature} no longer takes (hash_key, ..., index_name)")
+    source = inspect.getsource(original_query)
+    if "item.hash_key == hash_key" not in source or "self.all_items()" not in source:
+        _fail("Table.query no longer keeps the partition out of all_items()")
+    hint = threading.local()
+
+    def all_items(self: Any) -> Any:
+        partition = getattr(hint, "partition", None)
+        if partition is None or partition[0] is not self:
+            return original_all_items(self)
+        # .get: self.items is a defaultdict, and reading must not add an empty partition.
+        hash_set = self.items.get(partition[1])
+        if hash_set is None:
+            return []
+        items = list(hash_set.values()) if self.range_key_attr else [hash_set]
+        return sorted(items, key=lambda x: (x.hash_key, x.range_key) if x.range_key else x.hash_key)
+
+    @functools.wraps(original_query)
+    def query(self: Any, *args: Any, **kwargs: Any) -> Any:
+        bound = signature.bind(self, *args, **kwargs)
+        if bound.arguments.get("index_name") or bound.arguments.get("hash_key") is None:
+            return original_query(self, *args, **kwargs)
+        outer = getattr(hint, "partition", None)
+        hint.partition = (self, bound.arguments["hash_key"])
+        try:
+            return original_query(self, *args, **kwargs)
+        finally:
+            hint.partition = outer
+
+    table_type.all_items = all_items
+    table_type.query = query
+
+
 # --------------------------------------------------------------------------- SSM
 
 
@@ -914,6 +966,7 @@ def configure() -> None:
     remember_default_patch_baselines()
     copy_tags_from_source()
     transactions_back_up_items_not_tables()
+    queries_read_their_partition()
 
 
 def main() -> None:

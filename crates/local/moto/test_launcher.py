@@ -685,6 +685,56 @@ class TransactionPatchTest(unittest.TestCase):
         self.assertEqual(models.copy.deepcopy(item), item)
 
 
+class QueryPartitionTest(unittest.TestCase):
+    """A base-table Query lists its partition only, and answers as moto does without the patch."""
+
+    def test_a_query_reads_its_partition_and_answers_as_before(self) -> None:
+        import inspect
+        from unittest import mock
+
+        sys.path.insert(0, str(HERE))
+        import launcher
+        from moto.dynamodb.models import DynamoDBBackend, table as table_module
+
+        launcher.queries_read_their_partition()
+        backend = DynamoDBBackend("us-east-1", HUB)
+        backend.create_table(
+            "runs", schema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
+            attr=[{"AttributeName": "pk", "AttributeType": "S"}, {"AttributeName": "sk", "AttributeType": "S"}],
+            throughput=None, billing_mode="PAY_PER_REQUEST", indexes=None, global_indexes=None, streams=None,
+            sse_specification=None, tags=None, deletion_protection_enabled=False, warm_throughput=None,
+        )
+        for p in range(50):
+            for s in (3, 1, 2, 10):
+                backend.put_item("runs", {"pk": {"S": f"P{p:02}"}, "sk": {"S": f"S{s:02}"}, "v": {"N": str(s)}})
+        table = backend.get_table("runs")
+        patched_query, unpatched_query = table_module.Table.query, inspect.unwrap(table_module.Table.query)
+
+        def run(query: Any, pk: str, forward: bool = True) -> list[str]:
+            found, _, _ = query(table, table_module.DynamoType({"S": pk}), "GT", [table_module.DynamoType({"S": "S01"})],
+                                None, None, forward, None)
+            return [item.range_key.value for item in found]
+
+        listed = []
+        all_items = table_module.Table.all_items
+
+        def counted(self: Any) -> Any:
+            items = all_items(self)
+            listed.append(len(items))
+            return items
+
+        with mock.patch.object(table_module.Table, "all_items", counted):
+            self.assertEqual(run(patched_query, "P07"), ["S02", "S03", "S10"])
+            self.assertEqual(listed, [4], "the queried partition, not the table's 200 items")
+            self.assertEqual(run(patched_query, "P07", forward=False), ["S10", "S03", "S02"])
+            self.assertEqual(run(patched_query, "NONE"), [])
+            self.assertNotIn(table_module.DynamoType({"S": "NONE"}), table.items, "reading added no partition")
+            listed.clear()
+            self.assertEqual(len(table.all_items()), 200, "outside a Query the table is whole")
+        for pk in ("P00", "P49", "NONE"):
+            self.assertEqual(run(patched_query, pk), run(unpatched_query, pk))
+
+
 class AccessKeyAccountTest(unittest.TestCase):
     """The account of an access key: the same answer as moto's walk over every account, without
     walking for a key IAM made or one already found (counted: the walk's iam_backends.items())."""
