@@ -133,12 +133,13 @@ async fn two_waves_patch_every_instance_and_the_wave_reports_match() {
     assert_eq!(calls.get("sts:AssumeRole"), Some(&(6 * 4)), "{calls:?}");
     // No call per instance or target: a batch's leases go 100 to a transaction (one to take
     // them, one to release them), and so do its command claims (one); a target's instance
-    // records are one item, 25 to a BatchWriteItem; no lease is deleted alone.
+    // records are one item, 25 to a BatchWriteItem; no lease is deleted alone. Each wave's
+    // approval request is one more: its record, index entry and the run's pointer.
     // (Distinct requests: the SDK retries a transaction the emulator answers with a transient
     // error, with the same body.)
     let transactions: BTreeSet<String> =
         stack.router.journal().into_iter().filter(|e| e.key == "dynamodb:TransactWriteItems").map(|e| e.body).collect();
-    assert_eq!(transactions.len(), 6 * 3, "{calls:?}");
+    assert_eq!(transactions.len(), 6 * 3 + 2, "{calls:?}");
     assert_eq!(calls.get("dynamodb:DeleteItem"), None, "{calls:?}");
     // Every command succeeded: PostEC2Verify asked SSM for no ping (the inventory's one per
     // target only) and read the invocations the last poll kept (one listing per command and
