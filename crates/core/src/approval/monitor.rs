@@ -105,11 +105,11 @@ pub async fn pending_waits(store: &RunStore, now: u64) -> Result<Vec<PendingWait
         .filter(|(id, _)| !live.contains(id))
         .map(|(_, sk)| (PENDING_INDEX_PK.to_owned(), sk))
         .collect();
-    if !settled.is_empty() {
-        if let Err(error) = store.delete_items(&settled).await {
-            // Harmless: the next run finds them decided again and retries.
-            tracing::warn!(entries = settled.len(), %error, "cannot drop the index entries of decided approvals");
-        }
+    // Harmless when it fails: the next run finds them decided again and retries.
+    if !settled.is_empty()
+        && let Err(error) = store.delete_items(&settled).await
+    {
+        tracing::warn!(entries = settled.len(), %error, "cannot drop the index entries of decided approvals");
     }
     waits.sort_by_key(|w| w.requested_at);
     Ok(waits)
