@@ -20,16 +20,8 @@ def handler(event, context):
         TableName=common.TABLE, KeyConditionExpression="pk = :pk AND sk > :floor", ConsistentRead=True,
         ExpressionAttributeValues={":pk": {"S": "APPROVALS#PENDING"}, ":floor": {"S": f"{now:010}#~"}},
     ) for item in page["Items"]]
-    records = {}
-    keys = [{"pk": {"S": f"APPROVAL#{e['approvalId']['S']}"}, "sk": {"S": "APPROVAL"}} for e in entries]
-    for start in range(0, len(keys), 100):
-        pending = {common.TABLE: {"Keys": keys[start:start + 100], "ConsistentRead": True}}
-        while pending:
-            answer = common.dynamodb.batch_get_item(RequestItems=pending)
-            for item in answer["Responses"].get(common.TABLE, []):
-                records[item["approvalId"]["S"]] = item
-            pending = answer.get("UnprocessedKeys") or None
-    live = {i: r for i, r in records.items()
+    records = common.get_items([(f"APPROVAL#{e['approvalId']['S']}", "APPROVAL") for e in entries])
+    live = {r["approvalId"]["S"]: r for r in records
             if r["status"]["S"] == "pending" and int(r["linkExpiresAt"]["N"]) > now}
     settled = [{"DeleteRequest": {"Key": {"pk": e["pk"], "sk": e["sk"]}}}
                for e in entries if e["approvalId"]["S"] not in live]

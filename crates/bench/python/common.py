@@ -129,6 +129,20 @@ def put_items(items):
             pending = dynamodb.batch_write_item(RequestItems=pending).get("UnprocessedItems") or None
 
 
+def get_items(keys):
+    """BatchGetItem of the (pk, sk) keys, 100 to a strongly consistent call, re-asking for what
+    DynamoDB leaves unprocessed; keys without an item are left out."""
+    items = []
+    for start in range(0, len(keys), 100):
+        chunk = [{"pk": {"S": pk}, "sk": {"S": sk}} for pk, sk in keys[start:start + 100]]
+        pending = {TABLE: {"Keys": chunk, "ConsistentRead": True}}
+        while pending:
+            answer = dynamodb.batch_get_item(RequestItems=pending)
+            items.extend(answer["Responses"].get(TABLE, []))
+            pending = answer.get("UnprocessedKeys") or None
+    return items
+
+
 def query_prefix(pk, prefix):
     items = []
     for page in dynamodb.get_paginator("query").paginate(

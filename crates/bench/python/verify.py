@@ -43,15 +43,7 @@ def handler(event, context):
     # The instance records' groups (one per target), read 100 to a call and written back whole.
     group_of = {(a, r, i): common.group_sk(wave_index, a, r, int(c.get("recordParts", {"N": "1"})["N"]), i)
                 for (a, r, i), (c, _) in results.items()}
-    keys = [{"pk": {"S": pk}, "sk": {"S": sk}} for sk in sorted(set(group_of.values()))]
-    groups = {}
-    for start in range(0, len(keys), 100):
-        pending = {common.TABLE: {"Keys": keys[start:start + 100], "ConsistentRead": True}}
-        while pending:
-            answer = common.dynamodb.batch_get_item(RequestItems=pending)
-            for item in answer["Responses"].get(common.TABLE, []):
-                groups[item["sk"]["S"]] = item
-            pending = answer.get("UnprocessedKeys") or None
+    groups = {item["sk"]["S"]: item for item in common.get_items([(pk, sk) for sk in sorted(set(group_of.values()))])}
     counts = {"patched": 0, "failed": 0, "timedOut": 0, "unreachable": 0, "unhealthy": 0}
     for (account, region, instance_id), (command, result) in results.items():
         sk = group_of[(account, region, instance_id)]

@@ -103,14 +103,12 @@ pub async fn acquire_all(
         let items = chunk
             .iter()
             .map(|instance| {
-                let put = Put::builder()
-                    .table_name(store.table())
-                    .set_item(Some(lease_item(run_id, *instance, until)))
-                    .condition_expression(&condition)
-                    .set_expression_attribute_values(Some(values.iter().cloned().collect()))
-                    .build()
-                    .map_err(|e| crate::Error::StateStoreFailed(e.to_string()))?;
-                Ok(TransactWriteItem::builder().put(put).build())
+                store.transact_put(
+                    Put::builder()
+                        .set_item(Some(lease_item(run_id, *instance, until)))
+                        .condition_expression(&condition)
+                        .set_expression_attribute_values(Some(values.iter().cloned().collect())),
+                )
             })
             .collect::<Result<Vec<_>>>()?;
         let context = || {

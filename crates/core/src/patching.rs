@@ -135,7 +135,7 @@ pub async fn claim_all(
     run_id: &str,
     claims: Vec<CommandRecord>,
 ) -> Result<Vec<(CommandRecord, bool)>> {
-    use aws_sdk_dynamodb::types::{Put, TransactWriteItem};
+    use aws_sdk_dynamodb::types::Put;
     let pk = crate::store::run_pk(run_id);
     let mut claimed = Vec::with_capacity(claims.len());
     let mut claims = claims.into_iter().peekable();
@@ -144,13 +144,11 @@ pub async fn claim_all(
         let items = chunk
             .iter()
             .map(|claim| {
-                let put = Put::builder()
-                    .table_name(store.table())
-                    .set_item(Some(claim.to_item(&pk, store.expires_at())))
-                    .condition_expression("attribute_not_exists(pk)")
-                    .build()
-                    .map_err(|e| Error::StateStoreFailed(e.to_string()))?;
-                Ok(TransactWriteItem::builder().put(put).build())
+                store.transact_put(
+                    Put::builder()
+                        .set_item(Some(claim.to_item(&pk, store.expires_at())))
+                        .condition_expression("attribute_not_exists(pk)"),
+                )
             })
             .collect::<Result<Vec<_>>>()?;
         let context = || format!("claims of {} commands of run {run_id}", chunk.len());

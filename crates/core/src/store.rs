@@ -19,8 +19,10 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
+use aws_sdk_dynamodb::types::builders::PutBuilder;
 use aws_sdk_dynamodb::types::{
-    AttributeValue, DeleteRequest, KeysAndAttributes, PutRequest, ReturnValuesOnConditionCheckFailure, WriteRequest,
+    AttributeValue, DeleteRequest, KeysAndAttributes, PutRequest, ReturnValuesOnConditionCheckFailure,
+    TransactWriteItem, WriteRequest,
 };
 use aws_sdk_s3::primitives::ByteStream;
 use serde::Serialize;
@@ -330,6 +332,13 @@ impl RunStore {
             }
         }
         Ok(())
+    }
+
+    /// `put` (its item and any condition) as one action of a [`Self::transact_write`] on this
+    /// table.
+    pub fn transact_put(&self, put: PutBuilder) -> Result<TransactWriteItem> {
+        let put = put.table_name(&self.table).build().map_err(|e| Error::StateStoreFailed(e.to_string()))?;
+        Ok(TransactWriteItem::builder().put(put).build())
     }
 
     /// Writes `items` (at most [`TRANSACTION_LIMIT`]) in one TransactWriteItems: `Ok(true)` when

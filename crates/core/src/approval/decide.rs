@@ -6,7 +6,7 @@
 //! A decision recorded but not delivered (Step Functions unreachable) stays `notified = no`;
 //! deciding again (a replayed POST, the same CLI command) delivers it then, by the same path.
 
-use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem};
+use aws_sdk_dynamodb::types::{AttributeValue, Put};
 use aws_smithy_types::error::display::DisplayErrorContext;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 use serde_json::json;
@@ -79,19 +79,14 @@ pub async fn create(store: &RunStore, record: &ApprovalRecord) -> Result<()> {
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v))
     .collect();
-    let put = |item: Item, condition: Option<&str>| -> Result<TransactWriteItem> {
-        let put = Put::builder()
-            .table_name(store.table())
-            .set_item(Some(item))
-            .set_condition_expression(condition.map(str::to_owned))
-            .build()
-            .map_err(|e| Error::StateStoreFailed(e.to_string()))?;
-        Ok(TransactWriteItem::builder().put(put).build())
-    };
     let items = vec![
-        put(record.to_item(requested_at, store.expires_at())?, Some("attribute_not_exists(pk)"))?,
-        put(record.pending_index_item(store.expires_at()), None)?,
-        put(pointer, None)?,
+        store.transact_put(
+            Put::builder()
+                .set_item(Some(record.to_item(requested_at, store.expires_at())?))
+                .condition_expression("attribute_not_exists(pk)"),
+        )?,
+        store.transact_put(Put::builder().set_item(Some(record.pending_index_item(store.expires_at()))))?,
+        store.transact_put(Put::builder().set_item(Some(pointer)))?,
     ];
     let context =
         || format!("approval {} of run {} wave {}", record.id, record.details.run_id, record.details.wave_index);

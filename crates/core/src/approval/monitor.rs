@@ -19,7 +19,8 @@ use aws_smithy_types::error::display::DisplayErrorContext;
 
 use super::ApprovalDetails;
 use super::record::{APPROVAL_SK, ApprovalStatus, PENDING_INDEX_PK, approval_pk, pending_index_floor};
-use crate::store::RunStore;
+use crate::aws::AwsResultExt;
+use crate::store::{RunStore, into_store_error, number_attr, s, text_attr};
 use crate::{Error, Result};
 
 /// The metric the `ApprovalTimeout` alarm watches (no dimensions, the hub's namespace).
@@ -81,9 +82,8 @@ pub async fn pending_waits(store: &RunStore, now: u64) -> Result<Vec<PendingWait
     for item in &records {
         let text = |key: &str| item.get(key).and_then(|v| v.as_s().ok());
         let Some(id) = text("pk").and_then(|pk| pk.strip_prefix("APPROVAL#")) else { continue };
-        let number = |key: &str| item.get(key).and_then(|v| v.as_n().ok()).and_then(|n| n.parse::<u64>().ok());
         let pending = text("status").map(String::as_str) == Some(ApprovalStatus::Pending.as_str());
-        if !pending || number("linkExpiresAt").is_none_or(|expiry| expiry <= now) {
+        if !pending || number_attr::<u64>(item, "linkExpiresAt").is_none_or(|expiry| expiry <= now) {
             continue;
         }
         // Unreadable details keep the entry: the record is pending, only this monitor cannot use it.
@@ -96,7 +96,7 @@ pub async fn pending_waits(store: &RunStore, now: u64) -> Result<Vec<PendingWait
             }
         };
         // A record without requestedAt counts as requested now: it is counted, never reminded early.
-        let requested_at = number("requestedAt").unwrap_or(now);
+        let requested_at = number_attr(item, "requestedAt").unwrap_or(now);
         let reminded = item.contains_key("reminderSentAt");
         waits.push(PendingWait { id: id.to_owned(), details, requested_at, reminded });
     }
@@ -118,29 +118,24 @@ pub async fn pending_waits(store: &RunStore, now: u64) -> Result<Vec<PendingWait
 /// The index entries of approvals whose links are open at `now`: `(approval id, entry sk)`.
 async fn open_index_entries(store: &RunStore, now: u64) -> Result<Vec<(String, String)>> {
     let mut entries = Vec::new();
-    let mut pages = store
+    let mut items = store
         .dynamodb()
         .query()
         .table_name(store.table())
         .key_condition_expression("pk = :pk AND sk > :floor")
-        .expression_attribute_values(":pk", AttributeValue::S(PENDING_INDEX_PK.to_owned()))
-        .expression_attribute_values(":floor", AttributeValue::S(pending_index_floor(now)))
+        .expression_attribute_values(":pk", s(PENDING_INDEX_PK))
+        .expression_attribute_values(":floor", s(pending_index_floor(now)))
         .consistent_read(true)
         .into_paginator()
+        .items()
         .send();
-    while let Some(page) = pages.next().await {
-        let page = page.map_err(|e| {
-            Error::StateStoreFailed(format!(
-                "querying {} for pending approvals: {}",
-                store.table(),
-                DisplayErrorContext(&e)
-            ))
-        })?;
-        for item in page.items.unwrap_or_default() {
-            let text = |key: &str| item.get(key).and_then(|v| v.as_s().ok()).cloned();
-            if let (Some(id), Some(sk)) = (text("approvalId"), text("sk")) {
-                entries.push((id, sk));
-            }
+    while let Some(item) = items.next().await {
+        let item = item
+            .aws_context("Query", || format!("table {}, the pending approvals' index", store.table()))
+            .map_err(into_store_error)?;
+        let (id, sk) = (text_attr(&item, "approvalId"), text_attr(&item, "sk"));
+        if !id.is_empty() && !sk.is_empty() {
+            entries.push((id, sk));
         }
     }
     Ok(entries)
